@@ -1,0 +1,1 @@
+"""BlueZ over D-Bus: GATT peripheral, central links, the BLE transport and its mesh relay."""

@@ -1,0 +1,1 @@
+"""asyncio drivers behind the one Transport interface (``node.transports.base``)."""

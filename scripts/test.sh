@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Debian packages when run as root, a venv with the project
+# and its test extra) and runs the tests in stages, fastest first, printing what each stage took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stage_start=0
+stage() { stage_start=$SECONDS; printf '\n=== %s\n' "$1" >&2; }
+stage_end() { printf '=== %s took %ss\n' "$1" "$((SECONDS - stage_start))" >&2; }
+
+stage "system packages"
+if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends \
+        python3 python3-venv iproute2 nftables conntrack coturn dbus openssl procps >/dev/null
+else
+    echo "not root: skipping apt-get; lab tests will be skipped (outside CI)" >&2
+fi
+stage_end "system packages"
+
+stage "python environment"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test,bench]'
+stage_end "python environment"
+
+py=.venv/bin/python
+stage "unit tests (in-memory, virtual time)"
+$py -m pytest -q tests/unit "$@"
+stage_end "unit tests (in-memory, virtual time)"
+
+stage "socket and process tests"
+$py -m pytest -q tests/socket "$@"
+stage_end "socket and process tests"
+
+stage "lab tests (namespaces, nftables, coturn)"
+$py -m pytest -q -m lab tests/lab "$@"
+stage_end "lab tests (namespaces, nftables, coturn)"
