@@ -1,0 +1,260 @@
+"""The node's configuration: TOML (``/etc/bitcraps/node.toml``) over embedded defaults.
+
+Every value is validated; an unknown key, a wrong type or a value out of range is a
+``ConfigError`` naming the key (``transport.max_connections``), one line, never a traceback.
+The defaults are the seed design's numbers (DESIGN.md, "Numbers").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from node.errors import LocalError
+
+DEFAULT_CONFIG_PATH = Path("/etc/bitcraps/node.toml")
+DEFAULT_UDP_PORT = 47474
+
+
+class ConfigProblem(Enum):
+    UNREADABLE = "unreadable"
+    SYNTAX = "syntax"
+    UNKNOWN_KEY = "unknown key"
+    WRONG_TYPE = "wrong type"
+    OUT_OF_RANGE = "out of range"
+    INVALID = "invalid"
+
+
+class ConfigError(LocalError):
+    """An invalid configuration. ``key`` is the dotted key at fault ("" for the whole file)."""
+
+    def __init__(self, key: str, problem: ConfigProblem, detail: str) -> None:
+        where = f"{key}: " if key else ""
+        super().__init__(f"{where}{detail}")
+        self.key = key
+        self.problem = problem
+
+
+def _rule(doc: str, *, minimum: float | None = None, maximum: float | None = None) -> dict[str, Any]:
+    return {"doc": doc, "min": minimum, "max": maximum}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSection:
+    listen_address: str = field(
+        default="0.0.0.0", metadata=_rule("address the UDP port binds to ('::' for IPv6)")
+    )
+    udp_port: int = field(
+        default=DEFAULT_UDP_PORT,
+        metadata=_rule("UDP port for peers and STUN Binding (0: any free port)", minimum=0, maximum=65535),
+    )
+    software: str = field(
+        default="bitcraps-node", metadata=_rule("SOFTWARE attribute sent in STUN responses ('' for none)")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TransportSection:
+    max_connections: int = field(
+        default=100, metadata=_rule("connections per transport, at most", minimum=1, maximum=100_000)
+    )
+    pool_size: int = field(
+        default=20, metadata=_rule("idle connections kept warm", minimum=0, maximum=10_000)
+    )
+    connect_timeout_s: float = field(
+        default=30.0, metadata=_rule("give up connecting after this long", minimum=0.1, maximum=600)
+    )
+    health_check_interval_s: float = field(
+        default=10.0, metadata=_rule("time between path health checks", minimum=0.1, maximum=3600)
+    )
+    failover_timeout_s: float = field(
+        default=5.0, metadata=_rule("move traffic to another path within this", minimum=0.1, maximum=600)
+    )
+    keepalive_s: float = field(
+        default=60.0, metadata=_rule("TCP keepalive interval", minimum=1, maximum=7200)
+    )
+    max_message_bytes: int = field(
+        default=1 << 20, metadata=_rule("largest application message", minimum=64, maximum=64 << 20)
+    )
+    retries: int = field(default=3, metadata=_rule("send retries before failing over", minimum=0, maximum=20))
+    retry_backoff_s: float = field(
+        default=0.5, metadata=_rule("first retry delay; doubles per retry", minimum=0.001, maximum=60)
+    )
+    performance_samples: int = field(
+        default=100, metadata=_rule("performance samples kept per transport", minimum=1, maximum=100_000)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSection:
+    failure_threshold: int = field(
+        default=5, metadata=_rule("consecutive failures that open a breaker", minimum=1, maximum=1000)
+    )
+    recovery_timeout_s: float = field(
+        default=30.0, metadata=_rule("open breakers half-open after this", minimum=0.1, maximum=86400)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StunSection:
+    servers: tuple[str, ...] = field(
+        default=(), metadata=_rule("STUN servers as 'host:port' (other nodes serve STUN too)")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    node: NodeSection = field(default_factory=NodeSection)
+    transport: TransportSection = field(default_factory=TransportSection)
+    breaker: BreakerSection = field(default_factory=BreakerSection)
+    stun: StunSection = field(default_factory=StunSection)
+
+
+def load(path: Path) -> Config:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise ConfigError("", ConfigProblem.UNREADABLE, f"cannot read {path}: {reason}") from exc
+    return parse(text)
+
+
+def parse(text: str) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", ConfigProblem.SYNTAX, f"not valid TOML: {exc}") from exc
+    return from_mapping(data)
+
+
+def from_mapping(data: Mapping[str, Any]) -> Config:
+    sections: dict[str, Any] = {}
+    known = {f.name: f for f in fields(Config)}
+    for name, value in data.items():
+        if name not in known:
+            raise ConfigError(name, ConfigProblem.UNKNOWN_KEY, f"unknown section (known: {', '.join(known)})")
+        if not isinstance(value, dict):
+            raise ConfigError(name, ConfigProblem.WRONG_TYPE, "must be a table ([" + name + "])")
+        default = getattr(Config(), name)
+        sections[name] = _section(name, default, value)
+    return Config(**sections)
+
+
+def _section(prefix: str, default: Any, values: Mapping[str, Any]) -> Any:
+    known = {f.name: f for f in fields(default)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}"
+        if key not in known:
+            raise ConfigError(dotted, ConfigProblem.UNKNOWN_KEY, f"unknown key (known: {', '.join(known)})")
+        f = known[key]
+        changes[key] = _check(dotted, getattr(default, key), value, f.metadata)
+    section = replace(default, **changes)
+    _check_section(prefix, section)
+    return section
+
+
+def _check(key: str, default: Any, value: Any, rule: Mapping[str, Any]) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise _wrong_type(key, "true or false", value)
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _wrong_type(key, "an integer", value)
+        return _in_range(key, value, rule)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _wrong_type(key, "a number", value)
+        return _in_range(key, float(value), rule)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise _wrong_type(key, "a string", value)
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _wrong_type(key, "a list of strings", value)
+        return tuple(value)
+    raise AssertionError(f"no validator for {key}")  # a schema bug, caught by the unit tests
+
+
+def _in_range(key: str, value: float, rule: Mapping[str, Any]) -> Any:
+    lo, hi = rule.get("min"), rule.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(
+            key, ConfigProblem.OUT_OF_RANGE, f"must be between {lo:g} and {hi:g}, got {value!r}"
+        )
+    return value
+
+
+def _wrong_type(key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(
+        key, ConfigProblem.WRONG_TYPE, f"must be {expected}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _check_section(prefix: str, section: Any) -> None:
+    """Checks that go beyond one value's type and range."""
+    if isinstance(section, NodeSection):
+        try:
+            ipaddress.ip_address(section.listen_address)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{prefix}.listen_address",
+                ConfigProblem.INVALID,
+                f"not an IP address: {section.listen_address!r}",
+            ) from exc
+    if isinstance(section, StunSection):
+        for i, server in enumerate(section.servers):
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(
+                    f"{prefix}.servers[{i}]", ConfigProblem.INVALID, f"must be 'host:port', got {server!r}"
+                )
+
+
+def to_toml(config: Config) -> str:
+    """The effective configuration as TOML, each key with its documentation as a comment."""
+    lines: list[str] = []
+    for section_field in fields(config):
+        section = getattr(config, section_field.name)
+        lines.append(f"[{section_field.name}]")
+        for f in fields(section):
+            lines.append(f"# {f.metadata['doc']}")
+            lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def to_dict(config: Config) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section_field in fields(config):
+        section = getattr(config, section_field.name)
+        out[section_field.name] = {
+            f.name: (list(v) if isinstance(v := getattr(section, f.name), tuple) else v)
+            for f in fields(section)
+        }
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_string(v) for v in value) + "]"
+    raise AssertionError(f"cannot write {value!r} as TOML")
+
+
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'

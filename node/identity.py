@@ -1,0 +1,121 @@
+"""The node's identity: an Ed25519 key kept in the state directory, and the peer id derived from it.
+
+A peer is named by its key, never by an address. The peer id is the full SHA-256 of the raw
+public key in lowercase base32 without padding (52 characters, 256 bits; never truncated).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from node.errors import LocalError
+from node.paths import ensure_private_dir
+
+log = logging.getLogger(__name__)
+
+KEY_FILE_NAME = "identity.key"
+
+
+class IdentityError(LocalError):
+    """The identity key cannot be read or written. Never silently replaced: a new key is a new peer."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+
+
+def peer_id_of(public_key: bytes) -> str:
+    """The peer id for a raw 32-byte Ed25519 public key."""
+    digest = hashlib.sha256(public_key).digest()
+    return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    private_key: Ed25519PrivateKey
+    public_key: bytes
+    peer_id: str
+
+    @classmethod
+    def from_private_key(cls, key: Ed25519PrivateKey) -> Identity:
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return cls(private_key=key, public_key=raw, peer_id=peer_id_of(raw))
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private_key.sign(data)
+
+
+def verify(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def load_or_create(state_dir: Path) -> tuple[Identity, bool]:
+    """Load the identity from ``state_dir``, creating it on first start. Returns (identity, created)."""
+    ensure_private_dir(state_dir)
+    path = state_dir / KEY_FILE_NAME
+    try:
+        return _load(path), False
+    except FileNotFoundError:
+        pass
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = path.with_name(f".{KEY_FILE_NAME}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, pem)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # link() fails if another process created the key meanwhile: then theirs wins.
+        os.link(tmp, path)
+    except FileExistsError:
+        return _load(path), False
+    except OSError as exc:
+        raise IdentityError(path, f"cannot write identity key ({exc.strerror})") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Identity.from_private_key(key), True
+
+
+def _load(path: Path) -> Identity:
+    try:
+        st = path.stat()
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise IdentityError(path, f"cannot read identity key ({exc.strerror})") from exc
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("identity key %s was readable by others; setting mode 0600", path)
+        try:
+            path.chmod(0o600)
+        except OSError as exc:
+            raise IdentityError(path, f"cannot tighten mode ({exc.strerror})") from exc
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise IdentityError(
+            path, "not a readable PEM private key; move it away to create a new identity"
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise IdentityError(path, "not an Ed25519 key")
+    return Identity.from_private_key(key)

@@ -1,0 +1,88 @@
+"""Where the node keeps its state (identity key) and runtime files (control socket).
+
+Resolution follows systemd's conventions first, then XDG, then the FHS defaults, so the same
+binary behaves right under a unit with ``StateDirectory=``/``RuntimeDirectory=``, for a user
+session, and for root started by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.errors import LocalError
+
+APP = "bitcraps"
+CONTROL_SOCKET_NAME = "control.sock"
+
+
+class DirectoryError(LocalError):
+    """A state or runtime directory cannot be created or is unsafe to use."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDirs:
+    state: Path
+    runtime: Path
+
+    @property
+    def control_socket(self) -> Path:
+        return self.runtime / CONTROL_SOCKET_NAME
+
+
+def _first_systemd_dir(value: str) -> Path:
+    # systemd joins several configured directories with ':'; the first is ours.
+    return Path(value.split(":", 1)[0])
+
+
+def state_dir(env: Mapping[str, str], uid: int, home: Path) -> Path:
+    if env.get("STATE_DIRECTORY"):
+        return _first_systemd_dir(env["STATE_DIRECTORY"])
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"]) / APP
+    if uid == 0:
+        return Path("/var/lib") / APP
+    return home / ".local" / "state" / APP
+
+
+def runtime_dir(env: Mapping[str, str], uid: int, tmp: Path) -> Path:
+    if env.get("RUNTIME_DIRECTORY"):
+        return _first_systemd_dir(env["RUNTIME_DIRECTORY"])
+    if env.get("XDG_RUNTIME_DIR"):
+        return Path(env["XDG_RUNTIME_DIR"]) / APP
+    if uid == 0:
+        return Path("/run") / APP
+    # A per-user name: the directory is created 0700 and its owner checked (ensure_private_dir),
+    # so another user cannot pre-create it to intercept the control socket.
+    return tmp / f"{APP}-{uid}"
+
+
+def resolve_dirs(state_override: Path | None = None, runtime_override: Path | None = None) -> NodeDirs:
+    """The directories for this process, honouring ``--state-dir``/``--runtime-dir`` overrides."""
+    uid = os.getuid()
+    return NodeDirs(
+        state=state_override or state_dir(os.environ, uid, Path.home()),
+        runtime=runtime_override or runtime_dir(os.environ, uid, Path(tempfile.gettempdir())),
+    )
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (mode 0700) if missing; refuse one owned by another user."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+    except OSError as exc:
+        raise DirectoryError(path, f"cannot create directory ({exc.strerror})") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise DirectoryError(path, "exists and is not a directory")
+    if st.st_uid != os.getuid():
+        raise DirectoryError(path, f"owned by uid {st.st_uid}, not by us (uid {os.getuid()})")
+    return path
