@@ -429,3 +429,68 @@ def test_get_timer_is_the_earliest_deadline() -> None:
     manager.start(B, tid(2), REQ, 2.0)
     manager.start(B, tid(3), REQ, 0.0, rto=5.0)
     assert manager.get_timer() == 2.5
+
+
+step = st.tuples(
+    st.sampled_from(["start", "answer", "cancel", "timer"]),
+    st.integers(min_value=0, max_value=2),  # which server, for start
+    st.integers(min_value=0, max_value=1000),  # which started transaction, for answer/cancel
+)
+
+
+@given(steps=st.lists(step, max_size=60))
+def test_manager_random_walk_keeps_limits_fifo_and_one_event_each(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    servers: list[Server] = [A, B, ("198.18.0.1", 3478)]
+    limit, queue = 2, 3
+    manager: TransactionManager[Server] = TransactionManager(max_outstanding=limit, max_queued=queue)
+    now = 0.0
+    started: list[tuple[Server, bytes]] = []  # accepted by start(), in order
+    first_sent: list[bytes] = []
+    cancelled: set[bytes] = set()
+    ended: list[bytes] = []
+
+    def drain() -> None:
+        for server, data in manager.datagrams_to_send(now):
+            assert (server, data) in started  # the request is the id, so it names its server
+            if data not in first_sent:
+                first_sent.append(data)
+        while (item := manager.next_event()) is not None:
+            assert item[0] == dict((i, s) for s, i in started)[item[1].transaction_id]
+            ended.append(item[1].transaction_id)
+
+    for op, s, n in steps:
+        if op == "start":
+            ident = tid(len(started) + len(steps))  # never reused
+            try:
+                manager.start(servers[s], ident, ident, now, rto=0.1, rc=2, rm=2)
+            except TransactionQueueFull:
+                pass
+            else:
+                started.append((servers[s], ident))
+        elif started and op in ("answer", "cancel"):
+            server, ident = started[n % len(started)]
+            if op == "answer":
+                manager.receive(server, ident, "resp", now)
+            elif manager.cancel(ident, now):
+                cancelled.add(ident)
+        elif (timer := manager.get_timer()) is not None:
+            now = timer
+            manager.handle_timer(now)
+        drain()
+        for server in servers:
+            assert manager.outstanding(server) <= limit
+            assert manager.queued(server) <= queue
+            assert manager.queued(server) == 0 or manager.outstanding(server) == limit
+
+    while (timer := manager.get_timer()) is not None:
+        now = timer
+        manager.handle_timer(now)
+        drain()
+    # Every transaction ends exactly once: with an event, or by being cancelled.
+    assert sorted(ended + list(cancelled)) == sorted(i for _, i in started)
+    # Per server, transactions make their first send in the order they were started (FIFO).
+    for server in servers:
+        mine = [i for srv, i in started if srv == server]
+        assert [i for i in first_sent if i in mine] == [i for i in mine if i in first_sent]
