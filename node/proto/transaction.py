@@ -54,7 +54,7 @@ __all__ = [
     "TransactionTimedOut",
 ]
 
-DEFAULT_RTO: Final = 0.5  # RFC 8489 §6.2.1: initial RTO "SHOULD be ... 500 ms"
+DEFAULT_RTO: Final = 0.5  # RFC 8489 §6.2.1: initial RTO "SHOULD be ... >= 500 ms"
 DEFAULT_RC: Final = 7  # RFC 8489 §6.2.1: Rc "SHOULD have a default of 7"
 DEFAULT_RM: Final = 16  # RFC 8489 §6.2.1: Rm "SHOULD have a default of 16"
 DEFAULT_TI: Final = 39.5  # RFC 8489 §6.2.2: Ti "SHOULD have a default of 39.5s"
@@ -273,7 +273,9 @@ class TransactionManager(Generic[ServerT]):
         """Start a transaction (True) or queue it behind the server's full slots (False)."""
         if transaction_id in self._active or transaction_id in self._queued_ids:
             raise DuplicateTransaction(transaction_id)
-        queued = _Queued(server, transaction_id, request, _Timing(rto, rc, rm, reliable, ti, rto_cap))
+        queued = _Queued(
+            server, transaction_id, request, _Timing(rto, rc, rm, reliable, ti, rto_cap)
+        )
         if self.outstanding(server) < self.max_outstanding:
             self._launch(queued, now)
             return True
