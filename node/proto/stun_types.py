@@ -1,0 +1,118 @@
+"""Wire codes and constants of STUN (RFC 8489), TURN (RFC 8656), NAT discovery (RFC 5780)
+and ICE (RFC 8445)."""
+
+from __future__ import annotations
+
+import enum
+
+MAGIC_COOKIE = 0x2112A442  # RFC 8489 §5
+MAGIC_COOKIE_BYTES = b"\x21\x12\xa4\x42"
+HEADER_SIZE = 20  # RFC 8489 §5
+TRANSACTION_ID_SIZE = 12  # RFC 8489 §5
+FINGERPRINT_XOR = 0x5354554E  # RFC 8489 §14.7 ("STUN")
+MAX_VALUE_SIZE = 0xFFFF  # the 16-bit length fields (RFC 8489 §5, §14)
+
+
+class Method(enum.IntEnum):
+    """STUN methods (RFC 8489 §18.2, RFC 8656 §17)."""
+
+    BINDING = 0x001
+    ALLOCATE = 0x003
+    REFRESH = 0x004
+    SEND = 0x006
+    DATA = 0x007
+    CREATE_PERMISSION = 0x008
+    CHANNEL_BIND = 0x009
+
+
+class MessageClass(enum.IntEnum):
+    """The class bits C1 (0x100) and C0 (0x010) in place in the message type (RFC 8489 §5)."""
+
+    REQUEST = 0x000
+    INDICATION = 0x010
+    SUCCESS = 0x100
+    ERROR = 0x110
+
+
+class AttributeType(enum.IntEnum):
+    """Attribute type codes (RFC 8489 §18.3, RFC 8656 §18, RFC 5780 §7, RFC 8445 §16.1)."""
+
+    MAPPED_ADDRESS = 0x0001
+    CHANGE_REQUEST = 0x0003  # RFC 5780 §7.2
+    USERNAME = 0x0006
+    MESSAGE_INTEGRITY = 0x0008
+    ERROR_CODE = 0x0009
+    UNKNOWN_ATTRIBUTES = 0x000A
+    CHANNEL_NUMBER = 0x000C  # RFC 8656 §18.1
+    LIFETIME = 0x000D  # RFC 8656 §18.2
+    XOR_PEER_ADDRESS = 0x0012  # RFC 8656 §18.3
+    DATA = 0x0013  # RFC 8656 §18.4
+    REALM = 0x0014
+    NONCE = 0x0015
+    XOR_RELAYED_ADDRESS = 0x0016  # RFC 8656 §18.5
+    REQUESTED_ADDRESS_FAMILY = 0x0017  # RFC 8656 §18.6
+    EVEN_PORT = 0x0018  # RFC 8656 §18.7
+    REQUESTED_TRANSPORT = 0x0019  # RFC 8656 §18.8
+    DONT_FRAGMENT = 0x001A  # RFC 8656 §18.9
+    MESSAGE_INTEGRITY_SHA256 = 0x001C
+    PASSWORD_ALGORITHM = 0x001D
+    USERHASH = 0x001E
+    XOR_MAPPED_ADDRESS = 0x0020
+    RESERVATION_TOKEN = 0x0022  # RFC 8656 §18.10
+    PRIORITY = 0x0024  # RFC 8445 §16.1
+    USE_CANDIDATE = 0x0025  # RFC 8445 §16.1
+    PADDING = 0x0026  # RFC 5780 §7.6
+    RESPONSE_PORT = 0x0027  # RFC 5780 §7.5
+    PASSWORD_ALGORITHMS = 0x8002
+    SOFTWARE = 0x8022
+    ALTERNATE_SERVER = 0x8023
+    FINGERPRINT = 0x8028
+    ICE_CONTROLLED = 0x8029  # RFC 8445 §16.1
+    ICE_CONTROLLING = 0x802A  # RFC 8445 §16.1
+    RESPONSE_ORIGIN = 0x802B  # RFC 5780 §7.3
+    OTHER_ADDRESS = 0x802C  # RFC 5780 §7.4
+
+
+# RFC 8489 §14: 0x0000-0x7FFF are comprehension-required, 0x8000-0xFFFF comprehension-optional.
+COMPREHENSION_OPTIONAL = 0x8000
+
+
+class ErrorCode(enum.IntEnum):
+    """ERROR-CODE numbers (RFC 8489 §14.8, RFC 8656 §19, RFC 8445 §7.3.1.1)."""
+
+    TRY_ALTERNATE = 300
+    BAD_REQUEST = 400
+    UNAUTHENTICATED = 401
+    FORBIDDEN = 403
+    UNKNOWN_ATTRIBUTE = 420
+    ALLOCATION_MISMATCH = 437
+    STALE_NONCE = 438
+    ADDRESS_FAMILY_NOT_SUPPORTED = 440
+    WRONG_CREDENTIALS = 441
+    UNSUPPORTED_TRANSPORT_PROTOCOL = 442
+    PEER_ADDRESS_FAMILY_MISMATCH = 443
+    ALLOCATION_QUOTA_REACHED = 486
+    ROLE_CONFLICT = 487
+    SERVER_ERROR = 500
+    INSUFFICIENT_CAPACITY = 508
+
+
+class AddressFamily(enum.IntEnum):
+    """Address family byte of the address attributes (RFC 8489 §14.1)."""
+
+    IPV4 = 0x01
+    IPV6 = 0x02
+
+
+class PasswordAlgorithm(enum.IntEnum):
+    """PASSWORD-ALGORITHM numbers (RFC 8489 §18.5)."""
+
+    MD5 = 0x0001
+    SHA256 = 0x0002
+
+
+class TransportProtocol(enum.IntEnum):
+    """REQUESTED-TRANSPORT protocol numbers (RFC 8656 §18.8: IANA protocol numbers)."""
+
+    TCP = 6
+    UDP = 17
