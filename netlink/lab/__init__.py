@@ -1,0 +1,1 @@
+"""The namespace NAT lab: real Linux NATs (nftables), hosts and coturn in network namespaces."""

@@ -1,0 +1,559 @@
+"""Build, switch and tear down the NAT lab with pyroute2 (netlink) and ``nft -f -``.
+
+All netlink work runs on one :class:`~netlink.lab.netns.NamespaceThread`: a namespace is created
+by that thread (``unshare``), an ``IPRoute`` made there talks to that namespace for good, and a
+child process it spawns while inside a namespace inherits it. No ``ip`` subprocess per command.
+
+Teardown is strict and also runs when building fails: every process the lab started is stopped
+by pid (then anything else found in the lab's namespaces), every namespace is deleted and the lab
+directory removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+
+from netlink.errors import (
+    LabBuildError,
+    LabPrerequisiteError,
+    LabTopologyError,
+    NamespaceError,
+    NamespaceOp,
+    NftError,
+    Prerequisite,
+)
+from netlink.lab import coturn, netns, state
+from netlink.lab.nat import LAN_IF, WAN_IF, NatBehaviour, ruleset
+from netlink.lab.topology import LAN_PREFIXLEN, PUBLIC_PREFIXLEN, Host, Router, Topology
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BRIDGE_IF = "br0"
+HOST_IF = "eth0"
+STOP_GRACE_S = 2.0
+NFT_TIMEOUT_S = 10.0
+
+
+def missing_prerequisites(*, need_coturn: bool = True) -> tuple[Prerequisite, ...]:
+    """What this machine lacks for the lab (empty when it can build one)."""
+    missing: list[Prerequisite] = []
+    if os.geteuid() != 0:
+        missing.append(Prerequisite.ROOT)
+    tools = [(Prerequisite.NFT, "nft"), (Prerequisite.CONNTRACK, "conntrack"), (Prerequisite.IP, "ip")]
+    if need_coturn:
+        tools.append((Prerequisite.TURNSERVER, coturn.TURNSERVER))
+    missing.extend(p for p, tool in tools if shutil.which(tool) is None)
+    return tuple(missing)
+
+
+def _sysctl(path: str, value: str) -> None:
+    """Write a sysctl of the calling thread's namespace (call on the namespace worker)."""
+    try:
+        with open(f"/proc/sys/{path}", "w") as fh:
+            fh.write(value)
+    except OSError as exc:
+        raise NamespaceError(NamespaceOp.SYSCTL, path, exc.errno or 0, str(exc)) from exc
+
+
+def _bridge_nf_off() -> None:
+    for proto in ("iptables", "ip6tables", "arptables"):
+        path = f"net/bridge/bridge-nf-call-{proto}"
+        if os.path.exists(f"/proc/sys/{path}"):  # only with br_netfilter loaded
+            _sysctl(path, "0")
+
+
+class Lab:
+    """A running lab. Use :meth:`up` (or ``with Lab.up(...) as lab``) and :meth:`down`."""
+
+    def __init__(self, topology: Topology, workdir: Path, *, detached: bool = False) -> None:
+        self.topology = topology
+        self.workdir = workdir
+        self.detached = detached
+        self.coturn_config: coturn.CoturnConfig | None = None
+        self._runner = netns.NamespaceThread(f"lab-{topology.prefix}")
+        self._ipr: dict[str, Any] = {}
+        self._created: list[str] = []
+        self._procs: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
+        self._sockets: list[socket.socket] = []
+        self._down = False
+
+    # -- bring-up ------------------------------------------------------------------------------
+    @classmethod
+    def up(
+        cls,
+        topology: Topology,
+        *,
+        with_coturn: bool = True,
+        detached: bool = False,
+        workdir: Path | None = None,
+    ) -> Lab:
+        """Build ``topology`` (and start coturn); on any failure everything is torn down."""
+        missing = missing_prerequisites(need_coturn=with_coturn)
+        if missing:
+            raise LabPrerequisiteError(missing)
+        if workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix=topology.prefix))
+        else:
+            workdir.mkdir(parents=True, exist_ok=False)
+        lab = cls(topology, workdir, detached=detached)
+        try:
+            lab._build(with_coturn)
+        except BaseException:
+            lab.down()
+            raise
+        return lab
+
+    def _step(self, ns: str, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return self._runner.run(ns, fn)
+        except (LabBuildError, NamespaceError, NftError):
+            raise
+        except Exception as exc:
+            raise LabBuildError(ns, what, exc) from exc
+
+    def _new_netns(self, name: str, *, forward: bool = False, bridge: bool = False) -> Any:
+        self._runner.create(name)
+        self._created.append(name)
+        state.register(self.record())
+
+        def setup() -> Any:
+            _sysctl("net/ipv6/conf/all/disable_ipv6", "1")
+            _sysctl("net/ipv6/conf/default/disable_ipv6", "1")
+            if forward:
+                _sysctl("net/ipv4/ip_forward", "1")
+            if bridge:
+                _bridge_nf_off()
+            ipr = IPRoute()
+            ipr.link("set", index=1, state="up")  # lo
+            return ipr
+
+        ipr = self._step(name, "namespace setup", setup)
+        self._ipr[name] = ipr
+        return ipr
+
+    def _call(self, ns: str, what: str, fn: Callable[[Any], T]) -> T:
+        ipr = self._ipr[ns]
+        return self._step(ns, what, lambda: fn(ipr))
+
+    def _veth(self, outer_ns: str, outer: str, inner_ns: str, inner: str, master: str) -> None:
+        """A veth pair: ``outer`` enslaved to bridge ``master`` in ``outer_ns``, ``inner`` moved."""
+
+        def add(ipr: Any) -> None:
+            fd = os.open(netns.netns_path(inner_ns), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ipr.link("add", ifname=outer, kind="veth", peer={"ifname": inner, "net_ns_fd": fd})
+            finally:
+                os.close(fd)
+            (master_idx,) = ipr.link_lookup(ifname=master)
+            (idx,) = ipr.link_lookup(ifname=outer)
+            ipr.link("set", index=idx, master=master_idx, state="up")
+
+        self._call(outer_ns, f"veth {outer}", add)
+
+    def _address(
+        self, ns: str, ifname: str, addresses: Sequence[tuple[str, int]], routes: Sequence[tuple[str, str]]
+    ) -> None:
+        def conf(ipr: Any) -> None:
+            (idx,) = ipr.link_lookup(ifname=ifname)
+            for address, prefixlen in addresses:
+                ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
+            ipr.link("set", index=idx, state="up")
+            for dst, gateway in routes:
+                ipr.route("add", dst=dst, gateway=gateway)
+
+        self._call(ns, f"address {ifname}", conf)
+
+    def _bridge(self, ns: str, name: str) -> None:
+        def add(ipr: Any) -> None:
+            ipr.link("add", ifname=name, kind="bridge")
+
+        self._call(ns, f"bridge {name}", add)
+
+    def _lan_routes(self, exclude: Router | None = None) -> list[tuple[str, str]]:
+        """Routes to every router's LAN via its WAN (so ``open`` routers route, unNATed)."""
+        return [(str(r.lan), str(r.wan)) for r in self.topology.routers if r is not exclude]
+
+    def _build(self, with_coturn: bool) -> None:
+        topo = self.topology
+        pub = topo.bridge_netns
+        self._new_netns(pub, bridge=True)
+        self._bridge(pub, BRIDGE_IF)
+        self._call(pub, "bridge up", lambda ipr: ipr.link("set", ifname=BRIDGE_IF, state="up"))
+
+        srv = topo.server
+        self._new_netns(srv.netns)
+        self._veth(pub, "srv", srv.netns, HOST_IF, BRIDGE_IF)
+        self._address(
+            srv.netns,
+            HOST_IF,
+            [(str(a), PUBLIC_PREFIXLEN) for a in srv.addresses],
+            self._lan_routes(),
+        )
+        turn: subprocess.Popen[bytes] | None = None
+        if with_coturn:
+            self.coturn_config = coturn.new_config(srv.primary, srv.secondary)
+            turn = coturn.start(self._runner, srv.netns, self.coturn_config, self.workdir)
+            self._track(turn, srv.netns, "turnserver")
+
+        for router in topo.routers:
+            self._new_netns(router.netns, forward=True, bridge=True)
+            self._veth(pub, f"r{router.name}", router.netns, WAN_IF, BRIDGE_IF)
+            self._address(
+                router.netns, WAN_IF, [(str(router.wan), PUBLIC_PREFIXLEN)], self._lan_routes(router)
+            )
+            self._bridge(router.netns, LAN_IF)
+            self._address(router.netns, LAN_IF, [(str(router.lan_address), LAN_PREFIXLEN)], [])
+            for host in router.hosts:
+                self._new_netns(host.netns)
+                self._veth(router.netns, f"h{host.name}", host.netns, HOST_IF, LAN_IF)
+                self._address(
+                    host.netns,
+                    HOST_IF,
+                    [(str(host.address), host.prefixlen)],
+                    [("default", str(host.gateway))],
+                )
+        for host in topo.open_hosts:
+            self._new_netns(host.netns)
+            self._veth(pub, f"o{host.name}", host.netns, HOST_IF, BRIDGE_IF)
+            self._address(host.netns, HOST_IF, [(str(host.address), host.prefixlen)], self._lan_routes())
+        self._load_rulesets(topo.routers, flush_conntrack=False)
+        if turn is not None and self.coturn_config is not None:
+            waited = coturn.wait_ready(
+                self._runner, srv.netns, config=self.coturn_config, proc=turn, workdir=self.workdir
+            )
+            log.debug("coturn answered after %.3f s", waited)
+        state.register(self.record())
+
+    # -- NAT behaviour -------------------------------------------------------------------------
+    def _load_rulesets(self, routers: Sequence[Router], *, flush_conntrack: bool) -> None:
+        """``nft -f -`` in each router (concurrently), then ``conntrack -F`` if asked."""
+        running: list[tuple[Router, subprocess.Popen[bytes]]] = []
+        for router in routers:
+            proc = self._runner.run(
+                router.netns,
+                lambda: subprocess.Popen(
+                    ["nft", "-f", "-"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                ),
+            )
+            running.append((router, proc))
+        errors: list[NftError] = []
+        for router, proc in running:
+            text = ruleset(router.behaviour, router.wan, tuple(h.address for h in router.hosts))
+            _, err = proc.communicate(text.encode(), timeout=NFT_TIMEOUT_S)
+            if proc.returncode != 0:
+                errors.append(NftError(router.netns, proc.returncode, err.decode(errors="replace")))
+        if errors:
+            raise errors[0]
+        if flush_conntrack:
+            for router in routers:
+                done = self._runner.run(
+                    router.netns,
+                    lambda: subprocess.run(
+                        ["conntrack", "-F"], capture_output=True, timeout=NFT_TIMEOUT_S, check=False
+                    ),
+                )
+                if done.returncode != 0:
+                    raise NftError(router.netns, done.returncode, done.stderr.decode(errors="replace"))
+
+    def set_nat(self, router: str, behaviour: NatBehaviour) -> None:
+        """Switch ``router`` to ``behaviour``: its rule set is replaced and conntrack flushed."""
+        topo = self.topology.with_behaviour(router, behaviour)
+        self.topology = topo
+        self._load_rulesets([topo.router(router)], flush_conntrack=True)
+        state.register(self.record())
+
+    # -- using the lab ------------------------------------------------------------------------
+    def netns_of(self, name: str) -> str:
+        """The namespace of a host (``A1``, ``O1``), router (``A``), ``srv``, ``pub`` or a netns."""
+        topo = self.topology
+        if name in topo.namespaces:
+            return name
+        if name == "srv":
+            return topo.server.netns
+        if name == "pub":
+            return topo.bridge_netns
+        if len(name) == 1:
+            return topo.router(name).netns
+        return topo.host(name).netns
+
+    def host(self, name: str) -> Host:
+        return self.topology.host(name)
+
+    def run_in(self, name: str, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` in-process inside the namespace of ``name`` (on the lab's worker)."""
+        return self._runner.run(self.netns_of(name), fn)
+
+    def socket(
+        self,
+        name: str,
+        type: int = socket.SOCK_DGRAM,
+        *,
+        bind: tuple[str, int] | None = None,
+        timeout: float | None = None,
+    ) -> socket.socket:
+        """A socket living in ``name``'s namespace; closed at :meth:`down` if still open."""
+        sock = self._runner.socket(self.netns_of(name), socket.AF_INET, type)
+        self._sockets.append(sock)
+        if timeout is not None:
+            sock.settimeout(timeout)
+        if bind is not None:
+            sock.bind(bind)
+        return sock
+
+    def command(self, name: str, argv: Sequence[str]) -> list[str]:
+        """The ``ip netns exec`` command line that runs ``argv`` in ``name``."""
+        return ["ip", "netns", "exec", self.netns_of(name), *argv]
+
+    def popen(self, name: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start ``argv`` inside ``name`` through ``ip netns exec``; stopped at :meth:`down`."""
+        proc: subprocess.Popen[bytes] = subprocess.Popen(self.command(name, argv), **kwargs)
+        self._track(proc, self.netns_of(name), argv[0])
+        return proc
+
+    def run(
+        self, name: str, argv: Sequence[str], *, timeout: float = 30.0, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run ``argv`` inside ``name`` to completion (output captured)."""
+        proc = self.popen(
+            name,
+            argv,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        finally:
+            _stop_child(proc)
+            self._procs.pop(proc.pid, None)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def _track(self, proc: subprocess.Popen[bytes], ns: str, name: str) -> None:
+        self._procs[proc.pid] = (proc, name)
+
+    # -- description ---------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary: namespaces, addresses, behaviours, coturn and how to enter."""
+        topo = self.topology
+        turn = self.coturn_config
+        return {
+            "prefix": topo.prefix,
+            "bridge": {"netns": topo.bridge_netns},
+            "server": {
+                "netns": topo.server.netns,
+                "primary": str(topo.server.primary),
+                "secondary": str(topo.server.secondary),
+                "stranger": str(topo.server.stranger),
+            },
+            "routers": [
+                {
+                    "name": r.name,
+                    "netns": r.netns,
+                    "nat": r.behaviour.value,
+                    "wan": str(r.wan),
+                    "lan": str(r.lan),
+                }
+                for r in topo.routers
+            ],
+            "hosts": [
+                {
+                    "name": h.name,
+                    "netns": h.netns,
+                    "address": str(h.address),
+                    "router": h.router,
+                    "enter": f"ip netns exec {h.netns} bash",
+                }
+                for h in topo.hosts
+            ],
+            "coturn": None
+            if turn is None
+            else {
+                "udp_tcp": f"{turn.primary}:{turn.port}",
+                "alternate": f"{turn.secondary}:{turn.alt_port}",
+                "tls": f"{turn.primary}:{turn.tls_port}",
+                "username": turn.username,
+                "password": turn.password,
+                "realm": turn.realm,
+                "log": str(self.workdir / "turn.log"),
+            },
+            "workdir": str(self.workdir),
+        }
+
+    def record(self) -> state.LabRecord:
+        return state.LabRecord(
+            prefix=self.topology.prefix,
+            namespaces=tuple(self._created),
+            processes=tuple(
+                state.ProcessRecord(pid, name, self.topology.prefix)
+                if name != "turnserver"
+                else state.ProcessRecord(pid, name, str(self.workdir))
+                for pid, (_, name) in self._procs.items()
+            ),
+            workdir=str(self.workdir),
+            owner_pid=None if self.detached else os.getpid(),
+            summary=self.describe(),
+        )
+
+    # -- teardown ------------------------------------------------------------------------------
+    def release(self) -> state.LabRecord:
+        """Let go of the lab without tearing it down (the CLI's detached ``up``)."""
+        record = self.record()
+        self._close_handles()
+        self._procs.clear()
+        self._down = True
+        state.register(record)
+        return record
+
+    def _close_handles(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+        iprs = list(self._ipr.values())
+        self._ipr.clear()
+
+        def close_all() -> None:
+            for ipr in iprs:
+                with contextlib.suppress(Exception):
+                    ipr.close()
+
+        with contextlib.suppress(Exception):
+            self._runner.run(None, close_all)
+        self._runner.close()
+
+    def down(self) -> None:
+        """Stop every process (by pid), delete every namespace, remove the lab directory."""
+        if self._down:
+            return
+        self._down = True
+        errors: list[BaseException] = []
+        for proc, _ in self._procs.values():
+            try:
+                _stop_child(proc)
+            except Exception as exc:  # keep tearing down; report the first problem
+                errors.append(exc)
+        self._procs.clear()
+        self._close_handles()
+        try:
+            teardown(self.record())
+        except Exception as exc:
+            errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+
+def _stop_child(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(STOP_GRACE_S)
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
+
+
+def stop_pid(pid: int, marker: str | None = None, grace: float = STOP_GRACE_S) -> bool:
+    """Stop a process that is not our child: SIGTERM, then SIGKILL after ``grace``.
+
+    With ``marker``, only a process whose command line contains it is touched (pid reuse).
+    Returns True if a process was signalled.
+    """
+    if marker is not None:
+        cmd = _cmdline(pid)
+        if cmd is None or marker not in cmd:
+            return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + grace
+        time.sleep(0.002)
+    return True
+
+
+def teardown(record: state.LabRecord) -> None:
+    """Remove everything ``record`` owns; safe to repeat and to run from another process."""
+    for proc in record.processes:
+        stop_pid(proc.pid, proc.marker)
+    names = set(record.namespaces)
+    # Anything else still running in the lab (a user's shell, a test's leftover): stop it too.
+    for pid, ns in netns.pids_in(names).items():
+        if pid != os.getpid():
+            log.warning("stopping pid %d left in %s", pid, ns)
+            stop_pid(pid)
+    first: NamespaceError | None = None
+    for name in reversed(record.namespaces):
+        try:
+            netns.remove(name)
+        except NamespaceError as exc:
+            first = first or exc
+    shutil.rmtree(record.workdir, ignore_errors=True)
+    state.unregister(record.prefix)
+    if first is not None:
+        raise first
+
+
+def reap_stale() -> list[str]:
+    """Tear down registered labs whose owning process is gone; returns their prefixes."""
+    reaped: list[str] = []
+    for record in state.registered():
+        if record.owner_pid is None or _alive(record.owner_pid):
+            continue
+        teardown(record)
+        reaped.append(record.prefix)
+    return reaped
+
+
+def check_topology(topology: Topology) -> None:
+    """Refuse a lab whose namespace names collide with existing ones."""
+    for name in topology.namespaces:
+        if netns.exists(name):
+            raise LabTopologyError("prefix", f"namespace {name} already exists")

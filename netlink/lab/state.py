@@ -1,0 +1,131 @@
+"""What a running lab owns, as JSON: enough to tear it down from another process.
+
+Two uses: the CLI's state file (``lab up`` writes it, ``lab status``/``lab down`` read it), and
+a registry of live labs (one file per lab under the runtime directory) from which labs whose
+owning process died without cleaning up are reaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netlink.errors import LabStateError, StateFailure
+
+STATE_NAME = "lab.json"
+REGISTRY_NAME = "labs"
+
+
+def runtime_dir() -> Path:
+    """``$RUNTIME_DIRECTORY`` (systemd), else ``/run/bitcraps`` (root only)."""
+    env = os.environ.get("RUNTIME_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    return Path("/run/bitcraps")
+
+
+def default_state_file() -> Path:
+    return runtime_dir() / STATE_NAME
+
+
+def registry_dir() -> Path:
+    return runtime_dir() / REGISTRY_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    """A process the lab started; ``marker`` must be in its command line (guards pid reuse)."""
+
+    pid: int
+    name: str
+    marker: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabRecord:
+    """Everything a lab owns. ``owner_pid`` is None for a detached (CLI) lab."""
+
+    prefix: str
+    namespaces: tuple[str, ...]
+    processes: tuple[ProcessRecord, ...]
+    workdir: str
+    owner_pid: int | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, path: str = "<string>") -> LabRecord:
+        try:
+            raw = json.loads(text)
+            return cls(
+                prefix=str(raw["prefix"]),
+                namespaces=tuple(str(n) for n in raw["namespaces"]),
+                processes=tuple(
+                    ProcessRecord(int(p["pid"]), str(p["name"]), str(p["marker"])) for p in raw["processes"]
+                ),
+                workdir=str(raw["workdir"]),
+                owner_pid=None if raw["owner_pid"] is None else int(raw["owner_pid"]),
+                summary=dict(raw.get("summary", {})),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabStateError(StateFailure.CORRUPT, path) from exc
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save(path: Path, record: LabRecord, *, exclusive: bool = False) -> None:
+    if exclusive and path.exists():
+        raise LabStateError(StateFailure.EXISTS, str(path))
+    write_atomic(path, record.to_json())
+
+
+def load(path: Path) -> LabRecord:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise LabStateError(StateFailure.MISSING, str(path)) from None
+    return LabRecord.from_json(text, str(path))
+
+
+def register(record: LabRecord) -> Path:
+    """Enter a live lab in the registry; returns its file."""
+    path = registry_dir() / f"{record.prefix}json"
+    write_atomic(path, record.to_json())
+    return path
+
+
+def unregister(prefix: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (registry_dir() / f"{prefix}json").unlink()
+
+
+def registered() -> list[LabRecord]:
+    """Every lab in the registry (unreadable entries are skipped)."""
+    out: list[LabRecord] = []
+    try:
+        paths = sorted(registry_dir().glob("*.json"))
+    except OSError:
+        return out
+    for path in paths:
+        try:
+            out.append(load(path))
+        except LabStateError:
+            continue
+    return out
