@@ -132,7 +132,7 @@ _CONTEXTUAL = frozenset(
      *range(0x06F0, 0x06FA)]
 )  # fmt: skip
 # General categories FreeformClass disallows outright (RFC 8264 §9.11-§9.17 leave them out).
-_DISALLOWED_CATEGORIES = frozenset(["Cc", "Cs", "Co", "Cn", "Zl", "Zp"])
+_DISALLOWED_CATEGORIES = frozenset(["Cc", "Cs", "Co", "Zl", "Zp"])
 
 
 def opaque_string(text: str) -> str:
@@ -149,15 +149,11 @@ def opaque_string(text: str) -> str:
             if not _context_ok(out, i):
                 raise PrepError(PrepFailure.CONTEXT, c)
             continue
+        if cp in _EXCEPTIONS_DISALLOWED or _ignorable(cp) or _old_hangul_jamo(cp):
+            raise PrepError(PrepFailure.PROHIBITED, c)
         category = unicodedata.category(c)
-        if category == "Cn":
+        if category == "Cn":  # unassigned, noncharacters excluded above (RFC 8264 §9.3)
             raise PrepError(PrepFailure.UNASSIGNED, c)
-        if (
-            category in _DISALLOWED_CATEGORIES
-            or category == "Cf"
-            or cp in _EXCEPTIONS_DISALLOWED
-            or _ignorable(cp)
-            or _old_hangul_jamo(cp)
-        ):
+        if category in _DISALLOWED_CATEGORIES or category == "Cf":
             raise PrepError(PrepFailure.PROHIBITED, c)
     return out
