@@ -1,0 +1,121 @@
+"""The lab verifies itself: an RFC 4787-style probe from behind every NAT behaviour.
+
+This table is the ground truth later NAT tests lean on: the mapped endpoint is what the server
+side saw, and each unsolicited packet either reached the host through the mapping or did not.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from netlink.lab import probe
+from netlink.lab.builder import Lab
+from netlink.lab.nat import Mapping, NatBehaviour
+
+pytestmark = pytest.mark.lab
+
+# behaviour: (mapping, other port, other address, stranger, same endpoint, udp, tcp)
+TABLE = {
+    NatBehaviour.OPEN: (Mapping.ENDPOINT_INDEPENDENT, True, True, True, True, True, True),
+    NatBehaviour.FULL_CONE: (Mapping.ENDPOINT_INDEPENDENT, True, True, True, True, True, True),
+    NatBehaviour.RESTRICTED_CONE: (
+        Mapping.ENDPOINT_INDEPENDENT, True, False, False, True, True, True,
+    ),
+    NatBehaviour.PORT_RESTRICTED: (
+        Mapping.ENDPOINT_INDEPENDENT, False, False, False, True, True, True,
+    ),
+    NatBehaviour.SYMMETRIC: (
+        Mapping.ADDRESS_AND_PORT_DEPENDENT, False, False, False, True, True, True,
+    ),
+    NatBehaviour.SYMMETRIC_SEQUENTIAL: (
+        Mapping.ADDRESS_AND_PORT_DEPENDENT, False, False, False, True, True, True,
+    ),
+    NatBehaviour.UDP_BLOCKED: (Mapping.NONE, False, False, False, False, False, True),
+}  # fmt: skip
+
+
+def test_table_covers_every_behaviour_and_matches_promises() -> None:
+    assert set(TABLE) == set(NatBehaviour)
+    for behaviour, row in TABLE.items():
+        p = behaviour.promise
+        got = (p.mapping, p.from_other_port, p.from_other_address, p.from_stranger)
+        got += (p.from_same_endpoint, p.udp, p.tcp)
+        assert got == row, behaviour
+
+
+@pytest.mark.parametrize("behaviour", list(NatBehaviour), ids=lambda b: b.value)
+def test_probe_shows_promised_mapping_and_filtering(
+    nat_lab: Lab, echo_servers: probe.EchoServers, behaviour: NatBehaviour
+) -> None:
+    nat_lab.set_nat("A", behaviour)
+    result = probe.probe(nat_lab, "A1", echo_servers)
+    mapping, other_port, other_address, stranger, same, udp, tcp = TABLE[behaviour]
+
+    assert result.mapping is mapping, result
+    assert result.udp is udp
+    assert result.tcp is tcp
+    assert result.from_same_endpoint is same, result
+    assert result.from_other_port is other_port, result
+    assert result.from_other_address is other_address, result
+    assert result.from_stranger is stranger, result
+
+    router = nat_lab.topology.router("A")
+    if udp:
+        assert len(result.mapped) == 4
+        expected_ip = str(nat_lab.host("A1").address) if behaviour is NatBehaviour.OPEN else str(router.wan)
+        assert {ip for ip, _ in result.mapped} == {expected_ip}
+    if behaviour is NatBehaviour.SYMMETRIC:
+        assert len({port for _, port in result.mapped}) == 4  # a new port per destination
+    if behaviour is NatBehaviour.SYMMETRIC_SEQUENTIAL:
+        strides = result.strides
+        assert len(set(strides)) == 1 and strides[0] != 0, strides  # constant stride
+    if behaviour in (NatBehaviour.OPEN, NatBehaviour.FULL_CONE, NatBehaviour.RESTRICTED_CONE):
+        # These keep the host's port (the cone recipes forward WAN ports to the host 1:1).
+        assert result.mapped[0][1] == result.mapping_local[1]
+        assert result.filter_mapped is not None
+        assert result.filter_mapped[1] == result.local[1]
+
+
+def test_open_host_has_public_address_and_no_filtering(nat_lab: Lab, echo_servers: probe.EchoServers) -> None:
+    result = probe.probe(nat_lab, "O1", echo_servers)
+    address = str(nat_lab.host("O1").address)
+    assert result.mapping is Mapping.ENDPOINT_INDEPENDENT
+    assert result.mapped[0] == (address, result.mapping_local[1])
+    assert result.from_other_port and result.from_other_address and result.from_stranger
+    assert result.tcp
+
+
+def test_router_drops_early_punch_and_keeps_mapping(nat_lab: Lab, echo_servers: probe.EchoServers) -> None:
+    """The design's pitfall: an unsolicited packet to the mapping must not create conntrack
+    state at the router, or the host's later packet to that sender gets a new port."""
+    nat_lab.set_nat("A", NatBehaviour.PORT_RESTRICTED)
+    echo_servers.drain()
+    host = nat_lab.socket("A1", bind=(str(nat_lab.host("A1").address), 0), timeout=probe.ANSWER_S)
+    p1 = (echo_servers.primary, probe.PORT_1)
+    stranger = (echo_servers.stranger_address, probe.PORT_1)
+    host.sendto(b"hello", p1)
+    _, mapped = echo_servers.udp[p1].recvfrom(64)
+    echo_servers.stranger.sendto(b"early punch", mapped)  # arrives before the host punches
+    host.settimeout(probe.SILENCE_S)
+    with pytest.raises(TimeoutError):
+        host.recv(64)
+    host.sendto(b"punch", stranger)
+    _, seen = echo_servers.stranger.recvfrom(64)
+    assert seen == mapped  # endpoint-independent: not remapped by the early packet
+    echo_servers.stranger.sendto(b"through", mapped)
+    host.settimeout(probe.ANSWER_S)
+    assert host.recv(64) == b"through"
+    host.close()
+
+
+def test_router_drops_new_wan_connections_to_itself(nat_lab: Lab) -> None:
+    nat_lab.set_nat("A", NatBehaviour.OPEN)  # even the open router protects itself
+    wan = str(nat_lab.topology.router("A").wan)
+    sock = nat_lab.socket("srv", socket.SOCK_STREAM, timeout=probe.SILENCE_S)
+    with pytest.raises(TimeoutError):  # dropped, not refused
+        sock.connect((wan, 22))
+    sock.close()
+    listing = nat_lab.run("A", ["conntrack", "-L"])
+    assert wan not in listing.stdout.decode()
