@@ -24,8 +24,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyroute2 import IPRoute
-
 from netlink.errors import (
     LabBuildError,
     LabPrerequisiteError,
@@ -129,6 +127,9 @@ class Lab:
         self._runner.create(name)
         self._created.append(name)
         state.register(self.record())
+
+        # pyroute2 costs ~130 ms to import: only building needs it (not status or down).
+        from pyroute2 import IPRoute  # noqa: PLC0415
 
         def setup() -> Any:
             _sysctl("net/ipv6/conf/all/disable_ipv6", "1")
@@ -557,3 +558,9 @@ def check_topology(topology: Topology) -> None:
     for name in topology.namespaces:
         if netns.exists(name):
             raise LabTopologyError("prefix", f"namespace {name} already exists")
+
+
+def process_alive(proc: state.ProcessRecord) -> bool:
+    """True while the recorded process runs (and is still the one recorded)."""
+    cmd = _cmdline(proc.pid)
+    return cmd is not None and proc.marker in cmd and _alive(proc.pid)

@@ -20,11 +20,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from netlink.errors import CoturnError, CoturnFailure
 from netlink.lab.netns import NamespaceThread
 
@@ -60,6 +55,12 @@ def new_config(primary: ipaddress.IPv4Address, secondary: ipaddress.IPv4Address)
 
 def write_certificate(directory: Path, common_name: str) -> tuple[Path, Path]:
     """A fresh self-signed P-256 certificate and key as PEM files in ``directory``."""
+    # Imported here: ``lab status``/``lab down`` never make certificates.
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)

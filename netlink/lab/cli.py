@@ -1,0 +1,240 @@
+"""``bitcraps-node lab up|status|down``: a NAT lab for people, left running between commands.
+
+``up`` builds the lab, starts coturn detached, writes a state file and prints how to enter each
+host; ``status`` reads the state file and checks what is still there; ``down`` tears down
+everything the state file names. Logs go to stderr; stdout carries only the result, and with
+``--json`` exactly one JSON document. Exit codes: 0 ok, 1 failed (or no lab), 2 refused (not
+root, or bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from netlink.errors import LabError, LabStateError, Prerequisite, StateFailure
+from netlink.lab import builder, netns, state
+from netlink.lab.nat import NatBehaviour
+from netlink.lab.topology import plan
+
+log = logging.getLogger("netlink.lab.cli")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+DEFAULT_NATS = ("A=port-restricted", "B=symmetric")
+BEHAVIOURS = ", ".join(b.value for b in NatBehaviour)
+
+
+def _nat_arg(text: str) -> tuple[str, NatBehaviour]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected ROUTER=BEHAVIOUR, got {text!r}")
+    try:
+        return name, NatBehaviour(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown NAT behaviour {value!r} ({BEHAVIOURS})") from None
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help=f"where the running lab is recorded (default {state.default_state_file()})",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``lab`` with ``up``/``status``/``down`` to a CLI's subcommands."""
+    lab = subparsers.add_parser("lab", help="a NAT lab in network namespaces (root)", description=__doc__)
+    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+
+    up = sub.add_parser("up", help="build the lab and leave it running")
+    _add_common(up)
+    up.add_argument(
+        "--nat",
+        action="append",
+        type=_nat_arg,
+        metavar="ROUTER=BEHAVIOUR",
+        help=f"a router (one capital letter) and its NAT: {BEHAVIOURS}; repeat "
+        f"(default: {' '.join(DEFAULT_NATS)})",
+    )
+    up.add_argument("--hosts", type=int, default=1, help="hosts behind each router (default 1)")
+    up.add_argument("--open-hosts", type=int, default=0, help="hosts with a public address, no NAT")
+    up.add_argument("--no-coturn", action="store_true", help="do not start coturn")
+    up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="show the running lab")
+    _add_common(status)
+    status.set_defaults(func=cmd_status)
+
+    down = sub.add_parser("down", help="remove the running lab (processes, namespaces, files)")
+    _add_common(down)
+    down.set_defaults(func=cmd_down)
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    path: Path | None = args.state_file
+    return path if path is not None else state.default_state_file()
+
+
+def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _refuse_unless_root(args: argparse.Namespace) -> int | None:
+    if os.geteuid() != 0:
+        sys.stderr.write(
+            f"bitcraps-node lab {args.lab_command}: refused, must run as root "
+            "(network namespaces, nftables and coturn need it); exit 2\n"
+        )
+        return EXIT_REFUSED
+    return None
+
+
+def _liveness(record: state.LabRecord) -> dict[str, Any]:
+    namespaces = {name: netns.exists(name) for name in record.namespaces}
+    processes = {f"{p.name}:{p.pid}": builder.process_alive(p) for p in record.processes}
+    return {
+        "up": all(namespaces.values()) and all(processes.values()),
+        "namespaces": namespaces,
+        "processes": processes,
+    }
+
+
+def _describe_text(summary: dict[str, Any]) -> str:
+    lines = [f"lab {summary.get('prefix', '?')}"]
+    server = summary.get("server", {})
+    lines.append(
+        f"  server  {server.get('netns')}  {server.get('primary')} {server.get('secondary')}"
+        f"  stranger {server.get('stranger')}"
+    )
+    for router in summary.get("routers", []):
+        lines.append(
+            f"  router {router['name']}  {router['netns']}  {router['nat']}  "
+            f"WAN {router['wan']}  LAN {router['lan']}"
+        )
+    turn = summary.get("coturn")
+    if turn:
+        lines.append(
+            f"  coturn  udp/tcp {turn['udp_tcp']}  tls {turn['tls']}  alt {turn['alternate']}  "
+            f"user {turn['username']} password {turn['password']} realm {turn['realm']}"
+        )
+    lines.append("enter a host:")
+    for host in summary.get("hosts", []):
+        lines.append(f"  {host['name']:4} {host['address']:15} {host['enter']}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    refused = _refuse_unless_root(args)
+    if refused is not None:
+        return refused
+    path = _state_path(args)
+    try:
+        old = state.load(path)
+    except LabStateError as exc:
+        if exc.failure is not StateFailure.MISSING:
+            log.error("%s", exc)
+            return EXIT_FAILED
+    else:
+        if any(netns.exists(n) for n in old.namespaces):
+            sys.stderr.write(
+                f"bitcraps-node lab up: a lab ({old.prefix}) is already up per {path}; run `lab down` first\n"
+            )
+            return EXIT_FAILED
+        log.warning("removing stale state of lab %s", old.prefix)
+        builder.teardown(old)
+        path.unlink(missing_ok=True)
+    nats = args.nat or [_nat_arg(n) for n in DEFAULT_NATS]
+    try:
+        topology = plan(nats, hosts_per_router=args.hosts, open_hosts=args.open_hosts)
+        lab = builder.Lab.up(topology, with_coturn=not args.no_coturn, detached=True)
+    except LabError as exc:
+        missing = getattr(exc, "missing", ())
+        code = EXIT_REFUSED if Prerequisite.ROOT in missing else EXIT_FAILED
+        sys.stderr.write(f"bitcraps-node lab up: {exc}\n")
+        return code
+    record = lab.release()
+    try:
+        state.save(path, record)
+    except OSError:
+        builder.teardown(record)
+        raise
+    log.info("lab %s up; state in %s", record.prefix, path)
+    doc = dict(record.summary)
+    doc["state_file"] = str(path)
+    _emit(args, doc, _describe_text(record.summary) + f"state: {path}\n")
+    return EXIT_OK
+
+
+def _load_or_report(args: argparse.Namespace, path: Path) -> state.LabRecord | None:
+    try:
+        return state.load(path)
+    except LabStateError as exc:
+        if exc.failure is StateFailure.MISSING:
+            sys.stderr.write(f"bitcraps-node lab {args.lab_command}: no lab is up ({path})\n")
+        else:
+            sys.stderr.write(f"bitcraps-node lab {args.lab_command}: {exc}\n")
+        _emit(args, {"up": False, "state_file": str(path)}, "")
+        return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    path = _state_path(args)
+    record = _load_or_report(args, path)
+    if record is None:
+        return EXIT_FAILED
+    live = _liveness(record)
+    doc = dict(record.summary)
+    doc.update(live)
+    doc["state_file"] = str(path)
+    gone = [n for n, ok in live["namespaces"].items() if not ok]
+    gone += [p for p, ok in live["processes"].items() if not ok]
+    health = "up" if live["up"] else f"DEGRADED, missing: {' '.join(gone)}"
+    _emit(args, doc, _describe_text(record.summary) + f"status: {health}\n")
+    return EXIT_OK if live["up"] else EXIT_FAILED
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    refused = _refuse_unless_root(args)
+    if refused is not None:
+        return refused
+    path = _state_path(args)
+    record = _load_or_report(args, path)
+    if record is None:
+        return EXIT_FAILED
+    try:
+        builder.teardown(record)
+    except LabError as exc:
+        sys.stderr.write(f"bitcraps-node lab down: {exc}\n")
+        return EXIT_FAILED
+    path.unlink(missing_ok=True)
+    log.info("lab %s removed", record.prefix)
+    _emit(args, {"down": True, "prefix": record.prefix}, f"lab {record.prefix} removed\n")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m netlink.lab.cli lab up ...`` (the same commands without the node's CLI)."""
+    parser = argparse.ArgumentParser(prog="python -m netlink.lab.cli")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
