@@ -104,16 +104,20 @@ def load(path: Path) -> LabRecord:
     return LabRecord.from_json(text, str(path))
 
 
+def registry_path(prefix: str) -> Path:
+    return registry_dir() / f"{prefix.rstrip('-')}.json"
+
+
 def register(record: LabRecord) -> Path:
     """Enter a live lab in the registry; returns its file."""
-    path = registry_dir() / f"{record.prefix}json"
+    path = registry_path(record.prefix)
     write_atomic(path, record.to_json())
     return path
 
 
 def unregister(prefix: str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        (registry_dir() / f"{prefix}json").unlink()
+        registry_path(prefix).unlink()
 
 
 def registered() -> list[LabRecord]:

@@ -1,0 +1,135 @@
+"""Bring-up and strict teardown: nothing is left behind, also on failure or interruption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from netlink.errors import NftError
+from netlink.lab import builder, coturn, netns, state
+from netlink.lab.builder import Lab
+from netlink.lab.nat import NatBehaviour
+from netlink.lab.topology import new_prefix, plan
+
+pytestmark = pytest.mark.lab
+
+NATS = (("A", NatBehaviour.PORT_RESTRICTED), ("B", NatBehaviour.SYMMETRIC))
+
+
+def _lab_namespaces(prefix: str) -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in listing.stdout.splitlines() if line.startswith(prefix)]
+
+
+def _live_pids_matching(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    pids = [int(p) for p in found.stdout.split()]
+    return [p for p in pids if p != os.getpid() and builder._alive(p)]
+
+
+def _assert_gone(prefix: str, workdir: Path, turn_pid: int | None) -> None:
+    assert _lab_namespaces(prefix) == []
+    assert _live_pids_matching(str(workdir)) == []
+    if turn_pid is not None:
+        assert not builder._alive(turn_pid)
+    assert not workdir.exists()
+    assert not state.registry_path(prefix).exists()
+
+
+def test_full_lab_comes_up_and_down_twice_leaving_nothing(lab_ready: None) -> None:
+    for _ in range(2):
+        t0 = time.monotonic()
+        lab = Lab.up(plan(NATS))
+        up_s = time.monotonic() - t0
+        try:
+            prefix, workdir = lab.topology.prefix, lab.workdir
+            assert sorted(_lab_namespaces(prefix)) == sorted(lab.topology.namespaces)
+            (turn,) = lab.record().processes
+            assert turn.name == "turnserver" and builder.process_alive(turn)
+            listening = lab.run("srv", ["ss", "-Hlnu"]).stdout.decode()
+            assert "203.0.113.10:3478" in listening and "203.0.113.11:3478" in listening
+            assert "203.0.113.10:5349" in lab.run("srv", ["ss", "-Hlnt"]).stdout.decode()
+        finally:
+            t1 = time.monotonic()
+            lab.down()
+            down_s = time.monotonic() - t1
+        _assert_gone(prefix, workdir, turn.pid)
+        # Generous bounds (CI machines are slow); the benchmark reports the real figure.
+        assert up_s < 5.0 and down_s < 5.0, (up_s, down_s)
+
+
+def test_two_labs_coexist_and_stay_apart(lab_factory: builder.Lab) -> None:
+    one = lab_factory(NATS, with_coturn=False)  # type: ignore[operator]
+    two = lab_factory(NATS, with_coturn=False)  # type: ignore[operator]
+    assert one.topology.prefix != two.topology.prefix
+    assert not set(one.topology.namespaces) & set(two.topology.namespaces)
+    servers = [lab.socket("srv", bind=("203.0.113.10", 4000), timeout=0.25) for lab in (one, two)]
+    host = one.socket("A1")
+    host.sendto(b"to lab one", ("203.0.113.10", 4000))
+    assert servers[0].recv(64) == b"to lab one"
+    with pytest.raises(TimeoutError):
+        servers[1].recv(64)
+
+
+def test_failed_build_tears_down_what_it_made(lab_ready: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(builder, "ruleset", lambda *a: "this is not nftables\n")
+    prefix = new_prefix()
+    with pytest.raises(NftError) as caught:
+        Lab.up(plan(NATS, prefix=prefix))
+    assert caught.value.returncode != 0
+    assert _lab_namespaces(prefix) == []
+    assert _live_pids_matching(f"/tmp/{prefix}") == []  # coturn had started: stopped
+
+
+def test_interrupted_build_tears_down_what_it_made(lab_ready: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupt(*args: object, **kwargs: object) -> float:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(coturn, "wait_ready", interrupt)
+    prefix = new_prefix()
+    with pytest.raises(KeyboardInterrupt):
+        Lab.up(plan(NATS, prefix=prefix))
+    assert _lab_namespaces(prefix) == []
+    assert _live_pids_matching(f"/tmp/{prefix}") == []
+
+
+def test_lab_of_a_killed_process_is_reaped(lab_ready: None) -> None:
+    prefix = new_prefix()
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from netlink.lab.builder import Lab
+        from netlink.lab.topology import plan
+        lab = Lab.up(plan(prefix={prefix!r}))
+        print(lab.workdir, flush=True)
+        time.sleep(60)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        workdir = Path(child.stdout.readline().strip())
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert _lab_namespaces(prefix)  # the killed owner could not clean up
+    (record,) = [r for r in state.registered() if r.prefix == prefix]
+    (turn,) = record.processes
+    assert builder.process_alive(turn)
+    assert prefix in builder.reap_stale()
+    _assert_gone(prefix, workdir, turn.pid)
+
+
+def test_namespace_thread_keeps_caller_in_its_namespace(lab_factory: builder.Lab) -> None:
+    lab = lab_factory(NATS, with_coturn=False)  # type: ignore[operator]
+    before = os.stat("/proc/thread-self/ns/net").st_ino
+    inside = lab.run_in("A1", lambda: os.stat("/proc/thread-self/ns/net").st_ino)
+    assert inside == os.stat(netns.netns_path(lab.netns_of("A1"))).st_ino
+    assert os.stat("/proc/thread-self/ns/net").st_ino == before != inside
