@@ -271,3 +271,29 @@ def test_opaque_string_rejects(raw: str, reason: stun.PrepFailure) -> None:
     with pytest.raises(stun.PrepError) as caught:
         stun.opaque_string(raw)
     assert caught.value.reason is reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "allowed"),
+    [
+        # RFC 5892 Appendix A rules, each both ways.
+        ("\u0375\u03b1", True),  # Greek keraia before Greek
+        ("\u0375a", False),
+        ("\u05d0\u05f3", True),  # Hebrew geresh after Hebrew
+        ("a\u05f3", False),
+        ("\u30a2\u30fb", True),  # katakana middle dot with katakana around
+        ("a\u30fb", False),
+        ("\u0660\u0661", True),  # Arabic-Indic digits, one kind only
+        ("\u0660\u06f0", False),
+        ("\u06f0\u0660", False),
+        ("\u0915\u094d\u200d", True),  # ZWJ after a virama
+        ("\u200c", False),
+    ],
+)
+def test_opaque_string_context_rules(raw: str, allowed: bool) -> None:
+    if allowed:
+        assert stun.opaque_string(raw) == raw
+    else:
+        with pytest.raises(stun.PrepError) as caught:
+            stun.opaque_string(raw)
+        assert caught.value.reason is stun.PrepFailure.CONTEXT
