@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,9 @@ def test_full_lab_comes_up_and_down_twice_leaving_nothing(lab_ready: None) -> No
         assert up_s < 5.0 and down_s < 5.0, (up_s, down_s)
 
 
-def test_two_labs_coexist_and_stay_apart(lab_factory: builder.Lab) -> None:
-    one = lab_factory(NATS, with_coturn=False)  # type: ignore[operator]
-    two = lab_factory(NATS, with_coturn=False)  # type: ignore[operator]
+def test_two_labs_coexist_and_stay_apart(lab_factory: Callable[..., Lab]) -> None:
+    one = lab_factory(NATS, with_coturn=False)
+    two = lab_factory(NATS, with_coturn=False)
     assert one.topology.prefix != two.topology.prefix
     assert not set(one.topology.namespaces) & set(two.topology.namespaces)
     servers = [lab.socket("srv", bind=("203.0.113.10", 4000), timeout=0.25) for lab in (one, two)]
@@ -127,8 +128,8 @@ def test_lab_of_a_killed_process_is_reaped(lab_ready: None) -> None:
     _assert_gone(prefix, workdir, turn.pid)
 
 
-def test_namespace_thread_keeps_caller_in_its_namespace(lab_factory: builder.Lab) -> None:
-    lab = lab_factory(NATS, with_coturn=False)  # type: ignore[operator]
+def test_namespace_thread_keeps_caller_in_its_namespace(lab_factory: Callable[..., Lab]) -> None:
+    lab = lab_factory(NATS, with_coturn=False)
     before = os.stat("/proc/thread-self/ns/net").st_ino
     inside = lab.run_in("A1", lambda: os.stat("/proc/thread-self/ns/net").st_ino)
     assert inside == os.stat(netns.netns_path(lab.netns_of("A1"))).st_ino
