@@ -47,16 +47,25 @@ _MI256_SIZE = 4 + 32  # RFC 8489 §14.6 (we always send the full 32 bytes)
 _FP_SIZE = 4 + 4  # RFC 8489 §14.7
 _MI_HEAD = _ATTR_HEAD.pack(_MI, 20)
 _MI256_HEAD = _ATTR_HEAD.pack(_MI256, 32)
-_CLASS_BITS = frozenset(int(c) for c in MessageClass)
+_CLASS_MASK = 0x110  # RFC 8489 §5: C1 and C0
 
 _A = TypeVar("_A", bound=Attribute)
 
 
 def message_type(method: int, message_class: int) -> int:
     """The 14-bit message type: M11..M7 C1 M6..M4 C0 M3..M0 (RFC 8489 §5, figure 3)."""
-    if not 0 <= method <= 0xFFF or message_class not in _CLASS_BITS:
-        raise StunEncodeError(f"bad method {method:#x} or class {message_class:#x}")
-    return ((method & 0xF80) << 2) | ((method & 0x070) << 1) | (method & 0x00F) | message_class
+    try:
+        # The class may only have the C1 (0x100) and C0 (0x010) bits set.
+        if 0 <= method <= 0xFFF and not message_class & ~_CLASS_MASK:
+            return (
+                ((method & 0xF80) << 2)
+                | ((method & 0x070) << 1)
+                | (method & 0x00F)
+                | message_class
+            )
+    except TypeError:
+        pass
+    raise StunEncodeError(f"bad method {method!r} or class {message_class!r}")
 
 
 # Every known (method, class) pair, by its wire type, for a one-lookup decode.

@@ -167,6 +167,8 @@ def test_message_type_bits() -> None:
         _msg(stun.Software("\udcff")),
         _msg("not an attribute"),  # type: ignore[arg-type]
         stun.Message(0x1000, stun.MessageClass.REQUEST, TID),  # type: ignore[arg-type]
+        stun.Message(stun.Method.BINDING, 0x001, TID),  # type: ignore[arg-type]
+        stun.Message("BINDING", stun.MessageClass.REQUEST, TID),  # type: ignore[arg-type]
     ],
 )
 def test_encode_errors_are_typed(msg: stun.Message) -> None:
