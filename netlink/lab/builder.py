@@ -77,17 +77,18 @@ def _bridge_nf_off() -> None:
 class Lab:
     """A running lab. Use :meth:`up` (or ``with Lab.up(...) as lab``) and :meth:`down`."""
 
-    def __init__(self, topology: Topology, workdir: Path, *, detached: bool = False) -> None:
+    def __init__(self, topology: Topology, workdir: Path) -> None:
         self.topology = topology
         self.workdir = workdir
-        self.detached = detached
         self.coturn_config: coturn.CoturnConfig | None = None
         self._runner = netns.NamespaceThread(f"lab-{topology.prefix}")
         self._ipr: dict[str, Any] = {}
+        self._bridges: dict[tuple[str, str], int] = {}
         self._created: list[str] = []
         self._procs: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
         self._sockets: list[socket.socket] = []
         self._down = False
+        self._released = False
 
     # -- bring-up ------------------------------------------------------------------------------
     @classmethod
@@ -96,18 +97,18 @@ class Lab:
         topology: Topology,
         *,
         with_coturn: bool = True,
-        detached: bool = False,
         workdir: Path | None = None,
     ) -> Lab:
         """Build ``topology`` (and start coturn); on any failure everything is torn down."""
         missing = missing_prerequisites(need_coturn=with_coturn)
         if missing:
             raise LabPrerequisiteError(missing)
+        check_topology(topology)
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix=topology.prefix))
         else:
             workdir.mkdir(parents=True, exist_ok=False)
-        lab = cls(topology, workdir, detached=detached)
+        lab = cls(topology, workdir)
         try:
             lab._build(with_coturn)
         except BaseException:
@@ -126,7 +127,6 @@ class Lab:
     def _new_netns(self, name: str, *, forward: bool = False, bridge: bool = False) -> Any:
         self._runner.create(name)
         self._created.append(name)
-        state.register(self.record())
 
         # pyroute2 costs ~130 ms to import: only building needs it (not status or down).
         from pyroute2 import IPRoute  # noqa: PLC0415
@@ -151,17 +151,26 @@ class Lab:
         return self._step(ns, what, lambda: fn(ipr))
 
     def _veth(self, outer_ns: str, outer: str, inner_ns: str, inner: str, master: str) -> None:
-        """A veth pair: ``outer`` enslaved to bridge ``master`` in ``outer_ns``, ``inner`` moved."""
+        """A veth pair: ``outer`` up on bridge ``master`` in ``outer_ns``, ``inner`` in ``inner_ns``.
+
+        One netlink request: the kernel creates the peer directly in its namespace and applies
+        master and flags to the new link.
+        """
+        master_idx = self._bridges[(outer_ns, master)]
 
         def add(ipr: Any) -> None:
             fd = os.open(netns.netns_path(inner_ns), os.O_RDONLY | os.O_CLOEXEC)
             try:
-                ipr.link("add", ifname=outer, kind="veth", peer={"ifname": inner, "net_ns_fd": fd})
+                ipr.link(
+                    "add",
+                    ifname=outer,
+                    kind="veth",
+                    master=master_idx,
+                    state="up",
+                    peer={"ifname": inner, "net_ns_fd": fd},
+                )
             finally:
                 os.close(fd)
-            (master_idx,) = ipr.link_lookup(ifname=master)
-            (idx,) = ipr.link_lookup(ifname=outer)
-            ipr.link("set", index=idx, master=master_idx, state="up")
 
         self._call(outer_ns, f"veth {outer}", add)
 
@@ -179,10 +188,12 @@ class Lab:
         self._call(ns, f"address {ifname}", conf)
 
     def _bridge(self, ns: str, name: str) -> None:
-        def add(ipr: Any) -> None:
-            ipr.link("add", ifname=name, kind="bridge")
+        def add(ipr: Any) -> int:
+            ipr.link("add", ifname=name, kind="bridge", state="up")
+            (idx,) = ipr.link_lookup(ifname=name)
+            return int(idx)
 
-        self._call(ns, f"bridge {name}", add)
+        self._bridges[(ns, name)] = self._call(ns, f"bridge {name}", add)
 
     def _lan_routes(self, exclude: Router | None = None) -> list[tuple[str, str]]:
         """Routes to every router's LAN via its WAN (so ``open`` routers route, unNATed)."""
@@ -190,10 +201,12 @@ class Lab:
 
     def _build(self, with_coturn: bool) -> None:
         topo = self.topology
+        # Registered before anything exists, with every planned namespace, so that a lab whose
+        # owner is killed mid-build is still found and reaped (see reap_stale).
+        state.register(self.record(planned=True))
         pub = topo.bridge_netns
         self._new_netns(pub, bridge=True)
         self._bridge(pub, BRIDGE_IF)
-        self._call(pub, "bridge up", lambda ipr: ipr.link("set", ifname=BRIDGE_IF, state="up"))
 
         srv = topo.server
         self._new_netns(srv.netns)
@@ -209,6 +222,7 @@ class Lab:
             self.coturn_config = coturn.new_config(srv.primary, srv.secondary)
             turn = coturn.start(self._runner, srv.netns, self.coturn_config, self.workdir)
             self._track(turn, srv.netns, "turnserver")
+            state.register(self.record(planned=True))
 
         for router in topo.routers:
             self._new_netns(router.netns, forward=True, bridge=True)
@@ -397,10 +411,11 @@ class Lab:
             "workdir": str(self.workdir),
         }
 
-    def record(self) -> state.LabRecord:
+    def record(self, *, planned: bool = False) -> state.LabRecord:
+        """What the lab owns: the namespaces made so far (or, ``planned``, all it will make)."""
         return state.LabRecord(
             prefix=self.topology.prefix,
-            namespaces=tuple(self._created),
+            namespaces=self.topology.namespaces if planned else tuple(self._created),
             processes=tuple(
                 state.ProcessRecord(pid, name, self.topology.prefix)
                 if name != "turnserver"
@@ -408,13 +423,15 @@ class Lab:
                 for pid, (_, name) in self._procs.items()
             ),
             workdir=str(self.workdir),
-            owner_pid=None if self.detached else os.getpid(),
+            # A detached lab belongs to nobody once released; while building it is ours.
+            owner_pid=None if self._released else os.getpid(),
             summary=self.describe(),
         )
 
     # -- teardown ------------------------------------------------------------------------------
     def release(self) -> state.LabRecord:
         """Let go of the lab without tearing it down (the CLI's detached ``up``)."""
+        self._released = True
         record = self.record()
         self._close_handles()
         self._procs.clear()

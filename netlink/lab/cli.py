@@ -160,7 +160,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     nats = args.nat or [_nat_arg(n) for n in DEFAULT_NATS]
     try:
         topology = plan(nats, hosts_per_router=args.hosts, open_hosts=args.open_hosts)
-        lab = builder.Lab.up(topology, with_coturn=not args.no_coturn, detached=True)
+        lab = builder.Lab.up(topology, with_coturn=not args.no_coturn)
     except LabError as exc:
         missing = getattr(exc, "missing", ())
         code = EXIT_REFUSED if Prerequisite.ROOT in missing else EXIT_FAILED

@@ -7,12 +7,15 @@ side saw, and each unsolicited packet either reached the host through the mappin
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import pytest
 
+from netlink.errors import LabTopologyError
 from netlink.lab import probe
 from netlink.lab.builder import Lab
 from netlink.lab.nat import Mapping, NatBehaviour
+from netlink.lab.topology import plan
 
 pytestmark = pytest.mark.lab
 
@@ -119,3 +122,27 @@ def test_router_drops_new_wan_connections_to_itself(nat_lab: Lab) -> None:
     sock.close()
     listing = nat_lab.run("A", ["conntrack", "-L"])
     assert wan not in listing.stdout.decode()
+
+
+def test_hosts_behind_one_router_share_its_wan_address(
+    lab_factory: Callable[..., Lab],
+) -> None:
+    lab = lab_factory((("A", NatBehaviour.PORT_RESTRICTED),), hosts_per_router=2, with_coturn=False)
+    server = lab.socket("srv", bind=("203.0.113.10", probe.PORT_1), timeout=probe.ANSWER_S)
+    seen = []
+    for name in ("A1", "A2"):
+        host = lab.socket(name, bind=(str(lab.host(name).address), 40404))  # same local port
+        host.sendto(name.encode(), ("203.0.113.10", probe.PORT_1))
+        data, source = server.recvfrom(64)
+        assert data == name.encode()
+        seen.append(source)
+    wan = str(lab.topology.router("A").wan)
+    assert [ip for ip, _ in seen] == [wan, wan]
+    assert seen[0][1] != seen[1][1]  # the clash is resolved with another port
+
+
+@pytest.mark.parametrize("behaviour", [NatBehaviour.FULL_CONE, NatBehaviour.RESTRICTED_CONE])
+def test_cone_recipes_take_exactly_one_host(behaviour: NatBehaviour) -> None:
+    with pytest.raises(LabTopologyError) as caught:
+        plan((("A", behaviour),), hosts_per_router=2)
+    assert caught.value.field == "router A"
