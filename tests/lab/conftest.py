@@ -60,8 +60,14 @@ def lab_factory(lab_ready: None) -> Iterator[LabFactory]:
     try:
         yield make
     finally:
+        errors: list[BaseException] = []
         for lab in made:
-            lab.down()
+            try:
+                lab.down()
+            except Exception as exc:  # tear the others down all the same
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture(scope="module")
