@@ -45,17 +45,18 @@ def in_process(rounds: int) -> tuple[list[float], list[float]]:
     return ups, downs
 
 
-def cli_entry() -> tuple[list[str], str]:
+def cli_entries() -> list[tuple[list[str], str]]:
+    """``python -m netlink.lab.cli``, and ``bitcraps-node`` once the node's CLI has ``lab``."""
+    entries = [([sys.executable, "-m", "netlink.lab.cli"], "python -m netlink.lab.cli")]
     exe = shutil.which("bitcraps-node", path=str(Path(sys.executable).parent))
     if exe is not None:
         probe = subprocess.run([exe, "lab", "--help"], capture_output=True, check=False)
         if probe.returncode == 0:
-            return [exe], "bitcraps-node"
-    return [sys.executable, "-m", "netlink.lab.cli"], "python -m netlink.lab.cli"
+            entries.append(([exe], "bitcraps-node"))
+    return entries
 
 
-def via_cli(rounds: int) -> tuple[list[float], list[float], str]:
-    entry, name = cli_entry()
+def via_cli(entry: list[str], rounds: int) -> tuple[list[float], list[float]]:
     ups: list[float] = []
     downs: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bcl-bench-") as tmp:
@@ -80,13 +81,13 @@ def via_cli(rounds: int) -> tuple[list[float], list[float], str]:
             t2 = time.perf_counter()
             ups.append(t1 - t0)
             downs.append(t2 - t1)
-    return ups[1:], downs[1:], name
+    return ups[1:], downs[1:]
 
 
 def _line(label: str, ups: list[float], downs: list[float]) -> str:
     total = statistics.median(u + d for u, d in zip(ups, downs, strict=True))
     return (
-        f"{label:34} up+down median {total * 1000:7.1f} ms "
+        f"{label:40} up+down median {total * 1000:7.1f} ms "
         f"(up {statistics.median(ups) * 1000:6.1f}, down {statistics.median(downs) * 1000:5.1f}; "
         f"n={len(ups)})  vs shell scripts {SHELL_REFERENCE_S * 1000:.0f} ms: "
         f"{total / SHELL_REFERENCE_S:.2f}x"
@@ -109,8 +110,9 @@ def main() -> int:
     rounds = args.rounds or (7 if args.quick else 25)
     ups, downs = in_process(rounds)
     print(_line("lab_bringup in-process (Lab.up/down)", ups, downs))
-    cups, cdowns, name = via_cli(max(3, rounds // 2))
-    print(_line(f"lab_bringup CLI ({name})", cups, cdowns))
+    for entry, name in cli_entries():
+        cups, cdowns = via_cli(entry, max(3, rounds // 2))
+        print(_line(f"lab_bringup CLI ({name})", cups, cdowns))
     return 0
 
 
