@@ -1,0 +1,165 @@
+"""``bitcraps-node``: run the daemon, query it, check its config, drive the NAT lab.
+
+Exit codes: 0 success, 1 the node failed at run time, 2 bad usage or configuration,
+3 no node is running (``status``). stdout carries only a command's result (exactly one JSON
+document with ``--json``); logs and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import node
+from node import config as configuration
+from node import control, identity, logs, paths
+from node.daemon import serve
+from node.errors import NodeError
+from node.systemd import Notifier
+
+log = logging.getLogger("node.cli")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"bitcraps-node: {message}", file=sys.stderr)
+    return code
+
+
+def _load_config(path: Path | None) -> configuration.Config:
+    if path is not None:
+        return configuration.load(path)
+    if configuration.DEFAULT_CONFIG_PATH.exists():
+        return configuration.load(configuration.DEFAULT_CONFIG_PATH)
+    return configuration.Config()
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop  # noqa: PLC0415 - optional at run time: fall back to asyncio with a warning
+    except ImportError:
+        log.warning("uvloop is not installed; running on the default asyncio loop")
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        cfg = _load_config(args.config)
+    except configuration.ConfigError as exc:
+        return _fail(f"config error: {exc}", EXIT_USAGE)
+    dirs = paths.resolve_dirs(args.state_dir, args.runtime_dir)
+    try:
+        paths.ensure_private_dir(dirs.state)
+        ident, created = identity.load_or_create(dirs.state)
+        log.info("%s identity %s (key in %s)", "created" if created else "loaded", ident.peer_id, dirs.state)
+        _run_loop(serve(cfg, dirs, ident, Notifier()))
+    except NodeError as exc:
+        return _fail(str(exc), EXIT_FAILURE)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    dirs = paths.resolve_dirs(None, args.runtime_dir)
+    try:
+        reply = control.request(dirs.control_socket, "status")
+    except control.NotRunning as exc:
+        return _fail(str(exc), EXIT_NOT_RUNNING)
+    except control.ControlError as exc:
+        return _fail(str(exc), EXIT_FAILURE)
+    if "error" in reply:
+        return _fail(f"node answered: {reply['error']}", EXIT_FAILURE)
+    if args.json:
+        print(json.dumps(reply))
+        return EXIT_OK
+    print(f"peer id:    {reply['peer_id']}")
+    print(f"version:    {reply['version']}")
+    print(f"uptime:     {reply['uptime_s']:.0f} s")
+    print(f"listen:     {', '.join(reply['listen'])}")
+    for name, state in reply["transports"].items():
+        print(f"transport:  {name} {state}")
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        configuration.load(args.path)
+    except configuration.ConfigError as exc:
+        return _fail(f"{args.path}: {exc}", EXIT_USAGE)
+    print(f"{args.path}: ok")
+    return EXIT_OK
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    try:
+        cfg = _load_config(args.config)
+    except configuration.ConfigError as exc:
+        return _fail(f"config error: {exc}", EXIT_USAGE)
+    if args.json:
+        print(json.dumps(configuration.to_dict(cfg)))
+    else:
+        sys.stdout.write(configuration.to_toml(cfg))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bitcraps-node", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"bitcraps-node {node.__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the node (on embedded defaults without a config)")
+    run.add_argument(
+        "--config", type=Path, help=f"TOML config (default {configuration.DEFAULT_CONFIG_PATH} if present)"
+    )
+    run.add_argument("--state-dir", type=Path, help="where the identity key lives")
+    run.add_argument("--runtime-dir", type=Path, help="where the control socket lives")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="ask the running node how it is")
+    status.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    status.add_argument("--runtime-dir", type=Path, help="where the control socket lives")
+    status.set_defaults(func=cmd_status)
+
+    cfg = sub.add_parser("config", help="check or show configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = cfg_sub.add_parser("check", help="validate a config file")
+    check.add_argument("path", type=Path)
+    check.set_defaults(func=cmd_config_check)
+    show = cfg_sub.add_parser("show", help="print the effective configuration")
+    show.add_argument("--config", type=Path)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_config_show)
+
+    _register_lab(sub)
+    return parser
+
+
+def _register_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    try:
+        from netlink.lab.cli import register  # noqa: PLC0415
+    except ImportError:
+        return
+    register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The daemon: starts every service, tells systemd when all are listening, stops in order.
+
+Ownership: ``Node`` is an ``async with`` component; its services sit on an AsyncExitStack in the
+order they were started and its tasks in one TaskGroup, so a stop (or a failure of any part)
+unwinds everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import node
+from node.config import Config
+from node.control import ControlServer
+from node.identity import Identity
+from node.paths import NodeDirs, ensure_private_dir
+from node.systemd import Notifier
+from node.udp_service import UdpService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    peer_id: str
+    version: str
+    uptime_s: float
+    listen: tuple[str, ...]
+    transports: tuple[tuple[str, str], ...]
+    stun_answered: int
+    stun_malformed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "peer_id": self.peer_id,
+            "version": self.version,
+            "uptime_s": round(self.uptime_s, 3),
+            "listen": list(self.listen),
+            "transports": dict(self.transports),
+            "stun": {"answered": self.stun_answered, "malformed": self.stun_malformed},
+        }
+
+    def summary(self) -> str:
+        return f"peer {self.peer_id[:12]}; listening on {', '.join(self.listen)}; 0 peers"
+
+
+class Node:
+    def __init__(self, config: Config, dirs: NodeDirs, identity: Identity) -> None:
+        self.config = config
+        self.dirs = dirs
+        self.identity = identity
+        self.udp = UdpService(config.node.listen_address, config.node.udp_port, config.node.software)
+        self._started = time.monotonic()
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            ensure_private_dir(self.dirs.runtime)
+            await stack.enter_async_context(self.udp)
+            await stack.enter_async_context(
+                ControlServer(self.dirs.control_socket, {"status": lambda: self.status().to_json()})
+            )
+            self._stack = stack.pop_all()
+        self._started = time.monotonic()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    def status(self) -> NodeStatus:
+        udp = self.udp.local
+        return NodeStatus(
+            peer_id=self.identity.peer_id,
+            version=node.__version__,
+            uptime_s=time.monotonic() - self._started,
+            listen=(f"udp://{udp}",),
+            transports=((self.udp.name, self.udp.state.value),),
+            stun_answered=self.udp.responder.counters.answered,
+            stun_malformed=self.udp.responder.counters.malformed,
+        )
+
+
+async def serve(config: Config, dirs: NodeDirs, identity: Identity, notifier: Notifier) -> None:
+    """Run the node until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Node(config, dirs, identity) as running:
+            status = running.status()
+            # The result of `run` on stdout: who we are and where we listen (logs go to stderr).
+            print(f"peer_id={status.peer_id} listen={','.join(status.listen)}", flush=True)
+            log.info("node ready: %s", status.summary())
+            notifier.ready(status.summary())
+            async with asyncio.TaskGroup() as tasks:
+                watchdog = tasks.create_task(notifier.run_watchdog())
+                await stop.wait()
+                log.info("stopping")
+                notifier.stopping()
+                watchdog.cancel()
+            # Leaving Node closes the control socket and the UDP port: both close at once, no
+            # draining, so SIGTERM leads to exit well within systemd's expectations (< 2 s).
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,50 @@
+"""The UDP service on loopback: STUN Binding answered, garbage survived, bind errors typed."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from node.proto import stun
+from node.transports.base import TransportState
+from node.udp_service import BindError, UdpService
+
+
+def _exchange(port: int, junk: tuple[bytes, ...], request: bytes) -> tuple[bytes, int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(5)
+        client.bind(("127.0.0.1", 0))
+        for datagram in (*junk, request):
+            client.sendto(datagram, ("127.0.0.1", port))
+        data = client.recv(2048)
+        return data, client.getsockname()[1]
+
+
+async def test_answers_binding_and_survives_garbage() -> None:
+    async with UdpService("127.0.0.1", 0, "t") as udp:
+        assert udp.state is TransportState.READY
+        # Two STUN-shaped datagrams that cannot decode, one that is not STUN at all.
+        junk = (
+            b"\x00\x01\x00\x04\x21\x12\xa4\x42" + b"\x00" * 12,
+            b"\x00\x01\x00\x04\x21\x12\xa4\x42" + b"\x00" * 12 + b"\x00\x01\x00\x09",
+            b"\x80" * 64,
+        )
+        request = stun.Message(stun.Method.BINDING, stun.MessageClass.REQUEST, stun.new_transaction_id())
+        data, client_port = await asyncio.to_thread(_exchange, udp.local.port, junk, stun.encode(request))
+        mapped = stun.decode(data).find(stun.XorMappedAddress)
+        assert mapped is not None and mapped.port == client_port
+        assert udp.responder.counters.answered == 1
+        assert udp.responder.counters.not_stun == 1
+        assert udp.responder.counters.malformed == 2
+    assert udp.state is TransportState.STOPPED
+
+
+async def test_port_in_use_is_a_bind_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        with pytest.raises(BindError) as info:
+            async with UdpService("127.0.0.1", busy.getsockname()[1]):
+                pass
+        assert info.value.port == busy.getsockname()[1]
