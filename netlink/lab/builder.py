@@ -221,7 +221,7 @@ class Lab:
         if with_coturn:
             self.coturn_config = coturn.new_config(srv.primary, srv.secondary)
             turn = coturn.start(self._runner, srv.netns, self.coturn_config, self.workdir)
-            self._track(turn, srv.netns, "turnserver")
+            self._track(turn, "turnserver")
             state.register(self.record(planned=True))
 
         for router in topo.routers:
@@ -339,7 +339,7 @@ class Lab:
     def popen(self, name: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside ``name`` through ``ip netns exec``; stopped at :meth:`down`."""
         proc: subprocess.Popen[bytes] = subprocess.Popen(self.command(name, argv), **kwargs)
-        self._track(proc, self.netns_of(name), argv[0])
+        self._track(proc, argv[0])
         return proc
 
     def run(
@@ -360,7 +360,7 @@ class Lab:
             self._procs.pop(proc.pid, None)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
-    def _track(self, proc: subprocess.Popen[bytes], ns: str, name: str) -> None:
+    def _track(self, proc: subprocess.Popen[bytes], name: str) -> None:
         self._procs[proc.pid] = (proc, name)
 
     # -- description ---------------------------------------------------------------------------
