@@ -270,7 +270,7 @@ class Lab:
             running.append((router, proc))
         errors: list[NftError] = []
         for router, proc in running:
-            text = ruleset(router.behaviour, router.wan, tuple(h.address for h in router.hosts))
+            text = ruleset(router.behaviour, router.wan)
             _, err = proc.communicate(text.encode(), timeout=NFT_TIMEOUT_S)
             if proc.returncode != 0:
                 errors.append(NftError(router.netns, proc.returncode, err.decode(errors="replace")))

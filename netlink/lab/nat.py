@@ -6,9 +6,12 @@ Every rule set replaces the router's whole rule set (``flush ruleset``) and alwa
 - an input drop of new WAN connections to the router itself: without it an early punch packet
   creates a conntrack entry to the router and the host's mapping is remapped.
 
-``full-cone`` and ``restricted-cone`` forward every WAN UDP port to the router's single LAN host
-(a ``dnat`` in prerouting; the host's ports are preserved by masquerade), so such routers take
-exactly one host (the topology refuses more).
+``full-cone`` and ``restricted-cone`` are built per mapping: after masquerade has chosen the WAN
+port, a postrouting rule records ``WAN port -> host address . host port`` in a dynamic nft map
+(and, for restricted-cone, ``remote address . WAN port`` in a set); a prerouting ``dnat`` sends
+new inbound UDP for a recorded WAN port back to its host (restricted-cone: only from addresses
+that host's mapping has sent to). Ports nobody mapped are not forwarded, and any number of hosts
+may sit behind such a router.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ TABLE = "bcl"
 SEQUENTIAL_BASE_PORT = 40000
 SEQUENTIAL_STRIDE = 1
 SEQUENTIAL_SLOTS = 256
-# restricted-cone: how long an address the host sent to stays allowed in.
-CONTACTED_TIMEOUT_S = 300
+# full/restricted-cone: how long a recorded mapping (and a contacted address) is honoured after
+# the host's last outbound packet on it; conntrack forgets unreplied UDP after 30 s anyway.
+CONE_TIMEOUT_S = 300
 
 
 class NatBehaviour(enum.Enum):
@@ -40,8 +44,8 @@ class NatBehaviour(enum.Enum):
     UDP_BLOCKED = "udp-blocked"
 
     @property
-    def forwards_to_one_host(self) -> bool:
-        """True for the recipes that forward WAN UDP ports to one LAN host."""
+    def is_cone(self) -> bool:
+        """True for the recipes that let inbound UDP through a mapping by ``dnat``."""
         return self in (NatBehaviour.FULL_CONE, NatBehaviour.RESTRICTED_CONE)
 
     @property
@@ -90,26 +94,27 @@ _PROMISES: dict[NatBehaviour, Promise] = {
 }
 
 
-def ruleset(
-    behaviour: NatBehaviour,
-    wan: ipaddress.IPv4Address,
-    hosts: tuple[ipaddress.IPv4Address, ...],
-) -> str:
+def ruleset(behaviour: NatBehaviour, wan: ipaddress.IPv4Address) -> str:
     """The complete ``nft -f`` input for a router with WAN address ``wan``."""
-    forward = [f'iifname "{LAN_IF}" oifname "{WAN_IF}" update @contacted {{ ip daddr }}']
-    forward = forward if behaviour is NatBehaviour.RESTRICTED_CONE else []
-    forward.append("ct state established,related accept")
+    restricted = behaviour is NatBehaviour.RESTRICTED_CONE
+    forward = ["ct state established,related accept"]
     if behaviour is NatBehaviour.UDP_BLOCKED:
         forward.append(f'iifname "{LAN_IF}" oifname "{WAN_IF}" meta l4proto udp drop')
     forward.append(f'iifname "{LAN_IF}" accept')
-    if behaviour.forwards_to_one_host:
+    if behaviour.is_cone:
         forward.append(f'iifname "{WAN_IF}" ct status dnat accept')
     forward_policy = "accept" if behaviour is NatBehaviour.OPEN else "drop"
 
     body = [f"table ip {TABLE} {{"]
-    if behaviour is NatBehaviour.RESTRICTED_CONE:
+    if behaviour.is_cone:
         body.append(
-            f"  set contacted {{ type ipv4_addr; flags dynamic,timeout; timeout {CONTACTED_TIMEOUT_S}s; }}"
+            "  map cone { type inet_service : ipv4_addr . inet_service; "
+            f"flags dynamic,timeout; timeout {CONE_TIMEOUT_S}s; }}"
+        )
+    if restricted:
+        body.append(
+            "  set contacted { type ipv4_addr . inet_service; "
+            f"flags dynamic,timeout; timeout {CONE_TIMEOUT_S}s; }}"
         )
     body += [
         "  chain input {",
@@ -122,12 +127,27 @@ def ruleset(
         *(f"    {rule}" for rule in forward),
         "  }",
     ]
-    if behaviour.forwards_to_one_host:
-        only = " ip saddr @contacted" if behaviour is NatBehaviour.RESTRICTED_CONE else ""
+    if behaviour.is_cone:
+        only = " ip saddr . udp dport @contacted" if restricted else ""
         body += [
             "  chain prerouting {",
             "    type nat hook prerouting priority dstnat; policy accept;",
-            f'    iifname "{WAN_IF}" ip daddr {wan}{only} meta l4proto udp dnat to {hosts[0]}',
+            f'    iifname "{WAN_IF}" ip daddr {wan} meta l4proto udp{only} '
+            "dnat ip addr . port to udp dport map @cone",
+            "  }",
+            # After masquerade (srcnat) the packet carries its WAN port: record the mapping.
+            "  chain mappings {",
+            "    type filter hook postrouting priority srcnat + 10; policy accept;",
+            f'    oifname "{WAN_IF}" meta l4proto udp ct direction original '
+            "update @cone { udp sport : ct original ip saddr . ct original proto-src }",
+            *(
+                [
+                    f'    oifname "{WAN_IF}" meta l4proto udp ct direction original '
+                    "update @contacted { ip daddr . udp sport }"
+                ]
+                if restricted
+                else []
+            ),
             "  }",
         ]
     if behaviour is not NatBehaviour.OPEN:

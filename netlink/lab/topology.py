@@ -134,7 +134,6 @@ class Topology:
     def with_behaviour(self, router: str, behaviour: NatBehaviour) -> Topology:
         """A copy with ``router`` switched to ``behaviour`` (validated)."""
         old = self.router(router)
-        _check_behaviour(old.name, behaviour, len(old.hosts))
         new = Router(old.name, old.netns, old.index, behaviour, old.wan, old.lan, old.lan_address, old.hosts)
         routers = tuple(new if r.name == router else r for r in self.routers)
         return Topology(self.prefix, self.bridge_netns, self.server, routers, self.open_hosts)
@@ -147,14 +146,6 @@ class Topology:
             yield router.lan_address
             yield from (h.address for h in router.hosts)
         yield from (h.address for h in self.open_hosts)
-
-
-def _check_behaviour(router: str, behaviour: NatBehaviour, hosts: int) -> None:
-    if behaviour.forwards_to_one_host and hosts != 1:
-        raise LabTopologyError(
-            f"router {router}",
-            f"{behaviour.value} forwards every WAN UDP port to one LAN host; give it exactly one host",
-        )
 
 
 def plan(
@@ -183,7 +174,6 @@ def plan(
         if index > MAX_ROUTERS:
             raise LabTopologyError("routers", f"at most {MAX_ROUTERS}")
         seen.add(name)
-        _check_behaviour(name, behaviour, hosts_per_router)
         lan = ipaddress.IPv4Network(f"198.18.{index}.0/{LAN_PREFIXLEN}")
         gateway = lan.network_address + 1
         hosts = tuple(

@@ -11,11 +11,9 @@ from collections.abc import Callable
 
 import pytest
 
-from netlink.errors import LabTopologyError
 from netlink.lab import probe
 from netlink.lab.builder import Lab
 from netlink.lab.nat import Mapping, NatBehaviour
-from netlink.lab.topology import plan
 
 pytestmark = pytest.mark.lab
 
@@ -141,8 +139,40 @@ def test_hosts_behind_one_router_share_its_wan_address(
     assert seen[0][1] != seen[1][1]  # the clash is resolved with another port
 
 
-@pytest.mark.parametrize("behaviour", [NatBehaviour.FULL_CONE, NatBehaviour.RESTRICTED_CONE])
-def test_cone_recipes_take_exactly_one_host(behaviour: NatBehaviour) -> None:
-    with pytest.raises(LabTopologyError) as caught:
-        plan((("A", behaviour),), hosts_per_router=2)
-    assert caught.value.field == "router A"
+@pytest.mark.parametrize(
+    "behaviour", [NatBehaviour.FULL_CONE, NatBehaviour.RESTRICTED_CONE], ids=lambda b: b.value
+)
+def test_cone_routers_forward_per_mapping_to_several_hosts(
+    lab_factory: Callable[..., Lab], behaviour: NatBehaviour
+) -> None:
+    lab = lab_factory((("A", behaviour),), hosts_per_router=2, with_coturn=False)
+    server = lab.socket("srv", bind=("203.0.113.10", probe.PORT_1), timeout=probe.ANSWER_S)
+    stranger = lab.socket("srv", bind=("203.0.113.12", probe.PORT_1))
+    hosts, mapped = [], []
+    for name in ("A1", "A2"):
+        host = lab.socket(name, bind=(str(lab.host(name).address), 40404), timeout=probe.SILENCE_S)
+        host.sendto(b"map", ("203.0.113.10", probe.PORT_1))
+        mapped.append(server.recvfrom(64)[1])
+        hosts.append(host)
+    assert mapped[0] != mapped[1]
+
+    def heard() -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for host in hosts:
+            try:
+                out.append(host.recv(64))
+            except TimeoutError:
+                out.append(None)
+        return out
+
+    server.sendto(b"to-1", mapped[0])
+    server.sendto(b"to-2", mapped[1])
+    assert heard() == [b"to-1", b"to-2"]  # each mapping leads to its own host
+    stranger.sendto(b"s-1", mapped[0])
+    stranger.sendto(b"s-2", mapped[1])
+    cone = behaviour is NatBehaviour.FULL_CONE
+    assert heard() == ([b"s-1", b"s-2"] if cone else [None, None])
+    wan = str(lab.topology.router("A").wan)
+    unmapped = 1 + max(port for _, port in mapped)
+    server.sendto(b"nobody", (wan, unmapped))
+    assert heard() == [None, None]  # a port no host mapped is not forwarded
