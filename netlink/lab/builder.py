@@ -11,6 +11,7 @@ directory removed.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -109,6 +110,9 @@ class Lab:
         else:
             workdir.mkdir(parents=True, exist_ok=False)
         lab = cls(topology, workdir)
+        # A program that forgets down() still cleans up when the interpreter exits normally;
+        # a killed one leaves its lab in the registry for reap_stale().
+        atexit.register(lab.down)
         try:
             lab._build(with_coturn)
         except BaseException:
@@ -431,6 +435,7 @@ class Lab:
     # -- teardown ------------------------------------------------------------------------------
     def release(self) -> state.LabRecord:
         """Let go of the lab without tearing it down (the CLI's detached ``up``)."""
+        atexit.unregister(self.down)
         self._released = True
         record = self.record()
         self._close_handles()
@@ -460,6 +465,7 @@ class Lab:
         if self._down:
             return
         self._down = True
+        atexit.unregister(self.down)
         errors: list[BaseException] = []
         for proc, _ in self._procs.values():
             try:

@@ -157,6 +157,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         log.warning("removing stale state of lab %s", old.prefix)
         builder.teardown(old)
         path.unlink(missing_ok=True)
+    for prefix in builder.reap_stale():
+        log.warning("removed lab %s left by a process that died", prefix)
     nats = args.nat or [_nat_arg(n) for n in DEFAULT_NATS]
     try:
         topology = plan(nats, hosts_per_router=args.hosts, open_hosts=args.open_hosts)

@@ -134,3 +134,17 @@ def test_namespace_thread_keeps_caller_in_its_namespace(lab_factory: Callable[..
     inside = lab.run_in("A1", lambda: os.stat("/proc/thread-self/ns/net").st_ino)
     assert inside == os.stat(netns.netns_path(lab.netns_of("A1"))).st_ino
     assert os.stat("/proc/thread-self/ns/net").st_ino == before != inside
+
+
+def test_lab_is_removed_when_its_program_exits_without_down(lab_ready: None) -> None:
+    prefix = new_prefix()
+    script = f"""
+from netlink.lab.builder import Lab
+from netlink.lab.topology import plan
+lab = Lab.up(plan(prefix={prefix!r}))
+print(lab.workdir, flush=True)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    _assert_gone(prefix, Path(done.stdout.strip()), None)
