@@ -8,20 +8,17 @@ document with ``--json``); logs and errors go to stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import node
+from netlink.lab.cli import register as register_lab
 from node import config as configuration
-from node import control, identity, logs, paths
-from node.daemon import serve
+from node import control, logs, paths
 from node.errors import NodeError
-from node.systemd import Notifier
 
 log = logging.getLogger("node.cli")
 
@@ -44,7 +41,18 @@ def _load_config(path: Path | None) -> configuration.Config:
     return configuration.Config()
 
 
-def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+def _run_daemon(cfg: configuration.Config, dirs: paths.NodeDirs) -> None:
+    # Imported here, not at the top: status, config and lab must start fast, and only `run`
+    # needs asyncio, the daemon, the STUN codec and cryptography.
+    import asyncio  # noqa: PLC0415
+
+    from node import identity  # noqa: PLC0415
+    from node.daemon import serve  # noqa: PLC0415
+    from node.systemd import Notifier  # noqa: PLC0415
+
+    ident, created = identity.load_or_create(dirs.state)
+    log.info("%s identity %s (key in %s)", "created" if created else "loaded", ident.peer_id, dirs.state)
+    main = serve(cfg, dirs, ident, Notifier())
     try:
         import uvloop  # noqa: PLC0415 - optional at run time: fall back to asyncio with a warning
     except ImportError:
@@ -61,10 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(f"config error: {exc}", EXIT_USAGE)
     dirs = paths.resolve_dirs(args.state_dir, args.runtime_dir)
     try:
-        paths.ensure_private_dir(dirs.state)
-        ident, created = identity.load_or_create(dirs.state)
-        log.info("%s identity %s (key in %s)", "created" if created else "loaded", ident.peer_id, dirs.state)
-        _run_loop(serve(cfg, dirs, ident, Notifier()))
+        _run_daemon(cfg, dirs)
     except NodeError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     return EXIT_OK
@@ -142,16 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_config_show)
 
-    _register_lab(sub)
+    register_lab(sub)
     return parser
-
-
-def _register_lab(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    try:
-        from netlink.lab.cli import register  # noqa: PLC0415
-    except ImportError:
-        return
-    register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
