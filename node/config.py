@@ -19,6 +19,7 @@ from node.errors import LocalError
 
 DEFAULT_CONFIG_PATH = Path("/etc/bitcraps/node.toml")
 DEFAULT_UDP_PORT = 47474
+SOFTWARE_MAX_CHARS = 128
 
 
 class ConfigProblem(Enum):
@@ -40,8 +41,18 @@ class ConfigError(LocalError):
         self.problem = problem
 
 
-def _rule(doc: str, *, minimum: float | None = None, maximum: float | None = None) -> dict[str, Any]:
-    return {"doc": doc, "min": minimum, "max": maximum}
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A key's documentation and, for numbers, its inclusive range."""
+
+    doc: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _rule(doc: str, *, minimum: float | None = None, maximum: float | None = None) -> dict[str, Rule]:
+    # dataclasses.field(metadata=...) takes a mapping; the rule inside it is typed.
+    return {"rule": Rule(doc, minimum, maximum)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +164,13 @@ def _section(prefix: str, default: Any, values: Mapping[str, Any]) -> Any:
         if key not in known:
             raise ConfigError(dotted, ConfigProblem.UNKNOWN_KEY, f"unknown key (known: {', '.join(known)})")
         f = known[key]
-        changes[key] = _check(dotted, getattr(default, key), value, f.metadata)
+        changes[key] = _check(dotted, getattr(default, key), value, f.metadata["rule"])
     section = replace(default, **changes)
     _check_section(prefix, section)
     return section
 
 
-def _check(key: str, default: Any, value: Any, rule: Mapping[str, Any]) -> Any:
+def _check(key: str, default: Any, value: Any, rule: Rule) -> Any:
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise _wrong_type(key, "true or false", value)
@@ -183,9 +194,11 @@ def _check(key: str, default: Any, value: Any, rule: Mapping[str, Any]) -> Any:
     raise AssertionError(f"no validator for {key}")  # a schema bug, caught by the unit tests
 
 
-def _in_range(key: str, value: float, rule: Mapping[str, Any]) -> Any:
-    lo, hi = rule.get("min"), rule.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
+def _in_range(key: str, value: float, rule: Rule) -> Any:
+    lo, hi = rule.minimum, rule.maximum
+    assert lo is not None and hi is not None, f"{key}: numeric keys carry a range"
+    # `not lo <= value <= hi` also catches NaN, which every comparison answers False.
+    if not lo <= value <= hi:
         raise ConfigError(
             key, ConfigProblem.OUT_OF_RANGE, f"must be between {lo:g} and {hi:g}, got {value!r}"
         )
@@ -209,13 +222,37 @@ def _check_section(prefix: str, section: Any) -> None:
                 ConfigProblem.INVALID,
                 f"not an IP address: {section.listen_address!r}",
             ) from exc
+    if isinstance(section, NodeSection) and len(section.software) >= SOFTWARE_MAX_CHARS:
+        # RFC 8489 §14.14: SOFTWARE is fewer than 128 characters.
+        raise ConfigError(
+            f"{prefix}.software",
+            ConfigProblem.OUT_OF_RANGE,
+            f"must be fewer than {SOFTWARE_MAX_CHARS} characters, got {len(section.software)}",
+        )
     if isinstance(section, StunSection):
         for i, server in enumerate(section.servers):
-            host, sep, port = server.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if parse_host_port(server) is None:
                 raise ConfigError(
-                    f"{prefix}.servers[{i}]", ConfigProblem.INVALID, f"must be 'host:port', got {server!r}"
+                    f"{prefix}.servers[{i}]",
+                    ConfigProblem.INVALID,
+                    f"must be 'host:port' or '[ipv6]:port', got {server!r}",
                 )
+
+
+def parse_host_port(text: str) -> tuple[str, int] | None:
+    """'host:port', 'ipv4:port' or '[ipv6]:port' -> (host, port); None when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+        return host[1:-1], int(port)
+    if ":" in host or "[" in host or "]" in host:
+        return None  # an IPv6 address must be bracketed, or its port is ambiguous
+    return host, int(port)
 
 
 def to_toml(config: Config) -> str:
@@ -225,7 +262,7 @@ def to_toml(config: Config) -> str:
         section = getattr(config, section_field.name)
         lines.append(f"[{section_field.name}]")
         for f in fields(section):
-            lines.append(f"# {f.metadata['doc']}")
+            lines.append(f"# {f.metadata['rule'].doc}")
             lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
         lines.append("")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from node.errors import LocalError
+from node.errors import LocalError, NodeError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,11 @@ class ControlServer:
     ) -> None:
         if self._server is not None:
             self._server.close()
+            # Clients are answered in one line and capped at CLIENT_TIMEOUT_S; do not let one
+            # hold up the node's exit beyond a short grace.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()
@@ -101,7 +106,12 @@ class ControlServer:
         handler = self._commands.get(command)
         if handler is None:
             return {"error": f"unknown command {command!r}"}
-        return handler()
+        try:
+            return handler()
+        except NodeError as exc:
+            # A command that cannot answer (e.g. a service mid-shutdown) says so to the client.
+            log.warning("control command %s failed: %s", command, exc)
+            return {"error": f"{command} failed: {exc}"}
 
 
 def _answers(path: Path) -> bool:

@@ -21,6 +21,7 @@ from node.config import Config
 from node.control import ControlServer
 from node.identity import Identity
 from node.paths import NodeDirs, ensure_private_dir
+from node.proto.stun_responder import Outcome
 from node.systemd import Notifier
 from node.udp_service import UdpService
 
@@ -87,8 +88,8 @@ class Node:
             uptime_s=time.monotonic() - self._started,
             listen=(f"udp://{udp}",),
             transports=((self.udp.name, self.udp.state.value),),
-            stun_answered=self.udp.responder.counters.answered,
-            stun_malformed=self.udp.responder.counters.malformed,
+            stun_answered=self.udp.responder.counters[Outcome.ANSWERED],
+            stun_malformed=self.udp.responder.counters[Outcome.MALFORMED],
         )
 
 

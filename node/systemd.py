@@ -18,15 +18,17 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        env = os.environ if env is None else env
+    """Reads NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID from the environment, as sdnotify does."""
+
+    def __init__(self) -> None:
         self._notifier: sdnotify.SystemdNotifier | None = None
-        if env.get("NOTIFY_SOCKET"):
+        address = os.environ.get("NOTIFY_SOCKET")
+        if address:
             try:
                 self._notifier = sdnotify.SystemdNotifier(debug=True)
             except OSError as exc:
-                log.warning("cannot reach NOTIFY_SOCKET %s: %s", env["NOTIFY_SOCKET"], exc)
-        self.watchdog_interval = watchdog_interval(env, os.getpid())
+                log.warning("cannot reach NOTIFY_SOCKET %s: %s", address, exc)
+        self.watchdog_interval = watchdog_interval(os.environ, os.getpid())
 
     @property
     def enabled(self) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -48,8 +51,43 @@ class RunningNode:
     proc: subprocess.Popen[str]
     runtime_dir: Path
     state_dir: Path
+    stderr_path: Path
     peer_id: str
     udp_port: int
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return cli(*args)
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start_node(tmp_path: Path, notify_path: Path | None = None) -> RunningNode:
+    """Start `bitcraps-node run` on loopback with a free UDP port; returns once it printed its id."""
+    config = tmp_path / "node.toml"
+    config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n')
+    state, runtime = tmp_path / "state", tmp_path / "run"
+    env = dict(os.environ, WATCHDOG_USEC="200000")
+    env.pop("WATCHDOG_PID", None)
+    env.pop("NOTIFY_SOCKET", None)
+    if notify_path is not None:
+        env["NOTIFY_SOCKET"] = str(notify_path)
+    stderr_path = tmp_path / f"node-{time.monotonic_ns()}.stderr"
+    # stderr to a file, not a pipe nobody drains: a chatty node must never block on its logs.
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen(
+            [*NODE, "run", "--config", str(config), "--state-dir", str(state), "--runtime-dir", str(runtime)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+        )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    match = re.fullmatch(r"peer_id=([a-z2-7]{52}) listen=udp://127\.0\.0\.1:(\d+)\n", first)
+    if not match:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise AssertionError(f"unexpected first stdout line {first!r}; stderr: {stderr_path.read_text()}")
+    return RunningNode(proc, runtime, state, stderr_path, match.group(1), int(match.group(2)))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from node.proto import stun
-from tests.socket.nodeproc import NotifyListener, RunningNode, cli
+from tests.socket.nodeproc import NotifyListener, RunningNode, cli, start_node
 
 pytestmark = pytest.mark.process
 
@@ -75,11 +75,17 @@ def test_ready_watchdog_status_stun_and_orderly_stop(
     assert "no node is running" in after.stderr
 
 
-def test_identity_persists_across_restarts(running_node: RunningNode) -> None:
+def test_identity_persists_across_restarts(running_node: RunningNode, tmp_path: Path) -> None:
     key = running_node.state_dir / "identity.key"
     assert key.stat().st_mode & 0o777 == 0o600
     running_node.proc.send_signal(signal.SIGINT)
     assert running_node.proc.wait(timeout=10) == 0
+    again = start_node(tmp_path)
+    try:
+        assert again.peer_id == running_node.peer_id
+        assert "loaded identity" in again.stderr_path.read_text()
+    finally:
+        again.kill()
 
 
 def test_status_without_a_node_exits_3(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from node.proto import stun
+from node.proto.stun_responder import Outcome
 from node.transports.base import TransportState
 from node.udp_service import BindError, UdpService
 
@@ -35,9 +36,9 @@ async def test_answers_binding_and_survives_garbage() -> None:
         data, client_port = await asyncio.to_thread(_exchange, udp.local.port, junk, stun.encode(request))
         mapped = stun.decode(data).find(stun.XorMappedAddress)
         assert mapped is not None and mapped.port == client_port
-        assert udp.responder.counters.answered == 1
-        assert udp.responder.counters.not_stun == 1
-        assert udp.responder.counters.malformed == 2
+        assert udp.responder.counters[Outcome.ANSWERED] == 1
+        assert udp.responder.counters[Outcome.NOT_STUN] == 1
+        assert udp.responder.counters[Outcome.MALFORMED] == 2
     assert udp.state is TransportState.STOPPED
 
 

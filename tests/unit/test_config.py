@@ -46,6 +46,12 @@ def test_integer_accepted_where_a_float_is_expected() -> None:
         ('[stun]\nservers = ["nohost"]', "stun.servers[0]", c.ConfigProblem.INVALID),
         ("[stun]\nservers = [1]", "stun.servers", c.ConfigProblem.WRONG_TYPE),
         ("[node\n", "", c.ConfigProblem.SYNTAX),
+        ("[transport]\nconnect_timeout_s = nan", "transport.connect_timeout_s", c.ConfigProblem.OUT_OF_RANGE),
+        ("[transport]\nkeepalive_s = inf", "transport.keepalive_s", c.ConfigProblem.OUT_OF_RANGE),
+        ('[node]\nsoftware = "' + "x" * 128 + '"', "node.software", c.ConfigProblem.OUT_OF_RANGE),
+        ('[stun]\nservers = ["::1:3478"]', "stun.servers[0]", c.ConfigProblem.INVALID),
+        ('[stun]\nservers = ["[nope]:3478"]', "stun.servers[0]", c.ConfigProblem.INVALID),
+        ('[stun]\nservers = ["h:0"]', "stun.servers[0]", c.ConfigProblem.INVALID),
     ],
 )
 def test_invalid_values_name_their_key(text: str, key: str, problem: c.ConfigProblem) -> None:
@@ -78,3 +84,12 @@ def test_every_key_is_documented_in_show() -> None:
         assert f"[{section}]" in shown
         for key in values:
             assert f"\n{key} = " in shown
+
+
+def test_stun_servers_accept_names_v4_and_bracketed_v6() -> None:
+    cfg = c.parse('[stun]\nservers = ["stun.example:3478", "198.51.100.1:3478", "[2001:db8::1]:3478"]')
+    assert [c.parse_host_port(s) for s in cfg.stun.servers] == [
+        ("stun.example", 3478),
+        ("198.51.100.1", 3478),
+        ("2001:db8::1", 3478),
+    ]

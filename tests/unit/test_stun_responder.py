@@ -29,7 +29,7 @@ def test_binding_request_gets_its_source_as_xor_mapped_address() -> None:
         assert mapped is not None and (mapped.ip, mapped.port) == source
         software = response.find(stun.Software)
         assert software is not None and software.value == "bitcraps-node test"
-    assert responder.counters.answered == 2
+    assert responder.counters[Outcome.ANSWERED] == 2
 
 
 def test_unknown_comprehension_required_attribute_gets_420_listing_it() -> None:
@@ -64,7 +64,7 @@ def test_indications_and_responses_get_no_answer() -> None:
     for cls in (stun.MessageClass.INDICATION, stun.MessageClass.SUCCESS, stun.MessageClass.ERROR):
         message = stun.Message(stun.Method.BINDING, cls, tid)
         assert responder.handle(stun.encode(message), SOURCE) == (Outcome.IGNORED, None)
-    assert responder.counters.ignored == 3
+    assert responder.counters[Outcome.IGNORED] == 3
 
 
 def test_wrong_fingerprint_is_dropped_as_malformed() -> None:
@@ -72,13 +72,13 @@ def test_wrong_fingerprint_is_dropped_as_malformed() -> None:
     data[-1] ^= 0xFF
     responder = BindingResponder()
     assert responder.handle(bytes(data), SOURCE) == (Outcome.MALFORMED, None)
-    assert responder.counters.malformed == 1
+    assert responder.counters[Outcome.MALFORMED] == 1
 
 
 def test_non_stun_datagrams_are_left_alone() -> None:
     responder = BindingResponder()
     assert responder.handle(b"\xffhello", SOURCE) == (Outcome.NOT_STUN, None)
-    assert responder.counters.not_stun == 1
+    assert responder.counters[Outcome.NOT_STUN] == 1
 
 
 @given(st.binary(max_size=600))
@@ -91,3 +91,25 @@ def test_arbitrary_datagrams_never_raise(data: bytes) -> None:
 def test_arbitrary_bodies_behind_a_valid_header_never_raise(body: bytes) -> None:
     header = b"\x00\x01" + len(body).to_bytes(2, "big") + b"\x21\x12\xa4\x42" + b"\x01" * 12
     BindingResponder().handle(header + body, SOURCE)
+
+
+def test_rfc5780_requests_a_single_address_node_cannot_honour_get_420() -> None:
+    responder = BindingResponder()
+    for attrs, expected in (
+        ((stun.ChangeRequest(change_ip=True, change_port=False),), (stun.AttributeType.CHANGE_REQUEST,)),
+        ((stun.ChangeRequest(change_ip=False, change_port=True),), (stun.AttributeType.CHANGE_REQUEST,)),
+        ((stun.ResponsePort(4000),), (stun.AttributeType.RESPONSE_PORT,)),
+    ):
+        outcome, data = responder.handle(stun.encode(_request(*attrs)), SOURCE)
+        assert outcome is Outcome.REJECTED and data is not None
+        unknown = stun.decode(data).find(stun.UnknownAttributes)
+        assert unknown is not None and tuple(unknown.types) == expected
+    no_change = _request(stun.ChangeRequest(change_ip=False, change_port=False))
+    assert responder.handle(stun.encode(no_change), SOURCE)[0] is Outcome.ANSWERED
+
+
+def test_software_the_codec_refuses_fails_at_construction() -> None:
+    import pytest
+
+    with pytest.raises(stun.StunEncodeError):
+        BindingResponder(software="x" * 200)
