@@ -3,6 +3,11 @@
 Two uses: the CLI's state file (``lab up`` writes it, ``lab status``/``lab down`` read it), and
 a registry of live labs (one file per lab under the runtime directory) from which labs whose
 owning process died without cleaning up are reaped.
+
+Both live in ``/run/bitcraps-lab``, the lab's own directory: not the node's runtime directory
+(systemd's ``RuntimeDirectory=bitcraps`` deletes ``/run/bitcraps`` whenever the node stops, which
+would orphan a running lab), and not ``$RUNTIME_DIRECTORY`` (inside the node's unit that is the
+node's directory again).
 """
 
 from __future__ import annotations
@@ -21,12 +26,12 @@ STATE_NAME = "lab.json"
 REGISTRY_NAME = "labs"
 
 
+LAB_RUNTIME_DIR = Path("/run/bitcraps-lab")
+
+
 def runtime_dir() -> Path:
-    """``$RUNTIME_DIRECTORY`` (systemd), else ``/run/bitcraps`` (root only)."""
-    env = os.environ.get("RUNTIME_DIRECTORY")
-    if env:
-        return Path(env.split(":")[0])
-    return Path("/run/bitcraps")
+    """The lab's runtime directory (root only); ``lab --state-file`` moves the state file."""
+    return LAB_RUNTIME_DIR
 
 
 def default_state_file() -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netlink.lab import builder, netns
+from netlink.lab import builder, netns, state
 from netlink.lab.cli import register
 
 pytestmark = pytest.mark.lab
@@ -111,3 +111,10 @@ def test_node_cli_up_status_down(lab_ready: None, tmp_path: Path) -> None:
     if probe.returncode != 0:
         pytest.skip("bitcraps-node does not register the lab command yet")
     _round_trip([exe], tmp_path / "lab.json")
+
+
+def test_state_lives_in_the_labs_own_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not /run/bitcraps: systemd's RuntimeDirectory=bitcraps deletes it when the node stops.
+    monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/bitcraps")  # as inside the node's unit
+    assert state.default_state_file() == Path("/run/bitcraps-lab/lab.json")
+    assert state.registry_path("bcl0000-").parent == Path("/run/bitcraps-lab/labs")
