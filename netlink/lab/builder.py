@@ -4,9 +4,8 @@ All netlink work runs on one :class:`~netlink.lab.netns.NamespaceThread`: a name
 by that thread (``unshare``), an ``IPRoute`` made there talks to that namespace for good, and a
 child process it spawns while inside a namespace inherits it. No ``ip`` subprocess per command.
 
-Teardown is strict and also runs when building fails: every process the lab started is stopped
-by pid (then anything else found in the lab's namespaces), every namespace is deleted and the lab
-directory removed.
+Teardown (:mod:`netlink.lab.teardown`) is strict and also runs when building fails; processes
+are stopped by pid (:mod:`netlink.lab.procs`).
 """
 
 from __future__ import annotations
@@ -16,11 +15,9 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +31,7 @@ from netlink.errors import (
     NftError,
     Prerequisite,
 )
-from netlink.lab import coturn, netns, state
+from netlink.lab import coturn, netns, procs, state, teardown
 from netlink.lab.nat import LAN_IF, WAN_IF, NatBehaviour, ruleset
 from netlink.lab.topology import LAN_PREFIXLEN, PUBLIC_PREFIXLEN, Host, Router, Topology
 
@@ -43,7 +40,6 @@ T = TypeVar("T")
 
 BRIDGE_IF = "br0"
 HOST_IF = "eth0"
-STOP_GRACE_S = 2.0
 NFT_TIMEOUT_S = 10.0
 
 
@@ -111,7 +107,7 @@ class Lab:
             workdir.mkdir(parents=True, exist_ok=False)
         lab = cls(topology, workdir)
         # A program that forgets down() still cleans up when the interpreter exits normally;
-        # a killed one leaves its lab in the registry for reap_stale().
+        # a killed one leaves its lab in the registry for teardown.reap_stale().
         atexit.register(lab.down)
         try:
             lab._build(with_coturn)
@@ -206,7 +202,7 @@ class Lab:
     def _build(self, with_coturn: bool) -> None:
         topo = self.topology
         # Registered before anything exists, with every planned namespace, so that a lab whose
-        # owner is killed mid-build is still found and reaped (see reap_stale).
+        # owner is killed mid-build is still found and reaped (see teardown.reap_stale).
         state.register(self.record(planned=True))
         pub = topo.bridge_netns
         self._new_netns(pub, bridge=True)
@@ -360,7 +356,7 @@ class Lab:
         try:
             out, err = proc.communicate(input, timeout=timeout)
         finally:
-            _stop_child(proc)
+            procs.stop_child(proc)
             self._procs.pop(proc.pid, None)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -469,13 +465,13 @@ class Lab:
         errors: list[BaseException] = []
         for proc, _ in self._procs.values():
             try:
-                _stop_child(proc)
+                procs.stop_child(proc)
             except Exception as exc:  # keep tearing down; report the first problem
                 errors.append(exc)
         self._procs.clear()
         self._close_handles()
         try:
-            teardown(self.record())
+            teardown.remove(self.record())
         except Exception as exc:
             errors.append(exc)
         if errors:
@@ -488,102 +484,8 @@ class Lab:
         self.down()
 
 
-def _stop_child(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        proc.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(STOP_GRACE_S)
-
-
-def _cmdline(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
-
-
-def stop_pid(pid: int, marker: str | None = None, grace: float = STOP_GRACE_S) -> bool:
-    """Stop a process that is not our child: SIGTERM, then SIGKILL after ``grace``.
-
-    With ``marker``, only a process whose command line contains it is touched (pid reuse).
-    Returns True if a process was signalled.
-    """
-    if marker is not None:
-        cmd = _cmdline(pid)
-        if cmd is None or marker not in cmd:
-            return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + grace
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + grace
-        time.sleep(0.002)
-    return True
-
-
-def teardown(record: state.LabRecord) -> None:
-    """Remove everything ``record`` owns; safe to repeat and to run from another process."""
-    for proc in record.processes:
-        stop_pid(proc.pid, proc.marker)
-    names = set(record.namespaces)
-    # Anything else still running in the lab (a user's shell, a test's leftover): stop it too.
-    for pid, ns in netns.pids_in(names).items():
-        if pid != os.getpid():
-            log.warning("stopping pid %d left in %s", pid, ns)
-            stop_pid(pid)
-    first: NamespaceError | None = None
-    for name in reversed(record.namespaces):
-        try:
-            netns.remove(name)
-        except NamespaceError as exc:
-            first = first or exc
-    shutil.rmtree(record.workdir, ignore_errors=True)
-    state.unregister(record.prefix)
-    if first is not None:
-        raise first
-
-
-def reap_stale() -> list[str]:
-    """Tear down registered labs whose owning process is gone; returns their prefixes."""
-    reaped: list[str] = []
-    for record in state.registered():
-        if record.owner_pid is None or _alive(record.owner_pid):
-            continue
-        teardown(record)
-        reaped.append(record.prefix)
-    return reaped
-
-
 def check_topology(topology: Topology) -> None:
     """Refuse a lab whose namespace names collide with existing ones."""
     for name in topology.namespaces:
         if netns.exists(name):
             raise LabTopologyError("prefix", f"namespace {name} already exists")
-
-
-def process_alive(proc: state.ProcessRecord) -> bool:
-    """True while the recorded process runs (and is still the one recorded)."""
-    cmd = _cmdline(proc.pid)
-    return cmd is not None and proc.marker in cmd and _alive(proc.pid)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from netlink.errors import LabError, LabStateError, Prerequisite, StateFailure
-from netlink.lab import builder, netns, state
+from netlink.lab import builder, netns, procs, state, teardown
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.topology import plan
 
@@ -105,7 +105,7 @@ def _refuse_unless_root(args: argparse.Namespace) -> int | None:
 
 def _liveness(record: state.LabRecord) -> dict[str, Any]:
     namespaces = {name: netns.exists(name) for name in record.namespaces}
-    processes = {f"{p.name}:{p.pid}": builder.process_alive(p) for p in record.processes}
+    processes = {f"{p.name}:{p.pid}": procs.process_alive(p) for p in record.processes}
     return {
         "up": all(namespaces.values()) and all(processes.values()),
         "namespaces": namespaces,
@@ -155,9 +155,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             return EXIT_FAILED
         log.warning("removing stale state of lab %s", old.prefix)
-        builder.teardown(old)
+        teardown.remove(old)
         path.unlink(missing_ok=True)
-    for prefix in builder.reap_stale():
+    for prefix in teardown.reap_stale():
         log.warning("removed lab %s left by a process that died", prefix)
     nats = args.nat or [_nat_arg(n) for n in DEFAULT_NATS]
     try:
@@ -172,7 +172,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         state.save(path, record)
     except OSError:
-        builder.teardown(record)
+        teardown.remove(record)
         raise
     log.info("lab %s up; state in %s", record.prefix, path)
     doc = dict(record.summary)
@@ -218,7 +218,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     if record is None:
         return EXIT_FAILED
     try:
-        builder.teardown(record)
+        teardown.remove(record)
     except LabError as exc:
         sys.stderr.write(f"bitcraps-node lab down: {exc}\n")
         return EXIT_FAILED

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from netlink.lab import builder, probe
+from netlink.lab import builder, probe, teardown
 from netlink.lab.builder import Lab
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.topology import plan
@@ -38,7 +38,7 @@ def lab_ready() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI=true makes this a failure", pytrace=False)
         pytest.skip(reason)
-    builder.reap_stale()
+    teardown.reap_stale()
 
 
 @pytest.fixture

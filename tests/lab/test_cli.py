@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netlink.lab import builder, netns, state
+from netlink.lab import netns, procs, state
 from netlink.lab.cli import register
 
 pytestmark = pytest.mark.lab
@@ -96,7 +96,7 @@ def _round_trip(entry: list[str], state_file: Path) -> None:
     assert not any(netns.exists(n) for n in names)
     assert not Path(doc["workdir"]).exists()
     turn = subprocess.run(["pgrep", "-f", doc["workdir"]], capture_output=True, text=True, check=False)
-    assert [p for p in turn.stdout.split() if builder._alive(int(p))] == []
+    assert [p for p in turn.stdout.split() if procs.alive(int(p))] == []
 
 
 def test_module_cli_up_status_down(lab_ready: None, tmp_path: Path) -> None:

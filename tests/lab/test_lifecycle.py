@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from netlink.errors import NftError
-from netlink.lab import builder, coturn, netns, state
+from netlink.lab import builder, coturn, netns, procs, state, teardown
 from netlink.lab.builder import Lab
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.topology import new_prefix, plan
@@ -32,14 +32,14 @@ def _lab_namespaces(prefix: str) -> list[str]:
 def _live_pids_matching(pattern: str) -> list[int]:
     found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
     pids = [int(p) for p in found.stdout.split()]
-    return [p for p in pids if p != os.getpid() and builder._alive(p)]
+    return [p for p in pids if p != os.getpid() and procs.alive(p)]
 
 
 def _assert_gone(prefix: str, workdir: Path, turn_pid: int | None) -> None:
     assert _lab_namespaces(prefix) == []
     assert _live_pids_matching(str(workdir)) == []
     if turn_pid is not None:
-        assert not builder._alive(turn_pid)
+        assert not procs.alive(turn_pid)
     assert not workdir.exists()
     assert not state.registry_path(prefix).exists()
 
@@ -53,7 +53,7 @@ def test_full_lab_comes_up_and_down_twice_leaving_nothing(lab_ready: None) -> No
             prefix, workdir = lab.topology.prefix, lab.workdir
             assert sorted(_lab_namespaces(prefix)) == sorted(lab.topology.namespaces)
             (turn,) = lab.record().processes
-            assert turn.name == "turnserver" and builder.process_alive(turn)
+            assert turn.name == "turnserver" and procs.process_alive(turn)
             listening = lab.run("srv", ["ss", "-Hlnu"]).stdout.decode()
             assert "203.0.113.10:3478" in listening and "203.0.113.11:3478" in listening
             assert "203.0.113.10:5349" in lab.run("srv", ["ss", "-Hlnt"]).stdout.decode()
@@ -123,8 +123,8 @@ def test_lab_of_a_killed_process_is_reaped(lab_ready: None) -> None:
     assert _lab_namespaces(prefix)  # the killed owner could not clean up
     (record,) = [r for r in state.registered() if r.prefix == prefix]
     (turn,) = record.processes
-    assert builder.process_alive(turn)
-    assert prefix in builder.reap_stale()
+    assert procs.process_alive(turn)
+    assert prefix in teardown.reap_stale()
     _assert_gone(prefix, workdir, turn.pid)
 
 
