@@ -102,17 +102,21 @@ class CoturnError(LabError):
 
 
 class StateFailure(enum.Enum):
-    """What is wrong with the CLI's lab state file."""
+    """What is wrong with a file of the lab (state file, registry entry, lab directory)."""
 
     MISSING = "missing"
     EXISTS = "exists"
     CORRUPT = "corrupt"
+    PERMISSION = "permission-denied"  # EACCES/EPERM: typically not root
+    IO = "io-error"  # any other OSError
 
 
 class LabStateError(LabError):
-    """The CLI's state file is missing, already present or unreadable."""
+    """A file of the lab is missing, already present, unreadable or cannot be written."""
 
-    def __init__(self, failure: StateFailure, path: str) -> None:
+    def __init__(self, failure: StateFailure, path: str, errno: int | None = None, detail: str = "") -> None:
         self.failure = failure
         self.path = path
-        super().__init__(f"lab state file {path}: {failure.value}")
+        self.errno = errno
+        why = f" ({detail})" if detail else ""
+        super().__init__(f"lab file {path}: {failure.value}{why}")

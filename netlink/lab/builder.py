@@ -101,10 +101,13 @@ class Lab:
         if missing:
             raise LabPrerequisiteError(missing)
         check_topology(topology)
-        if workdir is None:
-            workdir = Path(tempfile.mkdtemp(prefix=topology.prefix))
-        else:
-            workdir.mkdir(parents=True, exist_ok=False)
+        try:
+            if workdir is None:
+                workdir = Path(tempfile.mkdtemp(prefix=topology.prefix))
+            else:
+                workdir.mkdir(parents=True, exist_ok=False)
+        except OSError as exc:
+            raise state.os_error(exc, workdir or tempfile.gettempdir()) from exc
         lab = cls(topology, workdir)
         # A program that forgets down() still cleans up when the interpreter exits normally;
         # a killed one leaves its lab in the registry for teardown.reap_stale().

@@ -4,20 +4,23 @@
 host; ``status`` reads the state file and checks what is still there; ``down`` tears down
 everything the state file names. Logs go to stderr; stdout carries only the result, and with
 ``--json`` exactly one JSON document. Exit codes: 0 ok, 1 failed (or no lab), 2 refused (not
-root, or bad arguments).
+root, permission denied on the lab's files, or bad arguments). Every failure is one line on
+stderr, never a traceback: the commands raise typed ``LabError``s and :func:`_guarded` reports them.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netlink.errors import LabError, LabStateError, Prerequisite, StateFailure
+from netlink.errors import LabError, LabPrerequisiteError, LabStateError, Prerequisite, StateFailure
 from netlink.lab import builder, netns, procs, state, teardown
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.topology import plan
@@ -39,6 +42,35 @@ def _nat_arg(text: str) -> tuple[str, NatBehaviour]:
         return name, NatBehaviour(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"unknown NAT behaviour {value!r} ({BEHAVIOURS})") from None
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def exit_code(exc: LabError) -> int:
+    """Refused (2) when the machine or the user lacks the right (root); else failed (1)."""
+    if isinstance(exc, LabPrerequisiteError) and Prerequisite.ROOT in exc.missing:
+        return EXIT_REFUSED
+    if isinstance(exc, LabStateError) and exc.failure is StateFailure.PERMISSION:
+        return EXIT_REFUSED
+    return EXIT_FAILED
+
+
+def _guarded(command: Command) -> Command:
+    """Run ``command``; a LabError becomes one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except LabError as exc:
+            hint = ""
+            if exit_code(exc) == EXIT_REFUSED and os.geteuid() != 0:
+                hint = "; run as root"
+            sys.stderr.write(f"bitcraps-node lab {args.lab_command}: {exc}{hint}\n")
+            return exit_code(exc)
+
+    return run
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -69,15 +101,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--hosts", type=int, default=1, help="hosts behind each router (default 1)")
     up.add_argument("--open-hosts", type=int, default=0, help="hosts with a public address, no NAT")
     up.add_argument("--no-coturn", action="store_true", help="do not start coturn")
-    up.set_defaults(func=cmd_up)
+    up.set_defaults(func=_guarded(cmd_up))
 
     status = sub.add_parser("status", help="show the running lab")
     _add_common(status)
-    status.set_defaults(func=cmd_status)
+    status.set_defaults(func=_guarded(cmd_status))
 
     down = sub.add_parser("down", help="remove the running lab (processes, namespaces, files)")
     _add_common(down)
-    down.set_defaults(func=cmd_down)
+    down.set_defaults(func=_guarded(cmd_down))
 
 
 def _state_path(args: argparse.Namespace) -> Path:
@@ -146,8 +178,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         old = state.load(path)
     except LabStateError as exc:
         if exc.failure is not StateFailure.MISSING:
-            log.error("%s", exc)
-            return EXIT_FAILED
+            raise
     else:
         if any(netns.exists(n) for n in old.namespaces):
             sys.stderr.write(
@@ -156,24 +187,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         log.warning("removing stale state of lab %s", old.prefix)
         teardown.remove(old)
-        path.unlink(missing_ok=True)
+        _unlink(path)
     for prefix in teardown.reap_stale():
         log.warning("removed lab %s left by a process that died", prefix)
     nats = args.nat or [_nat_arg(n) for n in DEFAULT_NATS]
-    try:
-        topology = plan(nats, hosts_per_router=args.hosts, open_hosts=args.open_hosts)
-        lab = builder.Lab.up(topology, with_coturn=not args.no_coturn)
-    except LabError as exc:
-        missing = getattr(exc, "missing", ())
-        code = EXIT_REFUSED if Prerequisite.ROOT in missing else EXIT_FAILED
-        sys.stderr.write(f"bitcraps-node lab up: {exc}\n")
-        return code
+    topology = plan(nats, hosts_per_router=args.hosts, open_hosts=args.open_hosts)
+    lab = builder.Lab.up(topology, with_coturn=not args.no_coturn)
     record = lab.release()
     try:
         state.save(path, record)
-    except OSError:
+    except LabStateError as exc:
         teardown.remove(record)
-        raise
+        sys.stderr.write(f"bitcraps-node lab up: {exc}; lab {record.prefix} removed again\n")
+        return exit_code(exc)
     log.info("lab %s up; state in %s", record.prefix, path)
     doc = dict(record.summary)
     doc["state_file"] = str(path)
@@ -181,15 +207,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise state.os_error(exc, path) from exc
+
+
 def _load_or_report(args: argparse.Namespace, path: Path) -> state.LabRecord | None:
+    """The lab in the state file; None (reported) when there is none. Raises LabStateError."""
     try:
         return state.load(path)
     except LabStateError as exc:
-        if exc.failure is StateFailure.MISSING:
-            sys.stderr.write(f"bitcraps-node lab {args.lab_command}: no lab is up ({path})\n")
-        else:
-            sys.stderr.write(f"bitcraps-node lab {args.lab_command}: {exc}\n")
         _emit(args, {"up": False, "state_file": str(path)}, "")
+        if exc.failure is not StateFailure.MISSING:
+            raise
+        sys.stderr.write(f"bitcraps-node lab {args.lab_command}: no lab is up ({path})\n")
         return None
 
 
@@ -217,12 +250,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     record = _load_or_report(args, path)
     if record is None:
         return EXIT_FAILED
-    try:
-        teardown.remove(record)
-    except LabError as exc:
-        sys.stderr.write(f"bitcraps-node lab down: {exc}\n")
-        return EXIT_FAILED
-    path.unlink(missing_ok=True)
+    teardown.remove(record)
+    _unlink(path)
     log.info("lab %s removed", record.prefix)
     _emit(args, {"down": True, "prefix": record.prefix}, f"lab {record.prefix} removed\n")
     return EXIT_OK

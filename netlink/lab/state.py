@@ -13,6 +13,7 @@ node's directory again).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -83,29 +84,52 @@ class LabRecord:
             raise LabStateError(StateFailure.CORRUPT, path) from exc
 
 
+_PERMISSION = frozenset({errno.EACCES, errno.EPERM})
+
+
+def os_error(exc: OSError, path: Path | str, *, reading: bool = False) -> LabStateError:
+    """The typed error for an OSError on a lab file (``reading``: a missing file is MISSING)."""
+    if reading and isinstance(exc, FileNotFoundError):
+        failure = StateFailure.MISSING
+    elif exc.errno in _PERMISSION:
+        failure = StateFailure.PERMISSION
+    else:
+        failure = StateFailure.IO
+    return LabStateError(failure, str(path), exc.errno, exc.strerror or str(exc))
+
+
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Replace ``path`` with ``text`` (mode 0600) in one rename. Raises LabStateError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise os_error(exc, path) from exc
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise os_error(exc, path) from exc
         raise
 
 
 def save(path: Path, record: LabRecord, *, exclusive: bool = False) -> None:
+    """Write ``record`` to ``path``. Raises LabStateError."""
     if exclusive and path.exists():
         raise LabStateError(StateFailure.EXISTS, str(path))
     write_atomic(path, record.to_json())
 
 
 def load(path: Path) -> LabRecord:
+    """The record in ``path``. Raises LabStateError (MISSING when there is no file)."""
     try:
         text = path.read_text()
-    except FileNotFoundError:
-        raise LabStateError(StateFailure.MISSING, str(path)) from None
+    except OSError as exc:
+        raise os_error(exc, path, reading=True) from exc
     return LabRecord.from_json(text, str(path))
 
 
@@ -114,15 +138,18 @@ def registry_path(prefix: str) -> Path:
 
 
 def register(record: LabRecord) -> Path:
-    """Enter a live lab in the registry; returns its file."""
+    """Enter a live lab in the registry; returns its file. Raises LabStateError."""
     path = registry_path(record.prefix)
     write_atomic(path, record.to_json())
     return path
 
 
 def unregister(prefix: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        registry_path(prefix).unlink()
+    path = registry_path(prefix)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise os_error(exc, path) from exc
 
 
 def registered() -> list[LabRecord]:

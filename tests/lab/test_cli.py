@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,80 @@ def test_state_lives_in_the_labs_own_runtime_dir(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/bitcraps")  # as inside the node's unit
     assert state.default_state_file() == Path("/run/bitcraps-lab/lab.json")
     assert state.registry_path("bcl0000-").parent == Path("/run/bitcraps-lab/labs")
+
+
+AS_NOBODY = """
+import os, sys
+from netlink.lab import cli
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)  # nobody, for real: the kernel, not a patched geteuid, refuses the reads
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _as_nobody(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    # The venv's interpreter lives under /root, which nobody cannot enter: start as root, then
+    # drop every privilege before the command runs.
+    return _cli(argv, entry=[sys.executable, "-c", AS_NOBODY])
+
+
+@pytest.fixture
+def private_state_file() -> Iterator[Path]:
+    """A state file as `lab up` writes it (0600, root's), in a directory anyone may enter."""
+    directory = Path(tempfile.mkdtemp())
+    try:
+        directory.chmod(0o755)
+        path = directory / "lab.json"
+        state.write_atomic(path, "{}")
+        assert path.stat().st_mode & 0o777 == 0o600
+        yield path
+    finally:
+        shutil.rmtree(directory)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody")
+def test_status_as_non_root_is_refused_in_one_line(private_state_file: Path) -> None:
+    human = _as_nobody(["lab", "status", "--state-file", str(private_state_file)])
+    assert human.returncode == 2, human.stderr
+    assert human.stdout == ""
+    (line,) = human.stderr.splitlines()
+    assert "permission-denied" in line and "run as root" in line and str(private_state_file) in line
+    doc = _as_nobody(["lab", "status", "--json", "--state-file", str(private_state_file)])
+    assert doc.returncode == 2 and len(doc.stderr.splitlines()) == 1
+    assert json.loads(doc.stdout) == {"up": False, "state_file": str(private_state_file)}
+    for action in ("up", "down"):
+        refused = _as_nobody(["lab", action, "--state-file", str(private_state_file)])
+        assert refused.returncode == 2 and "must run as root" in refused.stderr
+        assert len(refused.stderr.splitlines()) == 1
+
+
+def test_unreadable_state_file_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{not json")
+    for path, failure in ((corrupt, "corrupt"), (tmp_path, "io-error")):  # a directory: EISDIR
+        args = _parse(["lab", "status", "--state-file", str(path)])
+        assert args.func(args) == 1
+        out, err = capsys.readouterr()
+        (line,) = err.splitlines()
+        assert out == "" and failure in line and str(path) in line
+
+
+def test_up_whose_state_file_cannot_be_written_removes_the_lab(lab_ready: None) -> None:
+    # /proc takes no new files: loading finds no lab, saving after the build fails.
+    state_file = Path(f"/proc/bitcraps-lab-test-{os.getpid()}/lab.json")
+    up = _cli(
+        ["lab", "up", "--no-coturn", "--state-file", str(state_file)],
+        entry=[sys.executable, "-m", "netlink.lab.cli"],
+    )
+    assert up.returncode == 1 and up.stdout == ""
+    assert "Traceback" not in up.stderr
+    (line,) = [ln for ln in up.stderr.splitlines() if not ln.startswith(("INFO", "WARNING"))]
+    assert "io-error" in line
+    match = re.search(r"lab (bcl[0-9a-f]{4}-) removed again", line)
+    assert match is not None, line
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    assert match.group(1) not in listing.stdout
+    assert not state.registry_path(match.group(1)).exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netlink.errors import NftError
+from netlink.errors import LabStateError, NftError, StateFailure
 from netlink.lab import builder, coturn, netns, procs, state, teardown
 from netlink.lab.builder import Lab
 from netlink.lab.nat import NatBehaviour
@@ -148,3 +148,11 @@ print(lab.workdir, flush=True)
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
     )
     _assert_gone(prefix, Path(done.stdout.strip()), None)
+
+
+def test_unusable_workdir_is_a_typed_error(lab_ready: None) -> None:
+    prefix = new_prefix()
+    with pytest.raises(LabStateError) as caught:
+        Lab.up(plan(NATS, prefix=prefix), with_coturn=False, workdir=Path("/proc/bitcraps-lab-no/dir"))
+    assert caught.value.failure is StateFailure.IO
+    assert _lab_namespaces(prefix) == []
