@@ -74,14 +74,44 @@ class LabBuildError(LabError):
         super().__init__(f"lab build step {step!r} in {netns!r} failed: {cause}")
 
 
-class NftError(LabError):
-    """``nft -f -`` rejected a router's rule set (or conntrack flush failed)."""
+class NftFailure(enum.Enum):
+    """How ``nft``/``conntrack`` failed."""
 
-    def __init__(self, netns: str, returncode: int, stderr: str) -> None:
+    REJECTED = "rejected"  # exited non-zero
+    TIMEOUT = "timeout"  # did not finish in time; killed and reaped
+
+
+class NftError(LabError):
+    """``nft -f -`` rejected a router's rule set or timed out (or conntrack flush failed).
+
+    ``returncode`` is None when the tool timed out.
+    """
+
+    def __init__(
+        self,
+        netns: str,
+        returncode: int | None,
+        stderr: str,
+        failure: NftFailure = NftFailure.REJECTED,
+    ) -> None:
         self.netns = netns
         self.returncode = returncode
         self.stderr = stderr
-        super().__init__(f"nft in {netns!r} exited {returncode}: {stderr.strip()}")
+        self.failure = failure
+        what = f"exited {returncode}" if failure is NftFailure.REJECTED else failure.value
+        super().__init__(f"nft in {netns!r} {what}: {stderr.strip()}".rstrip(": "))
+
+
+class ProcessStopError(LabError):
+    """A lab process outlived SIGKILL within the deadline (uninterruptible sleep, D state).
+
+    It is left behind; everything else of the lab is torn down before this is raised.
+    """
+
+    def __init__(self, pid: int, command: str) -> None:
+        self.pid = pid
+        self.command = command
+        super().__init__(f"pid {pid} ({command.strip() or '?'}) survived SIGKILL; left running")
 
 
 class CoturnFailure(enum.Enum):

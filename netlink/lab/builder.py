@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +30,9 @@ from netlink.errors import (
     NamespaceError,
     NamespaceOp,
     NftError,
+    NftFailure,
     Prerequisite,
+    ProcessStopError,
 )
 from netlink.lab import coturn, netns, procs, state, teardown
 from netlink.lab.nat import LAN_IF, WAN_IF, NatBehaviour, ruleset
@@ -40,7 +43,9 @@ T = TypeVar("T")
 
 BRIDGE_IF = "br0"
 HOST_IF = "eth0"
-NFT_TIMEOUT_S = 10.0
+NFT_TIMEOUT_S = 10.0  # for all routers' nft together
+NFT_ARGV = ("nft", "-f", "-")
+CONNTRACK_FLUSH_ARGV = ("conntrack", "-F")
 
 
 def missing_prerequisites(*, need_coturn: bool = True) -> tuple[Prerequisite, ...]:
@@ -258,37 +263,54 @@ class Lab:
 
     # -- NAT behaviour -------------------------------------------------------------------------
     def _load_rulesets(self, routers: Sequence[Router], *, flush_conntrack: bool) -> None:
-        """``nft -f -`` in each router (concurrently), then ``conntrack -F`` if asked."""
+        """``nft -f -`` in each router (concurrently), then ``conntrack -F`` if asked.
+
+        All nft processes share one deadline; when it passes (or anything else goes wrong),
+        every nft still running is killed and reaped before the error propagates.
+        """
         running: list[tuple[Router, subprocess.Popen[bytes]]] = []
-        for router in routers:
-            proc = self._runner.run(
-                router.netns,
-                lambda: subprocess.Popen(
-                    ["nft", "-f", "-"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                ),
-            )
-            running.append((router, proc))
         errors: list[NftError] = []
-        for router, proc in running:
-            text = ruleset(router.behaviour, router.wan)
-            _, err = proc.communicate(text.encode(), timeout=NFT_TIMEOUT_S)
-            if proc.returncode != 0:
-                errors.append(NftError(router.netns, proc.returncode, err.decode(errors="replace")))
+        try:
+            for router in routers:
+                proc = self._runner.run(
+                    router.netns,
+                    lambda: subprocess.Popen(
+                        NFT_ARGV,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                    ),
+                )
+                running.append((router, proc))
+            deadline = time.monotonic() + NFT_TIMEOUT_S
+            for router, proc in running:
+                text = ruleset(router.behaviour, router.wan).encode()
+                try:
+                    _, err = proc.communicate(text, timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    raise NftError(router.netns, None, "", NftFailure.TIMEOUT) from None
+                if proc.returncode != 0:
+                    errors.append(NftError(router.netns, proc.returncode, err.decode(errors="replace")))
+        finally:
+            _kill_all([proc for _, proc in running])
         if errors:
             raise errors[0]
         if flush_conntrack:
             for router in routers:
-                done = self._runner.run(
-                    router.netns,
-                    lambda: subprocess.run(
-                        ["conntrack", "-F"], capture_output=True, timeout=NFT_TIMEOUT_S, check=False
-                    ),
-                )
-                if done.returncode != 0:
-                    raise NftError(router.netns, done.returncode, done.stderr.decode(errors="replace"))
+                self._flush_conntrack(router)
+
+    def _flush_conntrack(self, router: Router) -> None:
+        def flush() -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(
+                CONNTRACK_FLUSH_ARGV, capture_output=True, timeout=NFT_TIMEOUT_S, check=False
+            )
+
+        try:
+            done = self._runner.run(router.netns, flush)
+        except subprocess.TimeoutExpired:  # subprocess.run has killed and reaped it
+            raise NftError(router.netns, None, "conntrack -F", NftFailure.TIMEOUT) from None
+        if done.returncode != 0:
+            raise NftError(router.netns, done.returncode, done.stderr.decode(errors="replace"))
 
     def set_nat(self, router: str, behaviour: NatBehaviour) -> None:
         """Switch ``router`` to ``behaviour``: its rule set is replaced and conntrack flushed."""
@@ -485,6 +507,22 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
+
+
+def _kill_all(children: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Kill and reap every child still running; then raise the first that would not die."""
+    stuck: ProcessStopError | None = None
+    for proc in children:
+        try:
+            procs.kill_child(proc)
+        except ProcessStopError as exc:
+            stuck = stuck or exc
+        for pipe in (proc.stdin, proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+    if stuck is not None:
+        raise stuck
 
 
 def check_topology(topology: Topology) -> None:

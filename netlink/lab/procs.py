@@ -1,4 +1,9 @@
-"""Stopping processes by pid: the lab's own children and processes another run left behind."""
+"""Stopping processes by pid: the lab's own children and processes another run left behind.
+
+Every wait has a deadline: SIGTERM, ``STOP_GRACE_S`` later SIGKILL, and a process still there
+``KILL_WAIT_S`` after SIGKILL (uninterruptible sleep) raises ProcessStopError instead of hanging
+the caller's teardown.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ import signal
 import subprocess
 import time
 
+from netlink.errors import ProcessStopError
 from netlink.lab import state
 
-STOP_GRACE_S = 2.0
+STOP_GRACE_S = 2.0  # SIGTERM -> SIGKILL
+KILL_WAIT_S = 5.0  # SIGKILL -> give up
 
 
 def stop_child(proc: subprocess.Popen[bytes]) -> None:
@@ -22,9 +29,18 @@ def stop_child(proc: subprocess.Popen[bytes]) -> None:
     try:
         proc.wait(STOP_GRACE_S)
     except subprocess.TimeoutExpired:
+        kill_child(proc)
+
+
+def kill_child(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a child (if it still runs) and reap it. Raises ProcessStopError."""
+    if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        proc.wait(STOP_GRACE_S)
+    try:
+        proc.wait(KILL_WAIT_S)
+    except subprocess.TimeoutExpired:
+        raise ProcessStopError(proc.pid, str(proc.args)) from None
 
 
 def cmdline(pid: int) -> str | None:
@@ -46,26 +62,33 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
 
 
-def stop_pid(pid: int, marker: str | None = None, grace: float = STOP_GRACE_S) -> bool:
+def stop_pid(pid: int, marker: str | None = None, grace: float | None = None) -> bool:
     """Stop a process that is not our child: SIGTERM, then SIGKILL after ``grace``.
 
     With ``marker``, only a process whose command line contains it is touched (pid reuse).
-    Returns True if a process was signalled.
+    Returns True if a process was signalled. Raises ProcessStopError if it outlives SIGKILL by
+    ``KILL_WAIT_S``.
     """
-    if marker is not None:
-        cmd = cmdline(pid)
-        if cmd is None or marker not in cmd:
-            return False
+    command = cmdline(pid)
+    if marker is not None and (command is None or marker not in command):
+        return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
-    deadline = time.monotonic() + grace
+    if _gone_by(pid, time.monotonic() + (STOP_GRACE_S if grace is None else grace)):
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if _gone_by(pid, time.monotonic() + KILL_WAIT_S):
+        return True
+    raise ProcessStopError(pid, command or "")
+
+
+def _gone_by(pid: int, deadline: float) -> bool:
     while alive(pid):
         if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + grace
+            return False
         time.sleep(0.002)
     return True
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netlink.errors import LabStateError, NftError, StateFailure
+from netlink.errors import LabStateError, NftError, NftFailure, ProcessStopError, StateFailure
 from netlink.lab import builder, coturn, netns, procs, state, teardown
 from netlink.lab.builder import Lab
 from netlink.lab.nat import NatBehaviour
@@ -156,3 +156,58 @@ def test_unusable_workdir_is_a_typed_error(lab_ready: None) -> None:
         Lab.up(plan(NATS, prefix=prefix), with_coturn=False, workdir=Path("/proc/bitcraps-lab-no/dir"))
     assert caught.value.failure is StateFailure.IO
     assert _lab_namespaces(prefix) == []
+
+
+def test_timed_out_nft_is_killed_and_reaped_with_its_siblings(
+    lab_ready: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Each "nft" notes its pid, reads its rule set and then never finishes.
+    hang = (
+        "import os, sys, time; open(sys.argv[1] + '/' + str(os.getpid()), 'w'); "
+        "sys.stdin.read(); time.sleep(60)"
+    )
+    monkeypatch.setattr(builder, "NFT_ARGV", (sys.executable, "-c", hang, str(tmp_path)))
+    monkeypatch.setattr(builder, "NFT_TIMEOUT_S", 2.0)
+    prefix = new_prefix()
+    with pytest.raises(NftError) as caught:
+        Lab.up(plan(NATS, prefix=prefix), with_coturn=False)
+    assert caught.value.failure is NftFailure.TIMEOUT and caught.value.returncode is None
+    started = [int(p.name) for p in tmp_path.iterdir()]
+    assert started  # at least one was running when the deadline passed
+    assert [pid for pid in started if os.path.exists(f"/proc/{pid}")] == []  # killed and reaped
+    assert _lab_namespaces(prefix) == []
+
+
+def test_process_that_survives_sigkill_is_reported_after_the_rest_is_gone(
+    lab_factory: Callable[..., Lab], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = lab_factory(NATS, with_coturn=False)
+    stuck = subprocess.Popen(
+        lab.command("A1", ["sh", "-c", "echo in; exec sleep 60"]), stdout=subprocess.PIPE, text=True
+    )
+    assert stuck.stdout is not None and stuck.stdout.readline() == "in\n"  # inside A1 now
+    # A process in uninterruptible sleep cannot be made on demand: this one looks alive forever.
+    real_alive = procs.alive
+    monkeypatch.setattr(procs, "alive", lambda pid: pid == stuck.pid or real_alive(pid))
+    monkeypatch.setattr(procs, "STOP_GRACE_S", 0.05)
+    monkeypatch.setattr(procs, "KILL_WAIT_S", 0.05)
+    record = lab.record()
+    record = state.LabRecord(
+        prefix=record.prefix,
+        namespaces=record.namespaces,
+        processes=(state.ProcessRecord(stuck.pid, "sleep", "sleep 60"),),
+        workdir=record.workdir,
+        owner_pid=record.owner_pid,
+        summary=record.summary,
+    )
+    try:
+        with pytest.raises(ProcessStopError) as caught:
+            teardown.remove(record)
+        assert caught.value.pid == stuck.pid
+        assert _lab_namespaces(lab.topology.prefix) == []  # the rest was torn down regardless
+        assert not Path(record.workdir).exists()
+        assert not state.registry_path(lab.topology.prefix).exists()
+    finally:
+        stuck.kill()
+        stuck.wait()
+        stuck.stdout.close()
