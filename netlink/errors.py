@@ -137,6 +137,7 @@ class StateFailure(enum.Enum):
     MISSING = "missing"
     EXISTS = "exists"
     CORRUPT = "corrupt"
+    VERSION = "unsupported-version"  # written by another (older) lab
     PERMISSION = "permission-denied"  # EACCES/EPERM: typically not root
     IO = "io-error"  # any other OSError
 

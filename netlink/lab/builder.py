@@ -36,6 +36,7 @@ from netlink.errors import (
 )
 from netlink.lab import coturn, netns, procs, state, teardown
 from netlink.lab.nat import LAN_IF, WAN_IF, NatBehaviour, ruleset
+from netlink.lab.summary import CoturnSummary, HostSummary, LabSummary, RouterSummary, ServerSummary
 from netlink.lab.topology import LAN_PREFIXLEN, PUBLIC_PREFIXLEN, Host, Router, Topology
 
 log = logging.getLogger(__name__)
@@ -389,52 +390,32 @@ class Lab:
         self._procs[proc.pid] = (proc, name)
 
     # -- description ---------------------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        """A JSON-able summary: namespaces, addresses, behaviours, coturn and how to enter."""
+    def summary(self) -> LabSummary:
+        """Namespaces, addresses, behaviours, coturn and how to enter each host."""
         topo = self.topology
         turn = self.coturn_config
-        return {
-            "prefix": topo.prefix,
-            "bridge": {"netns": topo.bridge_netns},
-            "server": {
-                "netns": topo.server.netns,
-                "primary": str(topo.server.primary),
-                "secondary": str(topo.server.secondary),
-                "stranger": str(topo.server.stranger),
-            },
-            "routers": [
-                {
-                    "name": r.name,
-                    "netns": r.netns,
-                    "nat": r.behaviour.value,
-                    "wan": str(r.wan),
-                    "lan": str(r.lan),
-                }
-                for r in topo.routers
-            ],
-            "hosts": [
-                {
-                    "name": h.name,
-                    "netns": h.netns,
-                    "address": str(h.address),
-                    "router": h.router,
-                    "enter": f"ip netns exec {h.netns} bash",
-                }
-                for h in topo.hosts
-            ],
-            "coturn": None
+        server = topo.server
+        return LabSummary(
+            prefix=topo.prefix,
+            bridge_netns=topo.bridge_netns,
+            server=ServerSummary(server.netns, server.primary, server.secondary, server.stranger),
+            routers=tuple(RouterSummary(r.name, r.netns, r.behaviour, r.wan, r.lan) for r in topo.routers),
+            hosts=tuple(HostSummary(h.name, h.netns, h.address, h.router) for h in topo.hosts),
+            coturn=None
             if turn is None
-            else {
-                "udp_tcp": f"{turn.primary}:{turn.port}",
-                "alternate": f"{turn.secondary}:{turn.alt_port}",
-                "tls": f"{turn.primary}:{turn.tls_port}",
-                "username": turn.username,
-                "password": turn.password,
-                "realm": turn.realm,
-                "log": str(self.workdir / "turn.log"),
-            },
-            "workdir": str(self.workdir),
-        }
+            else CoturnSummary(
+                primary=turn.primary,
+                secondary=turn.secondary,
+                port=turn.port,
+                alt_port=turn.alt_port,
+                tls_port=turn.tls_port,
+                username=turn.username,
+                password=turn.password,
+                realm=turn.realm,
+                log=str(self.workdir / "turn.log"),
+            ),
+            workdir=str(self.workdir),
+        )
 
     def record(self, *, planned: bool = False) -> state.LabRecord:
         """What the lab owns: the namespaces made so far (or, ``planned``, all it will make)."""
@@ -450,7 +431,7 @@ class Lab:
             workdir=str(self.workdir),
             # A detached lab belongs to nobody once released; while building it is ours.
             owner_pid=None if self._released else os.getpid(),
-            summary=self.describe(),
+            summary=self.summary(),
         )
 
     # -- teardown ------------------------------------------------------------------------------

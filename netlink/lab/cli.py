@@ -23,6 +23,7 @@ from typing import Any
 from netlink.errors import LabError, LabPrerequisiteError, LabStateError, Prerequisite, StateFailure
 from netlink.lab import builder, netns, procs, state, teardown
 from netlink.lab.nat import NatBehaviour
+from netlink.lab.summary import LabSummary
 from netlink.lab.topology import plan
 
 log = logging.getLogger("netlink.lab.cli")
@@ -145,27 +146,26 @@ def _liveness(record: state.LabRecord) -> dict[str, Any]:
     }
 
 
-def _describe_text(summary: dict[str, Any]) -> str:
-    lines = [f"lab {summary.get('prefix', '?')}"]
-    server = summary.get("server", {})
-    lines.append(
-        f"  server  {server.get('netns')}  {server.get('primary')} {server.get('secondary')}"
-        f"  stranger {server.get('stranger')}"
-    )
-    for router in summary.get("routers", []):
+def _describe_text(summary: LabSummary) -> str:
+    server = summary.server
+    lines = [
+        f"lab {summary.prefix}",
+        f"  server  {server.netns}  {server.primary} {server.secondary}  stranger {server.stranger}",
+    ]
+    for router in summary.routers:
         lines.append(
-            f"  router {router['name']}  {router['netns']}  {router['nat']}  "
-            f"WAN {router['wan']}  LAN {router['lan']}"
+            f"  router {router.name}  {router.netns}  {router.nat.value}  WAN {router.wan}  LAN {router.lan}"
         )
-    turn = summary.get("coturn")
-    if turn:
+    turn = summary.coturn
+    if turn is not None:
         lines.append(
-            f"  coturn  udp/tcp {turn['udp_tcp']}  tls {turn['tls']}  alt {turn['alternate']}  "
-            f"user {turn['username']} password {turn['password']} realm {turn['realm']}"
+            f"  coturn  udp/tcp {turn.primary}:{turn.port}  tls {turn.primary}:{turn.tls_port}  "
+            f"alt {turn.secondary}:{turn.alt_port}  "
+            f"user {turn.username} password {turn.password} realm {turn.realm}"
         )
     lines.append("enter a host:")
-    for host in summary.get("hosts", []):
-        lines.append(f"  {host['name']:4} {host['address']:15} {host['enter']}")
+    for host in summary.hosts:
+        lines.append(f"  {host.name:4} {host.address!s:15} {host.enter}")
     return "\n".join(lines) + "\n"
 
 
@@ -201,7 +201,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         sys.stderr.write(f"bitcraps-node lab up: {exc}; lab {record.prefix} removed again\n")
         return exit_code(exc)
     log.info("lab %s up; state in %s", record.prefix, path)
-    doc = dict(record.summary)
+    doc = record.summary.to_json()
     doc["state_file"] = str(path)
     _emit(args, doc, _describe_text(record.summary) + f"state: {path}\n")
     return EXIT_OK
@@ -232,7 +232,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if record is None:
         return EXIT_FAILED
     live = _liveness(record)
-    doc = dict(record.summary)
+    doc = record.summary.to_json()
     doc.update(live)
     doc["state_file"] = str(path)
     gone = [n for n, ok in live["namespaces"].items() if not ok]

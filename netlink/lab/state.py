@@ -17,14 +17,15 @@ import errno
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from netlink.errors import LabStateError, StateFailure
+from netlink.lab.summary import LabSummary
 
 STATE_NAME = "lab.json"
 REGISTRY_NAME = "labs"
+FORMAT_VERSION = 1  # of the state file and registry entries
 
 
 LAB_RUNTIME_DIR = Path("/run/bitcraps-lab")
@@ -61,15 +62,35 @@ class LabRecord:
     processes: tuple[ProcessRecord, ...]
     workdir: str
     owner_pid: int | None
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: LabSummary
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(
+            {
+                "version": FORMAT_VERSION,
+                "prefix": self.prefix,
+                "namespaces": list(self.namespaces),
+                "processes": [{"pid": p.pid, "name": p.name, "marker": p.marker} for p in self.processes],
+                "workdir": self.workdir,
+                "owner_pid": self.owner_pid,
+                "summary": self.summary.to_json(),
+            },
+            indent=2,
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str, path: str = "<string>") -> LabRecord:
+        """Read a record. Raises LabStateError: CORRUPT, or VERSION for another format."""
         try:
             raw = json.loads(text)
+            version = raw.get("version") if isinstance(raw, dict) else None
+        except ValueError as exc:
+            raise LabStateError(StateFailure.CORRUPT, path, detail=str(exc)) from exc
+        if version != FORMAT_VERSION:
+            detail = f"format version {version!r}, this lab reads {FORMAT_VERSION}"
+            raise LabStateError(StateFailure.VERSION, path, detail=detail)
+        try:
             return cls(
                 prefix=str(raw["prefix"]),
                 namespaces=tuple(str(n) for n in raw["namespaces"]),
@@ -78,10 +99,10 @@ class LabRecord:
                 ),
                 workdir=str(raw["workdir"]),
                 owner_pid=None if raw["owner_pid"] is None else int(raw["owner_pid"]),
-                summary=dict(raw.get("summary", {})),
+                summary=LabSummary.from_json(raw["summary"]),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LabStateError(StateFailure.CORRUPT, path) from exc
+        except (ValueError, KeyError, TypeError) as exc:  # SummaryFormatError is a ValueError
+            raise LabStateError(StateFailure.CORRUPT, path, detail=str(exc)) from exc
 
 
 _PERMISSION = frozenset({errno.EACCES, errno.EPERM})

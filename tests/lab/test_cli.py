@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from netlink.lab import netns, procs, state
+from netlink.lab.builder import Lab
 from netlink.lab.cli import register
 
 pytestmark = pytest.mark.lab
@@ -174,7 +175,22 @@ def test_unreadable_state_file_is_one_line_not_a_traceback(
 ) -> None:
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text("{not json")
-    for path, failure in ((corrupt, "corrupt"), (tmp_path, "io-error")):  # a directory: EISDIR
+    old = tmp_path / "old.json"  # as written before the format had a version
+    old.write_text(json.dumps({"prefix": "bcl0000-", "namespaces": [], "processes": [], "workdir": "/x"}))
+    bad_summary = tmp_path / "bad-summary.json"
+    bad_summary.write_text(
+        json.dumps(
+            {"version": state.FORMAT_VERSION, "prefix": "bcl0000-", "namespaces": [], "processes": [],
+             "workdir": "/x", "owner_pid": None, "summary": {"prefix": "bcl0000-", "routers": "A"}}
+        )
+    )  # fmt: skip
+    cases = (
+        (corrupt, "corrupt"),
+        (old, "unsupported-version"),
+        (bad_summary, "corrupt"),
+        (tmp_path, "io-error"),  # a directory: EISDIR
+    )
+    for path, failure in cases:
         args = _parse(["lab", "status", "--state-file", str(path)])
         assert args.func(args) == 1
         out, err = capsys.readouterr()
@@ -198,3 +214,9 @@ def test_up_whose_state_file_cannot_be_written_removes_the_lab(lab_ready: None) 
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
     assert match.group(1) not in listing.stdout
     assert not state.registry_path(match.group(1)).exists()
+
+
+def test_record_and_summary_round_trip_through_json(nat_lab: Lab) -> None:
+    record = nat_lab.record()
+    assert record.summary.coturn is not None and any(h.router is None for h in record.summary.hosts)
+    assert state.LabRecord.from_json(record.to_json()) == record
