@@ -3,7 +3,8 @@
 Always started with ``-L``/``-E`` (without them it listens and relays on every address, loopback
 included) and with its pid file, log and user database in the lab's own directory. Listeners:
 UDP and TCP on 3478 (and the RFC 5780 alternate port 3479 on the second address), TLS on 5349
-with a self-signed certificate made here. Readiness is a real STUN answer, not a sleep.
+with a self-signed certificate made here. Readiness is a real STUN answer (decoded with the node's
+own codec, ``node.proto.stun``), not a sleep.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import secrets
 import shutil
 import socket
-import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,9 +30,6 @@ TLS_PORT = 5349  # RFC 8489 section 6
 RELAY_PORTS = (49152, 49999)
 REALM = "lab.bitcraps.test"
 READY_TIMEOUT_S = 5.0
-_MAGIC_COOKIE = 0x2112A442  # RFC 8489 section 5
-_BINDING_REQUEST = 0x0001
-_BINDING_SUCCESS = 0x0101
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +154,6 @@ def start(
     )
 
 
-def binding_request() -> tuple[bytes, bytes]:
-    """A bare 20-byte STUN Binding request header (RFC 8489 section 5) and its id."""
-    tid = secrets.token_bytes(12)
-    return struct.pack("!HHI", _BINDING_REQUEST, 0, _MAGIC_COOKIE) + tid, tid
-
-
 def wait_ready(
     runner: NamespaceThread,
     netns: str,
@@ -176,12 +167,16 @@ def wait_ready(
 
     Returns the seconds waited. Raises CoturnError if it exits or stays silent.
     """
+    # The codec costs ~50 ms to import: only bring-up needs it (not `lab status` or `lab down`).
+    from node.proto import stun  # noqa: PLC0415
+
     t0 = time.monotonic()
     deadline = t0 + timeout
+    tid = stun.new_transaction_id()
+    request = stun.encode(stun.Message(stun.Method.BINDING, stun.MessageClass.REQUEST, tid))
     sock = runner.socket(netns, socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.settimeout(0.01)
-        request, tid = binding_request()
         while True:
             if proc.poll() is not None:
                 raise CoturnError(CoturnFailure.EXITED, f"exit {proc.returncode}; {_log_tail(workdir)}")
@@ -192,8 +187,15 @@ def wait_ready(
                 data = sock.recv(2048)
             except (TimeoutError, ConnectionRefusedError):
                 continue
-            success = len(data) >= 20 and struct.unpack_from("!H", data)[0] == _BINDING_SUCCESS
-            if success and data[8:20] == tid:
+            try:
+                answer = stun.decode(data)
+            except stun.StunDecodeError:
+                continue
+            if (
+                answer.transaction_id == tid
+                and answer.method is stun.Method.BINDING
+                and answer.message_class is stun.MessageClass.SUCCESS
+            ):
                 break
     finally:
         sock.close()
