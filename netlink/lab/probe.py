@@ -6,7 +6,10 @@ source of the host's packet; nothing is taken from the host's own view.
 
 - filtering: the host sends from a fresh socket to primary:port1 only; then primary:port2, the
   secondary address, the stranger and finally primary:port1 itself send to the mapped endpoint;
-  the host reports which of them arrived.
+  the host reports which of them arrived. The last one (from the very endpoint the host
+  contacted) passes every behaviour that passes UDP, so it is the barrier: the host waits up to
+  ANSWER_S for it, then only SILENCE_S more for the others, which were sent before it on the
+  same path.
 - mapping: a second fresh socket sends to primary:port1, primary:port2, secondary:port1 and
   secondary:port2; the four mapped endpoints give endpoint-independent vs dependent mapping and,
   for sequential allocators, the stride between consecutive new mappings.
@@ -29,8 +32,10 @@ if TYPE_CHECKING:
 
 PORT_1 = 4000
 PORT_2 = 4001
-SILENCE_S = 0.25  # how long "expect silence" waits
-ANSWER_S = 1.0  # how long a packet that should arrive may take
+SILENCE_S = 0.25  # how long a packet that should not arrive is waited for
+ANSWER_S = 3.0  # how long a packet that should arrive may take (generous: loaded CI runners)
+
+UNSOLICITED = frozenset({b"other-port", b"other-address", b"stranger", b"same"})
 
 Endpoint = tuple[str, int]
 
@@ -109,16 +114,21 @@ def _observe(server: socket.socket, timeout: float) -> Endpoint | None:
     return (str(source[0]), int(source[1]))
 
 
-def _heard(sock: socket.socket, window: float) -> set[bytes]:
-    """Every payload arriving at ``sock`` within ``window`` seconds."""
+def _heard(sock: socket.socket, payloads: frozenset[bytes], barrier: bytes) -> set[bytes]:
+    """Which of ``payloads`` arrive at ``sock``: up to ANSWER_S for ``barrier`` (sent last, it
+    should arrive), then SILENCE_S for the rest; done early once all have arrived."""
     got: set[bytes] = set()
-    deadline = time.monotonic() + window
-    while (left := deadline - time.monotonic()) > 0:
+    deadline = time.monotonic() + ANSWER_S
+    while got != payloads and (left := deadline - time.monotonic()) > 0:
         sock.settimeout(left)
         try:
-            got.add(sock.recv(2048))
+            data = sock.recv(2048)
         except TimeoutError:
             break
+        if data in payloads:
+            if data == barrier:
+                deadline = time.monotonic() + SILENCE_S
+            got.add(data)
     return got
 
 
@@ -143,7 +153,7 @@ def probe(lab: Lab, host: str, servers: EchoServers) -> ProbeResult:
             servers.udp[s1].sendto(b"other-address", mapped)
             servers.stranger.sendto(b"stranger", mapped)
             servers.udp[p1].sendto(b"same", mapped)
-            heard = _heard(hf, SILENCE_S)
+            heard = _heard(hf, UNSOLICITED, barrier=b"same")
     finally:
         hf.close()
 
