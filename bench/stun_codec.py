@@ -51,9 +51,7 @@ def ours_from_text() -> None:
 
 
 def theirs() -> None:
-    msg = aioice_stun.Message(
-        aioice_stun.Method.BINDING, aioice_stun.Class.RESPONSE, transaction_id=TID
-    )
+    msg = aioice_stun.Message(aioice_stun.Method.BINDING, aioice_stun.Class.RESPONSE, transaction_id=TID)
     msg.attributes["XOR-MAPPED-ADDRESS"] = (IP_TEXT, PORT)
     msg.add_message_integrity(KEY)  # adds FINGERPRINT too
     data = bytes(msg)

@@ -196,10 +196,7 @@ class CircuitBreaker:
         input_ = BreakerInput.FAILURE
         if state is not BreakerState.OPEN:
             self._consecutive_failures += 1
-            if (
-                state is BreakerState.CLOSED
-                and self._consecutive_failures >= self.failure_threshold
-            ):
+            if state is BreakerState.CLOSED and self._consecutive_failures >= self.failure_threshold:
                 input_ = BreakerInput.TRIP
         self._fire(input_, now)
 

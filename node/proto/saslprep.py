@@ -52,9 +52,7 @@ _SASL_PROHIBITED = (
 def saslprep(text: str, *, allow_unassigned: bool = True) -> str:
     """RFC 4013. ``allow_unassigned`` selects the "query" (True) or "stored string" rules."""
     # §2.1 mapping: non-ASCII spaces to SPACE, "commonly mapped to nothing" removed.
-    mapped = "".join(
-        " " if stringprep.in_table_c12(c) else c for c in text if not stringprep.in_table_b1(c)
-    )
+    mapped = "".join(" " if stringprep.in_table_c12(c) else c for c in text if not stringprep.in_table_b1(c))
     out = unicodedata.normalize("NFKC", mapped)  # §2.2
     for c in out:
         if any(check(c) for check in _SASL_PROHIBITED):  # §2.3

@@ -322,9 +322,7 @@ def _enc_xor_address(attr: AddressAttribute, tid: bytes) -> bytes:
     ip = attr.ip
     if ip.version == 4:
         return _ADDR4.pack(0, 1, attr.port ^ _COOKIE_HIGH, int(ip) ^ MAGIC_COOKIE)
-    return _ADDR6.pack(
-        0, 2, attr.port ^ _COOKIE_HIGH, (int(ip) ^ _xor_key6(tid)).to_bytes(16, "big")
-    )
+    return _ADDR6.pack(0, 2, attr.port ^ _COOKIE_HIGH, (int(ip) ^ _xor_key6(tid)).to_bytes(16, "big"))
 
 
 _A = TypeVar("_A", bound=AddressAttribute)

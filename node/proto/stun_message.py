@@ -57,12 +57,7 @@ def message_type(method: int, message_class: int) -> int:
     try:
         # The class may only have the C1 (0x100) and C0 (0x010) bits set.
         if 0 <= method <= 0xFFF and not message_class & ~_CLASS_MASK:
-            return (
-                ((method & 0xF80) << 2)
-                | ((method & 0x070) << 1)
-                | (method & 0x00F)
-                | message_class
-            )
+            return ((method & 0xF80) << 2) | ((method & 0x070) << 1) | (method & 0x00F) | message_class
     except TypeError:
         pass
     raise StunEncodeError(f"bad method {method!r} or class {message_class!r}")
@@ -193,9 +188,7 @@ def decode(data: bytes) -> Message:
         )
     kind = _TYPES.get(mtype)
     if kind is None:
-        raise StunDecodeError(
-            DecodeReason.UNKNOWN_METHOD, f"message type {mtype:#06x}", transaction_id=tid
-        )
+        raise StunDecodeError(DecodeReason.UNKNOWN_METHOD, f"message type {mtype:#06x}", transaction_id=tid)
     attrs: list[Attribute] = []
     append = attrs.append
     by_type = SPEC_BY_TYPE

@@ -273,9 +273,7 @@ class TransactionManager(Generic[ServerT]):
         """Start a transaction (True) or queue it behind the server's full slots (False)."""
         if transaction_id in self._active or transaction_id in self._queued_ids:
             raise DuplicateTransaction(transaction_id)
-        queued = _Queued(
-            server, transaction_id, request, _Timing(rto, rc, rm, reliable, ti, rto_cap)
-        )
+        queued = _Queued(server, transaction_id, request, _Timing(rto, rc, rm, reliable, ti, rto_cap))
         if self.outstanding(server) < self.max_outstanding:
             self._launch(queued, now)
             return True

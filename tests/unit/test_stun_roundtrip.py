@@ -43,9 +43,7 @@ STRATEGIES: dict[type[stun.Attribute], st.SearchStrategy[stun.Attribute]] = {
     stun.Software: st.builds(stun.Software, text),
     stun.Userhash: st.builds(stun.Userhash, st.binary(min_size=32, max_size=32)),
     stun.PasswordAlgorithmAttr: algorithms,
-    stun.PasswordAlgorithms: st.builds(
-        stun.PasswordAlgorithms, st.lists(algorithms, max_size=4).map(tuple)
-    ),
+    stun.PasswordAlgorithms: st.builds(stun.PasswordAlgorithms, st.lists(algorithms, max_size=4).map(tuple)),
     stun.ErrorCodeAttr: st.builds(stun.ErrorCodeAttr, st.integers(300, 699), text),
     stun.UnknownAttributes: st.builds(
         stun.UnknownAttributes, st.lists(st.integers(0, 0xFFFF), max_size=9).map(tuple)
@@ -168,8 +166,10 @@ def framed_messages(draw: st.DrawFn) -> bytes:
     codes = st.sampled_from([spec.code for spec in stun.ATTRIBUTE_SPECS]) | st.integers(0, 0xFFFF)
     body = b""
     for code, value in draw(st.lists(st.tuples(codes, st.binary(max_size=40)), max_size=5)):
-        body += struct.pack("!HH", code, len(value)) + value + draw(
-            st.binary(min_size=-len(value) % 4, max_size=-len(value) % 4)
+        body += (
+            struct.pack("!HH", code, len(value))
+            + value
+            + draw(st.binary(min_size=-len(value) % 4, max_size=-len(value) % 4))
         )
     mtype = draw(st.sampled_from(sorted(stun_message._TYPES)) | st.integers(0, 0x3FFF))
     return struct.pack("!HHI12s", mtype, len(body), stun.MAGIC_COOKIE, draw(tids)) + body
@@ -219,9 +219,7 @@ def test_any_bit_flip_is_caught(
 
 @settings(max_examples=200, deadline=None)
 @given(attrs=st.lists(any_attribute, max_size=4).map(tuple), tid=tids, data=st.data())
-def test_truncation_is_rejected(
-    attrs: tuple[stun.Attribute, ...], tid: bytes, data: st.DataObject
-) -> None:
+def test_truncation_is_rejected(attrs: tuple[stun.Attribute, ...], tid: bytes, data: st.DataObject) -> None:
     raw = stun.encode(stun.Message(stun.Method.ALLOCATE, stun.MessageClass.SUCCESS, tid, attrs))
     cut = data.draw(st.integers(0, len(raw) - 1))
     with pytest.raises(stun.StunDecodeError) as caught:

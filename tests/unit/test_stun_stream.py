@@ -35,9 +35,7 @@ def _frames(framer: stun.StreamFramer) -> list[stun.StunFrame | stun.ChannelData
     kinds=st.lists(st.tuples(st.booleans(), st.integers(0, 40)), max_size=6),
     cuts=st.lists(st.integers(1, 50), max_size=20),
 )
-def test_any_chunking_yields_the_same_frames(
-    kinds: list[tuple[bool, int]], cuts: list[int]
-) -> None:
+def test_any_chunking_yields_the_same_frames(kinds: list[tuple[bool, int]], cuts: list[int]) -> None:
     wire = b""
     expected: list[stun.StunFrame | stun.ChannelData] = []
     for is_stun, n in kinds:

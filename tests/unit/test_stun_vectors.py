@@ -80,9 +80,7 @@ def _walk(data: bytes) -> list[tuple[int, int, int]]:
 
 
 def _padding_offsets(data: bytes) -> set[int]:
-    return {
-        start + size + i for _, start, size in _walk(data) for i in range(-size % 4)
-    }
+    return {start + size + i for _, start, size in _walk(data) for i in range(-size % 4)}
 
 
 def _zero_padding(data: bytes) -> bytes:

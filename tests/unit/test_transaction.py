@@ -34,9 +34,7 @@ def tid(n: int) -> bytes:
     return n.to_bytes(12, "big")
 
 
-def drive(
-    tx: ClientTransaction, t0: float, until: float = float("inf")
-) -> tuple[list[float], float]:
+def drive(tx: ClientTransaction, t0: float, until: float = float("inf")) -> tuple[list[float], float]:
     """Send what is due and jump to each timer until the transaction ends or ``until``.
 
     Returns the send times and the time of the last timer handled.
@@ -250,9 +248,7 @@ def test_a_response_at_any_time_before_the_end_succeeds(rc: int, answer_after: f
 # -- the manager -------------------------------------------------------------------------------
 
 
-def run(
-    manager: TransactionManager[Server], now: float, until: float
-) -> list[tuple[float, Server, bytes]]:
+def run(manager: TransactionManager[Server], now: float, until: float) -> list[tuple[float, Server, bytes]]:
     """Drive the manager from ``now`` through every timer up to ``until``; log what is sent."""
     log: list[tuple[float, Server, bytes]] = []
     while True:
@@ -448,9 +444,7 @@ def test_manager_random_walk_keeps_limits_fifo_and_one_event_each(
 ) -> None:
     servers: list[Server] = [A, B, ("198.18.0.1", 3478)]
     limit, queue = 2, 3
-    manager: TransactionManager[Server] = TransactionManager(
-        max_outstanding=limit, max_queued=queue
-    )
+    manager: TransactionManager[Server] = TransactionManager(max_outstanding=limit, max_queued=queue)
     now = 0.0
     started: list[tuple[Server, bytes]] = []  # accepted by start(), in order
     first_sent: list[bytes] = []
