@@ -43,8 +43,10 @@ __all__ = [
     "DEFAULT_RM",
     "DEFAULT_RTO",
     "DEFAULT_TI",
+    "DEFAULT_TIMING",
     "ClientTransaction",
     "DuplicateTransaction",
+    "Timing",
     "TransactionConfigError",
     "TransactionError",
     "TransactionEvent",
@@ -110,13 +112,15 @@ def _positive(name: str, value: float) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Timing:
-    rto: float
-    rc: int
-    rm: int
-    reliable: bool
-    ti: float
-    rto_cap: float | None
+class Timing:
+    """One transaction's retransmission parameters; the defaults are RFC 8489's."""
+
+    rto: float = DEFAULT_RTO
+    rc: int = DEFAULT_RC
+    rm: int = DEFAULT_RM
+    reliable: bool = False
+    ti: float = DEFAULT_TI
+    rto_cap: float | None = None
 
     def __post_init__(self) -> None:
         _positive("rto", self.rto)
@@ -129,6 +133,9 @@ class _Timing:
             raise TransactionConfigError(f"rto_cap must be >= rto, got {self.rto_cap}")
 
 
+DEFAULT_TIMING: Final = Timing()
+
+
 class ClientTransaction:
     """One request, retransmitted until a response or the timeout (RFC 8489 §6.2.1/§6.2.2)."""
 
@@ -137,22 +144,16 @@ class ClientTransaction:
         transaction_id: bytes,
         request: bytes,
         now: float,
-        *,
-        rto: float = DEFAULT_RTO,
-        rc: int = DEFAULT_RC,
-        rm: int = DEFAULT_RM,
-        reliable: bool = False,
-        ti: float = DEFAULT_TI,
-        rto_cap: float | None = None,
+        timing: Timing = DEFAULT_TIMING,
     ) -> None:
-        self._timing = _Timing(rto, rc, rm, reliable, ti, rto_cap)
+        self._timing = timing
         self.transaction_id = transaction_id
         self._request = request
         self._pending = 1  # sends scheduled but not yet handed out; the first is due at once
         self._scheduled = 1
         self._sends = 0
         self._last_sent_at = now
-        self._interval = rto  # the wait after the latest send while retransmissions remain
+        self._interval = timing.rto  # the wait after the latest send while retransmissions remain
         self._deadline: float | None = now + self._wait_after_send()
         self._event: TransactionEvent | None = None
 
@@ -225,7 +226,7 @@ class _Queued(Generic[ServerT]):
     server: ServerT
     transaction_id: bytes
     request: bytes
-    timing: _Timing
+    timing: Timing
 
 
 class TransactionManager(Generic[ServerT]):
@@ -262,18 +263,12 @@ class TransactionManager(Generic[ServerT]):
         transaction_id: bytes,
         request: bytes,
         now: float,
-        *,
-        rto: float = DEFAULT_RTO,
-        rc: int = DEFAULT_RC,
-        rm: int = DEFAULT_RM,
-        reliable: bool = False,
-        ti: float = DEFAULT_TI,
-        rto_cap: float | None = None,
+        timing: Timing = DEFAULT_TIMING,
     ) -> bool:
         """Start a transaction (True) or queue it behind the server's full slots (False)."""
         if transaction_id in self._active or transaction_id in self._queued_ids:
             raise DuplicateTransaction(transaction_id)
-        queued = _Queued(server, transaction_id, request, _Timing(rto, rc, rm, reliable, ti, rto_cap))
+        queued = _Queued(server, transaction_id, request, timing)
         if self.outstanding(server) < self.max_outstanding:
             self._launch(queued, now)
             return True
@@ -285,18 +280,7 @@ class TransactionManager(Generic[ServerT]):
         return False
 
     def _launch(self, queued: _Queued[ServerT], now: float) -> None:
-        timing = queued.timing
-        transaction = ClientTransaction(
-            queued.transaction_id,
-            queued.request,
-            now,
-            rto=timing.rto,
-            rc=timing.rc,
-            rm=timing.rm,
-            reliable=timing.reliable,
-            ti=timing.ti,
-            rto_cap=timing.rto_cap,
-        )
+        transaction = ClientTransaction(queued.transaction_id, queued.request, now, queued.timing)
         self._active[queued.transaction_id] = (queued.server, transaction)
         self._outstanding[queued.server] = self.outstanding(queued.server) + 1
 

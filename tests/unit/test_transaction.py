@@ -10,6 +10,7 @@ from node.errors import LocalError
 from node.proto.transaction import (
     ClientTransaction,
     DuplicateTransaction,
+    Timing,
     TransactionConfigError,
     TransactionEvent,
     TransactionManager,
@@ -86,7 +87,7 @@ def test_every_send_is_the_same_request() -> None:
 
 
 def test_reliable_sends_once_and_fails_after_ti() -> None:
-    tx = ClientTransaction(TID, REQ, 0.0, reliable=True)
+    tx = ClientTransaction(TID, REQ, 0.0, timing=Timing(reliable=True))
     sends, end = drive(tx, 0.0)
     assert sends == [0.0]
     assert end == 39.5
@@ -94,12 +95,12 @@ def test_reliable_sends_once_and_fails_after_ti() -> None:
 
 
 def test_reliable_with_a_custom_ti() -> None:
-    tx = ClientTransaction(TID, REQ, 5.0, reliable=True, ti=2.0)
+    tx = ClientTransaction(TID, REQ, 5.0, timing=Timing(reliable=True, ti=2.0))
     assert drive(tx, 5.0) == ([5.0], 7.0)
 
 
 def test_custom_rto_rc_rm() -> None:
-    tx = ClientTransaction(TID, REQ, 0.0, rto=0.25, rc=2, rm=2)
+    tx = ClientTransaction(TID, REQ, 0.0, timing=Timing(rto=0.25, rc=2, rm=2))
     sends, end = drive(tx, 0.0)
     assert sends == [0.0, 0.25]
     assert end == 0.25 + 2 * 0.25
@@ -107,12 +108,12 @@ def test_custom_rto_rc_rm() -> None:
 
 
 def test_a_single_send_waits_rm_times_rto() -> None:
-    tx = ClientTransaction(TID, REQ, 0.0, rto=0.125, rc=1, rm=4)
+    tx = ClientTransaction(TID, REQ, 0.0, timing=Timing(rto=0.125, rc=1, rm=4))
     assert drive(tx, 0.0) == ([0.0], 0.5)
 
 
 def test_rto_cap_bounds_the_interval_but_not_the_final_wait() -> None:
-    tx = ClientTransaction(TID, REQ, 0.0, rto=0.5, rc=5, rm=16, rto_cap=1.0)
+    tx = ClientTransaction(TID, REQ, 0.0, timing=Timing(rto=0.5, rc=5, rm=16, rto_cap=1.0))
     sends, end = drive(tx, 0.0)
     assert sends == [0.0, 0.5, 1.5, 2.5, 3.5]
     assert end == 3.5 + 16 * 0.5
@@ -184,7 +185,7 @@ def test_after_the_end_responses_and_timers_are_ignored() -> None:
     assert tx.next_event() == TransactionSucceeded(TID, "first", rtt=0.1)
     assert tx.next_event() is None
 
-    silent = ClientTransaction(TID, REQ, 0.0, reliable=True)
+    silent = ClientTransaction(TID, REQ, 0.0, timing=Timing(reliable=True))
     drive(silent, 0.0)
     assert not silent.receive_response("too late", 50.0)
     silent.handle_timer(60.0)
@@ -206,7 +207,7 @@ def test_after_the_end_responses_and_timers_are_ignored() -> None:
 )
 def test_bad_timing_is_a_typed_error(kwargs: dict[str, float]) -> None:
     with pytest.raises(TransactionConfigError) as info:
-        ClientTransaction(TID, REQ, 0.0, **kwargs)  # type: ignore[arg-type]
+        ClientTransaction(TID, REQ, 0.0, Timing(**kwargs))  # type: ignore[arg-type]
     assert isinstance(info.value, LocalError)
 
 
@@ -217,7 +218,7 @@ def test_bad_timing_is_a_typed_error(kwargs: dict[str, float]) -> None:
     t0=st.floats(min_value=0.0, max_value=1e6),
 )
 def test_send_times_and_failure_follow_the_formula(rto: float, rc: int, rm: int, t0: float) -> None:
-    tx = ClientTransaction(TID, REQ, t0, rto=rto, rc=rc, rm=rm)
+    tx = ClientTransaction(TID, REQ, t0, timing=Timing(rto=rto, rc=rc, rm=rm))
     sends, end = drive(tx, t0)
     # Send k at t0 + RTO * (2**k - 1); failure Rm * RTO after the last send.
     assert sends == pytest.approx([t0 + rto * (2**k - 1) for k in range(rc)], rel=1e-9)
@@ -230,7 +231,7 @@ def test_send_times_and_failure_follow_the_formula(rto: float, rc: int, rm: int,
     answer_after=st.floats(min_value=0.0, max_value=45.0),
 )
 def test_a_response_at_any_time_before_the_end_succeeds(rc: int, answer_after: float) -> None:
-    tx = ClientTransaction(TID, REQ, 0.0, rc=rc)
+    tx = ClientTransaction(TID, REQ, 0.0, timing=Timing(rc=rc))
     sends, _ = drive(tx, 0.0, until=answer_after)
     event: TransactionEvent | None
     if tx.finished:
@@ -281,8 +282,8 @@ def test_manager_runs_a_transaction_on_the_rfc_schedule() -> None:
 
 def test_manager_passes_timing_through() -> None:
     manager: TransactionManager[Server] = TransactionManager()
-    manager.start(A, tid(1), REQ, 0.0, rto=0.1, rc=2, rm=2)
-    manager.start(B, tid(2), REQ, 0.0, reliable=True, ti=1.0)
+    manager.start(A, tid(1), REQ, 0.0, timing=Timing(rto=0.1, rc=2, rm=2))
+    manager.start(B, tid(2), REQ, 0.0, timing=Timing(reliable=True, ti=1.0))
     log = run(manager, 0.0, until=100.0)
     assert [(t, s) for t, s, _ in log] == [(0.0, A), (0.0, B), (0.1, A)]
     assert events(manager) == [
@@ -335,8 +336,8 @@ def test_the_eleventh_transaction_waits_but_another_server_does_not() -> None:
 
 def test_a_timeout_frees_the_slot_too() -> None:
     manager: TransactionManager[Server] = TransactionManager(max_outstanding=1)
-    manager.start(A, tid(1), b"first", 0.0, reliable=True, ti=5.0)
-    manager.start(A, tid(2), b"second", 1.0, reliable=True, ti=5.0)
+    manager.start(A, tid(1), b"first", 0.0, timing=Timing(reliable=True, ti=5.0))
+    manager.start(A, tid(2), b"second", 1.0, timing=Timing(reliable=True, ti=5.0))
     log = run(manager, 1.0, until=100.0)
     assert [(t, d) for t, _, d in log] == [(1.0, b"first"), (5.0, b"second")]
     assert events(manager) == [
@@ -383,7 +384,7 @@ def test_bad_timing_is_refused_at_start_even_when_it_would_queue() -> None:
     manager: TransactionManager[Server] = TransactionManager(max_outstanding=1)
     manager.start(A, tid(1), REQ, 0.0)
     with pytest.raises(TransactionConfigError):
-        manager.start(A, tid(2), REQ, 0.0, rc=0)
+        manager.start(A, tid(2), REQ, 0.0, timing=Timing(rc=0))
     assert manager.queued(A) == 0
 
 
@@ -425,9 +426,9 @@ def test_cancel_a_queued_transaction() -> None:
 
 def test_get_timer_is_the_earliest_deadline() -> None:
     manager: TransactionManager[Server] = TransactionManager()
-    manager.start(A, tid(1), REQ, 0.0, reliable=True)
+    manager.start(A, tid(1), REQ, 0.0, timing=Timing(reliable=True))
     manager.start(B, tid(2), REQ, 2.0)
-    manager.start(B, tid(3), REQ, 0.0, rto=5.0)
+    manager.start(B, tid(3), REQ, 0.0, timing=Timing(rto=5.0))
     assert manager.get_timer() == 2.5
 
 
@@ -464,7 +465,7 @@ def test_manager_random_walk_keeps_limits_fifo_and_one_event_each(
         if op == "start":
             ident = tid(len(started) + len(steps))  # never reused
             try:
-                manager.start(servers[s], ident, ident, now, rto=0.1, rc=2, rm=2)
+                manager.start(servers[s], ident, ident, now, timing=Timing(rto=0.1, rc=2, rm=2))
             except TransactionQueueFull:
                 pass
             else:
