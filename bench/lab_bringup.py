@@ -61,23 +61,21 @@ def via_cli(entry: list[str], rounds: int) -> tuple[list[float], list[float]]:
     downs: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bcl-bench-") as tmp:
         state = str(Path(tmp) / "lab.json")
+
+        def lab(verb: str) -> None:
+            subprocess.run(
+                [*entry, "lab", verb, "--state-file", state],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=REPO,
+            )
+
         for _ in range(rounds + 1):  # the first is a warm-up
             t0 = time.perf_counter()
-            subprocess.run(
-                [*entry, "lab", "up", "--state-file", state],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=REPO,
-            )
+            lab("up")
             t1 = time.perf_counter()
-            subprocess.run(
-                [*entry, "lab", "down", "--state-file", state],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=REPO,
-            )
+            lab("down")
             t2 = time.perf_counter()
             ups.append(t1 - t0)
             downs.append(t2 - t1)
