@@ -49,7 +49,8 @@ class NodeStatus:
         }
 
     def summary(self) -> str:
-        return f"peer {self.peer_id[:12]}; listening on {', '.join(self.listen)}; 0 peers"
+        # Peers and paths join this line once the coordinator tracks them; nothing is claimed before.
+        return f"peer {self.peer_id[:12]}; listening on {', '.join(self.listen)}"
 
 
 class Node:
