@@ -11,8 +11,8 @@ stage_end() { printf '=== %s took %ss\n' "$1" "$((SECONDS - stage_start))" >&2; 
 stage "system packages"
 if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends \
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
         python3 python3-venv iproute2 nftables conntrack coturn dbus openssl procps >/dev/null
 elif [ "${CI:-}" = true ]; then
     echo "CI=true but not root: cannot install system packages or build the NAT lab" >&2
