@@ -1,4 +1,4 @@
-"""``bitcraps-node``: run the daemon, query it, check its config, drive the NAT lab.
+"""``bitcraps-node``: run the daemon, query it, check its config, manage identities, drive the NAT lab.
 
 Exit codes: 0 success, 1 the node failed at run time, 2 bad usage or configuration,
 3 no node is running (``status``). stdout carries only a command's result (exactly one JSON
@@ -19,6 +19,7 @@ from netlink.lab.cli import register as register_lab
 from node import config as configuration
 from node import control, logs, paths
 from node.errors import NodeError
+from node.identity_cli import register as register_identity
 
 log = logging.getLogger("node.cli")
 
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_config_show)
 
+    register_identity(sub)
     register_lab(sub)
     return parser
 

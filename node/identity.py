@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node.errors import LocalError
-from node.paths import ensure_private_dir
+from node.paths import atomic_write, ensure_private_dir
 
 log = logging.getLogger(__name__)
 
 KEY_FILE_NAME = "identity.key"
+PUBLIC_KEY_FILE_NAME = "identity.pub"  # the public half as PEM, for `identity issue --pubkey`
 
 
 class IdentityError(LocalError):
@@ -54,6 +54,44 @@ class Identity:
     def sign(self, data: bytes) -> bytes:
         return self.private_key.sign(data)
 
+    def public_key_pem(self) -> bytes:
+        return public_key_pem(self.public_key)
+
+
+def public_key_pem(public_key: bytes) -> bytes:
+    """A raw Ed25519 public key as PEM (SubjectPublicKeyInfo), the form ``identity.pub`` holds."""
+    key = Ed25519PublicKey.from_public_bytes(public_key)
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_key_from_pem(data: bytes) -> bytes:
+    """The raw 32-byte key from a PEM Ed25519 public key; ValueError for anything else."""
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError("not a PEM public key") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def write_public_key(state_dir: Path, identity: Identity) -> Path:
+    """Write ``identity.pub`` (0644) next to the key unless it already holds this key."""
+    path = state_dir / PUBLIC_KEY_FILE_NAME
+    pem = identity.public_key_pem()
+    try:
+        if path.read_bytes() == pem:
+            return path
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise IdentityError(path, f"cannot read public key ({exc.strerror})") from exc
+    try:
+        atomic_write(path, pem, 0o644)
+    except OSError as exc:
+        raise IdentityError(path, f"cannot write public key ({exc.strerror})") from exc
+    return path
+
 
 def verify(public_key: bytes, signature: bytes, data: bytes) -> bool:
     try:
@@ -64,7 +102,16 @@ def verify(public_key: bytes, signature: bytes, data: bytes) -> bool:
 
 
 def load_or_create(state_dir: Path) -> tuple[Identity, bool]:
-    """Load the identity from ``state_dir``, creating it on first start. Returns (identity, created)."""
+    """Load the identity from ``state_dir``, creating it on first start. Returns (identity, created).
+
+    ``identity.pub`` is (re)written beside the key so a CA holder can sign a certificate for it.
+    """
+    ident, created = _load_or_create(state_dir)
+    write_public_key(state_dir, ident)
+    return ident, created
+
+
+def _load_or_create(state_dir: Path) -> tuple[Identity, bool]:
     ensure_private_dir(state_dir)
     path = state_dir / KEY_FILE_NAME
     try:
@@ -77,22 +124,13 @@ def load_or_create(state_dir: Path) -> tuple[Identity, bool]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    tmp = path.with_name(f".{KEY_FILE_NAME}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        # link() fails if another process created the key meanwhile: then theirs wins.
-        os.link(tmp, path)
+        # exclusive: if another process created the key meanwhile, theirs wins.
+        atomic_write(path, pem, 0o600, exclusive=True)
     except FileExistsError:
         return _load(path), False
     except OSError as exc:
         raise IdentityError(path, f"cannot write identity key ({exc.strerror})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return Identity.from_private_key(key), True
 
 

@@ -74,6 +74,27 @@ def resolve_dirs(state_override: Path | None = None, runtime_override: Path | No
     )
 
 
+def atomic_write(path: Path, data: bytes, mode: int, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` with ``mode`` through a synced temporary file, so a reader never
+    sees half a file. ``exclusive``: raise FileExistsError rather than replace an existing file
+    (``link`` is atomic, so of two concurrent writers exactly one wins). Raises OSError."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.fchmod(fd, mode)  # the umask may have narrowed the mode os.open gave it
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (mode 0700) if missing; refuse one owned by another user."""
     try:
