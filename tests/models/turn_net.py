@@ -1,0 +1,86 @@
+"""Wires TURN clients (node.proto.turn) to the TURN server model in virtual time, with peers.
+
+Delivery is instant; ``advance(t)`` jumps from one client timer to the next. A peer either is
+another client's relayed address (the two talk through the one server), an echo peer (every
+datagram comes back), or a sink (datagrams are recorded in ``inbox``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from node.proto.turn import TurnClient
+from node.proto.turn_events import TurnEvent
+from tests.models.turn_server import Address, ToClient, ToPeer, TurnServerModel
+
+
+class Net:
+    def __init__(self, server: TurnServerModel, now: float = 0.0) -> None:
+        self.server = server
+        self.now = now
+        self.clients: dict[Address, TurnClient] = {}
+        self.events: dict[Address, list[TurnEvent]] = defaultdict(list)
+        self.echo_peers: set[Address] = set()
+        self.inbox: dict[Address, list[tuple[Address, bytes]]] = defaultdict(list)
+        self.to_server: list[tuple[Address, bytes]] = []  # everything the clients sent, in order
+        self.chunk: int | None = None  # stream clients get their bytes in pieces of this size
+
+    def add(self, address: Address, client: TurnClient) -> TurnClient:
+        self.clients[address] = client
+        return client
+
+    def pump(self) -> None:
+        moved = True
+        while moved:
+            moved = False
+            for address, client in list(self.clients.items()):
+                for datagram in client.datagrams_to_send(self.now):
+                    moved = True
+                    self.to_server.append((address, datagram))
+                    self.server.receive(datagram, address, self.now, stream=client.stream)
+                while (event := client.next_event()) is not None:
+                    self.events[address].append(event)
+            for out in self.server.take():
+                moved = True
+                if isinstance(out, ToClient):
+                    self._to_client(out)
+                else:
+                    self._to_peer(out)
+
+    def _to_client(self, out: ToClient) -> None:
+        client = self.clients.get(out.client)
+        if client is None:
+            return
+        if client.stream and self.chunk:
+            for i in range(0, len(out.data), self.chunk):
+                client.receive(out.data[i : i + self.chunk], self.now)
+        else:
+            client.receive(out.data, self.now)
+
+    def _to_peer(self, out: ToPeer) -> None:
+        server = self.server
+        if out.peer in {a.relayed for a in server.allocations.values()}:
+            server.receive_from_peer(out.peer, out.relayed, out.data, self.now)
+            return
+        self.inbox[out.peer].append((out.relayed, out.data))
+        if out.peer in self.echo_peers:
+            server.receive_from_peer(out.relayed, out.peer, out.data, self.now)
+
+    def advance(self, until: float) -> None:
+        """Run every timer due up to ``until`` and stop there."""
+        self.pump()
+        while True:
+            timers = [t for c in self.clients.values() if (t := c.get_timer()) is not None]
+            due = min(timers, default=None)
+            if due is None or due > until:
+                self.now = max(self.now, until)
+                self.pump()
+                return
+            self.now = max(self.now, due)
+            for client in list(self.clients.values()):
+                client.handle_timer(self.now)
+            self.pump()
+
+    def take_events(self, address: Address) -> list[TurnEvent]:
+        events, self.events[address] = self.events[address], []
+        return events
