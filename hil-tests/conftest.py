@@ -1,0 +1,148 @@
+"""Hardware-in-the-loop tests: the installed node driven as a black box through commands.
+
+Targets (``--target``): ``nspawn`` (default) boots the image's amd64 rootfs (``--rootfs``, default
+``build/image/rootfs-amd64`` as ``image/build.sh --arch amd64 --rootfs-only --out build/image``
+leaves it) with systemd-nspawn; ``ssh://user@host[:port]`` drives a real board. Tests that need a
+second node use ``--peer-target`` (default: a second nspawn machine on the same test network).
+Without root, systemd-nspawn or the rootfs the nspawn tests skip with a reason; with ``CI=true``
+that is a failure.
+
+Figures (boot-to-READY under nspawn, the node's idle RSS) are printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hil import nspawn
+from hil.figures import FIGURES
+from hil.ssh import SshTarget
+from hil.target import Target
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hil")
+    group.addoption("--target", default="nspawn", help="nspawn (default) or ssh://user@host[:port]")
+    group.addoption("--peer-target", default="nspawn", help="the second node: nspawn or ssh://...")
+    group.addoption(
+        "--rootfs",
+        type=Path,
+        default=Path(os.environ.get("BITCRAPS_ROOTFS", REPO / "build/image/rootfs-amd64")),
+        help="amd64 rootfs for nspawn targets (image/build.sh --rootfs-only)",
+    )
+    group.addoption("--target-iface", default=None, help="on an ssh target: the interface to flap")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    figures = config.stash.get(FIGURES, [])
+    if figures:
+        terminalreporter.section("hil figures")
+        for line in figures:
+            terminalreporter.write_line(line)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true makes this a failure", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def rootfs(pytestconfig: pytest.Config) -> Path:
+    missing = nspawn.missing_tools()
+    if missing:
+        _unavailable(f"nspawn targets need {', '.join(missing)}")
+    path: Path = pytestconfig.getoption("rootfs").resolve()
+    if not (path / "opt/bitcraps-node/venv/bin/bitcraps-node").exists():
+        _unavailable(f"no rootfs with the node at {path} (image/build.sh --arch amd64 --rootfs-only)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def testnet(pytestconfig: pytest.Config) -> Iterator[nspawn.TestNet | None]:
+    uses_nspawn = "nspawn" in (pytestconfig.getoption("target"), pytestconfig.getoption("peer_target"))
+    if not uses_nspawn or nspawn.missing_tools():
+        yield None
+        return
+    nspawn.reap_stale_nets()
+    net = nspawn.TestNet()
+    try:
+        yield net
+    finally:
+        net.close()
+
+
+class Machines:
+    """Boots nspawn machines (or hands out the ssh target) and powers them all off at the end."""
+
+    def __init__(self, request: pytest.FixtureRequest, testnet: nspawn.TestNet | None, workdir: Path) -> None:
+        self._request = request
+        self._net = testnet
+        self._workdir = workdir
+        self._booted: list[nspawn.NspawnMachine] = []
+
+    def get(self, spec: str, name: str) -> Target:
+        if spec == "nspawn":
+            rootfs = self._request.getfixturevalue("rootfs")
+            machine = nspawn.NspawnMachine(rootfs, name, self._workdir, self._net)
+            machine.__enter__()
+            self._booted.append(machine)
+            return machine
+        return SshTarget(spec, self._request.config.getoption("target_iface"))
+
+    @contextlib.contextmanager
+    def fresh(self, spec: str, name: str) -> Iterator[Target]:
+        if spec == "nspawn":
+            rootfs = self._request.getfixturevalue("rootfs")
+            with nspawn.NspawnMachine(rootfs, name, self._workdir, self._net) as machine:
+                yield machine
+            return
+        board = SshTarget(spec, self._request.config.getoption("target_iface"))
+        board.check(["systemctl", "restart", "bitcraps-node.service"])
+        yield board
+
+    def close(self) -> None:
+        while self._booted:
+            self._booted.pop().__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def machines(
+    request: pytest.FixtureRequest, testnet: nspawn.TestNet | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Machines]:
+    booted = Machines(request, testnet, tmp_path_factory.mktemp("hil"))
+    try:
+        yield booted
+    finally:
+        booted.close()
+
+
+@pytest.fixture(scope="session")
+def target(machines: Machines, pytestconfig: pytest.Config) -> Target:
+    """The node under test, booted once per session and READY."""
+    machine = machines.get(pytestconfig.getoption("target"), "bcops-a")
+    machine.wait_ready()
+    return machine
+
+
+@pytest.fixture(scope="session")
+def peer(machines: Machines, pytestconfig: pytest.Config, target: Target) -> Target:
+    """A second node on the same network as ``target``, READY."""
+    machine = machines.get(pytestconfig.getoption("peer_target"), "bcops-b")
+    machine.wait_ready()
+    return machine
+
+
+@pytest.fixture
+def fresh_target(machines: Machines, pytestconfig: pytest.Config) -> Iterator[Target]:
+    """A node that has not restarted yet: a newly booted machine (powered off after the test),
+    or on a board a manual restart, which resets systemd's NRestarts."""
+    with machines.fresh(pytestconfig.getoption("target"), "bcops-fresh") as machine:
+        machine.wait_ready()
+        yield machine
