@@ -15,7 +15,8 @@ datagrams to send. A subclass registers more rows, e.g.
 
 Faults a test can switch on: ``ignore_change_request`` (answer CHANGE-REQUEST from the address
 asked, as broken servers do), ``omit_other_address`` (a plain RFC 5389 server), ``lie_origin``
-(RESPONSE-ORIGIN names an address that did not send the response).
+(RESPONSE-ORIGIN names an address that did not send the response), ``reject_change_request``
+(offer OTHER-ADDRESS but answer CHANGE-REQUEST with 420, as a one-address server does).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class StunServerModel:
     alternate: Endpoint | None = None
     software: str = "stun-model"
     ignore_change_request: bool = False
+    reject_change_request: bool = False
     omit_other_address: bool = False
     lie_origin: bool = False
     methods: dict[tuple[stun.Method, stun.MessageClass], Handler] = field(default_factory=dict)
@@ -134,7 +136,8 @@ class StunServerModel:
         message = request.message
         change = message.find(stun.ChangeRequest)
         wants_change = change is not None and (change.change_ip or change.change_port)
-        if (wants_change or message.find(stun.ResponsePort) is not None) and self.alternate is None:
+        cannot = self.alternate is None or (wants_change and self.reject_change_request)
+        if (wants_change or message.find(stun.ResponsePort) is not None) and cannot:
             # RFC 5780 §6.1: a server without an alternate address cannot honour them.
             types = [stun.AttributeType.CHANGE_REQUEST] if wants_change else []
             if message.find(stun.ResponsePort) is not None:
