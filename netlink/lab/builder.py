@@ -320,6 +320,27 @@ class Lab:
         self._load_rulesets([topo.router(router)], flush_conntrack=True)
         state.register(self.record())
 
+    # -- coturn --------------------------------------------------------------------------------
+    def stop_coturn(self) -> None:
+        """Kill coturn (SIGKILL: its clients get no goodbye); its addresses stay."""
+        for pid, (proc, name) in list(self._procs.items()):
+            if name == "turnserver":
+                procs.kill_child(proc)
+                del self._procs[pid]
+        state.register(self.record())
+
+    def start_coturn(self, config: coturn.CoturnConfig | None = None) -> None:
+        """(Re)start coturn on the same addresses, with ``config`` (e.g. short lifetimes) or the
+        current one; returns once it answers. Allocations of a killed coturn are gone."""
+        self.stop_coturn()
+        srv = self.topology.server
+        turn_config = config or self.coturn_config or coturn.new_config(srv.primary, srv.secondary)
+        self.coturn_config = turn_config
+        turn = coturn.start(self._runner, srv.netns, turn_config, self.workdir)
+        self._track(turn, "turnserver")
+        state.register(self.record())
+        coturn.wait_ready(self._runner, srv.netns, config=turn_config, proc=turn, workdir=self.workdir)
+
     # -- using the lab ------------------------------------------------------------------------
     def netns_of(self, name: str) -> str:
         """The namespace of a host (``A1``, ``O1``), router (``A``), ``srv``, ``pub`` or a netns."""

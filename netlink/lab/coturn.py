@@ -44,6 +44,32 @@ class CoturnConfig:
     port: int = STUN_PORT
     alt_port: int = STUN_ALT_PORT
     tls_port: int = TLS_PORT
+    # Short lifetimes make refreshes happen within a test (coturn's defaults: 3600/300/600 s).
+    max_allocate_lifetime: int | None = None
+    permission_lifetime: int | None = None
+    channel_lifetime: int | None = None
+    stale_nonce: int | None = None  # seconds a nonce lives (coturn default 600 with the flag)
+    user_quota: int | None = None  # allocations per user (-q): the 486 case
+    total_quota: int | None = None  # allocations in total (-Q)
+    auth_secret: str | None = None  # TURN REST API shared secret (--static-auth-secret)
+
+    def options(self) -> list[str]:
+        """The optional turnserver flags this config asks for."""
+        flags: list[str] = []
+        for flag, value in (
+            ("--max-allocate-lifetime", self.max_allocate_lifetime),
+            ("--permission-lifetime", self.permission_lifetime),
+            ("--channel-lifetime", self.channel_lifetime),
+            ("--user-quota", self.user_quota),
+            ("--total-quota", self.total_quota),
+        ):
+            if value is not None:
+                flags.append(f"{flag}={value}")  # coturn takes these only as --flag=value
+        if self.stale_nonce is not None:
+            flags.append(f"--stale-nonce={self.stale_nonce}")
+        if self.auth_secret is not None:
+            flags += ["--use-auth-secret", f"--static-auth-secret={self.auth_secret}"]
+        return flags
 
 
 def new_config(primary: ipaddress.IPv4Address, secondary: ipaddress.IPv4Address) -> CoturnConfig:
@@ -129,6 +155,7 @@ def command(config: CoturnConfig, workdir: Path, cert: Path, key: Path) -> list[
         "--max-port",
         str(RELAY_PORTS[1]),
         "-f",
+        *config.options(),
     ]
 
 
@@ -137,9 +164,12 @@ def start(
 ) -> subprocess.Popen[bytes]:
     """Start turnserver inside ``netns`` (spawned by the namespace worker, so it inherits it).
 
-    It runs in its own session, so it outlives a CLI that started it and a terminal's ^C.
+    It runs in its own session, so it outlives a CLI that started it and a terminal's ^C. A
+    restart in the same ``workdir`` keeps the certificate, so TLS clients still trust it.
     """
-    cert, key = write_certificate(workdir, str(config.primary))
+    cert, key = workdir / "turn-cert.pem", workdir / "turn-key.pem"
+    if not (cert.exists() and key.exists()):
+        cert, key = write_certificate(workdir, str(config.primary))
     argv = command(config, workdir, cert, key)
     return runner.run(
         netns,

@@ -152,6 +152,7 @@ _METHOD = {
 class TurnCounters:
     """What happened, for metrics and tests (mutable: the client bumps them)."""
 
+    allocate_requests: int = 0
     allocations: int = 0
     refreshes: int = 0
     permission_requests: int = 0
@@ -203,7 +204,7 @@ class TurnClient:
         stream: bool = False,
         timing: Timing | None = None,
         turn_timing: TurnTiming = TurnTiming(),
-        requested_lifetime: int | None = None,
+        requested_lifetime: int | None = DEFAULT_LIFETIME,
         software: str = "",
         use_channels: bool = True,
         max_queued_per_peer: int = 256,
@@ -363,6 +364,11 @@ class TurnClient:
     def peers(self) -> tuple[Address, ...]:
         return tuple(self._peers)
 
+    def permitted(self, peer: Address, now: float) -> bool:
+        """True while ``peer``'s permission is installed (by our conservative estimate)."""
+        entry = self._peers.get(peer)
+        return entry is not None and now < entry.permission_until
+
     def channel_of(self, peer: Address) -> int | None:
         entry = self._peers.get(peer)
         return entry.channel if entry is not None and entry.channel_bound else None
@@ -379,6 +385,8 @@ class TurnClient:
         stale_retries: int = 0,
     ) -> None:
         tid = stun.new_transaction_id()
+        if kind is RequestKind.ALLOCATE:
+            self.counters.allocate_requests += 1
         attrs = attributes + self._software
         key = None
         if authenticated and self._key is not None:

@@ -1,0 +1,164 @@
+"""The asyncio TURN driver over real loopback sockets (UDP, TCP, TLS) against the TURN server
+model served on them; the model's peers echo. coturn itself is in tests/lab."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from netlink.lab.coturn import write_certificate
+from node.proto import stun
+from node.proto.stun_stream import StreamFramer, StunFrame
+from node.proto.transaction import Timing
+from node.proto.turn_credentials import Credentials
+from node.proto.turn_errors import TurnAuthError, TurnError, TurnUnreachableError
+from node.proto.turn_uri import TurnServerAddress, TurnTransport
+from node.transports.turn_connection import TurnConnection, tls_context
+from tests.models.turn_server import Address, ToClient, TurnServerModel
+
+GOOD = Credentials("alice", "wonderland")
+PEER = (ipaddress.IPv4Address("192.0.2.7"), 7000)
+
+
+class ModelServer:
+    """The model on 127.0.0.1: one UDP endpoint and one TCP (optionally TLS) listener."""
+
+    def __init__(self, model: TurnServerModel) -> None:
+        self.model = model
+        self.udp: asyncio.DatagramTransport | None = None
+        self.writers: dict[Address, asyncio.StreamWriter] = {}
+        self.echo = True
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def deliver(self) -> None:
+        for out in self.model.take():
+            if isinstance(out, ToClient):
+                writer = self.writers.get(out.client)
+                if writer is not None:
+                    writer.write(out.data)
+                elif self.udp is not None:
+                    self.udp.sendto(out.data, (str(out.client[0]), out.client[1]))
+            elif self.echo:
+                self.model.receive_from_peer(out.relayed, out.peer, out.data, self.now())
+                self.deliver()
+
+    async def handle_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = writer.get_extra_info("peername")[:2]
+        client = (ipaddress.ip_address(host), port)
+        self.writers[client] = writer
+        framer = StreamFramer()
+        try:
+            while data := await reader.read(65536):
+                framer.feed(data)
+                while (frame := framer.next_frame()) is not None:
+                    raw = (
+                        frame.raw
+                        if isinstance(frame, StunFrame)
+                        else stun.encode_channel_data(frame.channel, frame.data)
+                    )
+                    self.model.receive(raw, client, self.now(), stream=True)
+                    self.deliver()
+        finally:
+            del self.writers[client]
+            writer.close()
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: ModelServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        client = (ipaddress.ip_address(str(addr[0])), int(addr[1]))
+        self.server.model.receive(data, client, self.server.now())
+        self.server.deliver()
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[ModelServer, dict[TurnTransport, int]]]:
+    loop = asyncio.get_running_loop()
+    server = ModelServer(TurnServerModel())
+    udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(server), local_addr=("127.0.0.1", 0))
+    server.udp = udp
+    cert, key = write_certificate(tmp_path, "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    tcp = await asyncio.start_server(server.handle_stream, "127.0.0.1", 0)
+    tls = await asyncio.start_server(server.handle_stream, "127.0.0.1", 0, ssl=context)
+    ports = {
+        TurnTransport.UDP: udp.get_extra_info("sockname")[1],
+        TurnTransport.TCP: tcp.sockets[0].getsockname()[1],
+        TurnTransport.TLS: tls.sockets[0].getsockname()[1],
+    }
+    try:
+        yield server, ports
+    finally:
+        udp.close()
+        for listener in (tcp, tls):
+            listener.close()
+        for writer in list(server.writers.values()):
+            writer.close()
+
+
+@pytest.mark.parametrize("transport", list(TurnTransport), ids=lambda t: t.value)
+async def test_allocate_relay_and_release_over_each_transport(
+    served: tuple[ModelServer, dict[TurnTransport, int]], transport: TurnTransport, tmp_path: Path
+) -> None:
+    server, ports = served
+    address = TurnServerAddress("127.0.0.1", ports[transport], transport)
+    async with TurnConnection(address, GOOD, ssl_context=tls_context(tmp_path / "turn-cert.pem")) as conn:
+        assert conn.relayed[0] == server.model.relay_ip
+        assert conn.lifetime == 600
+        payloads = [bytes([i]) * (i % 7 + 1) for i in range(50)]  # odd sizes: padding on streams
+        for payload in payloads:
+            conn.send(PEER, payload)
+        got = []
+        async with asyncio.timeout(5):
+            while len(got) < len(payloads):
+                got.append((await conn.recv()).data)
+        assert got == payloads
+        assert conn.counters.sent_indications > 0
+        assert conn.alive
+    assert not server.model.allocations  # released with LIFETIME 0
+
+
+async def test_wrong_password_raises_the_typed_auth_error(
+    served: tuple[ModelServer, dict[TurnTransport, int]],
+) -> None:
+    _, ports = served
+    address = TurnServerAddress("127.0.0.1", ports[TurnTransport.UDP], TurnTransport.UDP)
+    with pytest.raises(TurnAuthError):
+        async with TurnConnection(address, Credentials("alice", "nope")):
+            pass
+
+
+async def test_nobody_listening_is_unreachable() -> None:
+    closed = TurnServerAddress("127.0.0.1", 9, TurnTransport.TCP)
+    with pytest.raises(TurnUnreachableError):
+        async with TurnConnection(closed, GOOD):
+            pass
+    silent = TurnServerAddress("127.0.0.1", 9, TurnTransport.UDP)
+    with pytest.raises(TurnUnreachableError):
+        async with TurnConnection(silent, GOOD, timing=Timing(rto=0.05, rc=2, rm=2)):
+            pass
+
+
+async def test_a_closed_stream_is_a_lost_allocation(
+    served: tuple[ModelServer, dict[TurnTransport, int]],
+) -> None:
+    server, ports = served
+    address = TurnServerAddress("127.0.0.1", ports[TurnTransport.TCP], TurnTransport.TCP)
+    async with TurnConnection(address, GOOD) as conn:
+        for writer in list(server.writers.values()):
+            writer.close()
+        assert conn.lost is not None
+        async with asyncio.timeout(5):
+            error = await conn.lost
+        assert isinstance(error, TurnError)
+        assert not conn.alive
