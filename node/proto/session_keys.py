@@ -47,7 +47,6 @@ LABEL_I_TO_R: Final = b"bcss i->r"
 LABEL_R_TO_I: Final = b"bcss r->i"
 SIGN_RESPONDER: Final = b"bitcraps-node secure session v1 responder proof\x00"
 SIGN_INITIATOR: Final = b"bitcraps-node secure session v1 initiator proof\x00"
-_NONCE_PREFIX: Final = bytes(4)
 
 
 def mix_hash(h: bytes, data: bytes) -> bytes:
@@ -81,4 +80,4 @@ def signed_content(label: bytes, h: bytes, public_key: bytes, credential: bytes)
 
 def nonce(counter: int) -> bytes:
     """The 96-bit AEAD nonce: 32 zero bits, then the 64-bit counter little-endian (WireGuard)."""
-    return _NONCE_PREFIX + counter.to_bytes(8, "little")
+    return (counter << 32).to_bytes(12, "little")  # the same bytes, in one step

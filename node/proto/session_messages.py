@@ -129,14 +129,16 @@ def decode_proof(plaintext: bytes) -> Proof:
     return Proof(plaintext[:KEY_SIZE], plaintext[start : start + length], plaintext[start + length :])
 
 
+_BY_TYPE_WORD: Final = {_TYPE.pack(kind): kind for kind in MessageType}
+
+
 def message_type(data: bytes) -> MessageType:
+    kind = _BY_TYPE_WORD.get(data[:4])  # one dict lookup: this runs for every datagram
+    if kind is not None:
+        return kind
     if len(data) < _TYPE.size:
         raise SessionDecodeError(DropReason.TRUNCATED, f"{len(data)} bytes")
-    (value,) = _TYPE.unpack_from(data)
-    try:
-        return MessageType(value)
-    except ValueError:
-        raise SessionDecodeError(DropReason.UNKNOWN_TYPE, f"type {value:#x}") from None
+    raise SessionDecodeError(DropReason.UNKNOWN_TYPE, f"type word {data[:4].hex()}")
 
 
 def receiver_index(data: bytes) -> int | None:
