@@ -11,7 +11,8 @@ from collections import defaultdict
 
 from node.proto.turn import TurnClient
 from node.proto.turn_events import TurnEvent
-from tests.models.turn_server import Address, ToClient, ToPeer, TurnServerModel
+from tests.models.stun_server import Datagram
+from tests.models.turn_server import Address, TurnServerModel
 
 
 class Net:
@@ -27,7 +28,13 @@ class Net:
 
     def add(self, address: Address, client: TurnClient) -> TurnClient:
         self.clients[address] = client
+        if client.stream:
+            self.server.stream_clients.add(address)
         return client
+
+    def send_to_server(self, address: Address, datagram: bytes) -> None:
+        self.to_server.append((address, datagram))
+        self._route(self.server.receive(datagram, address, self.server.primary, self.now))
 
     def pump(self) -> None:
         moved = True
@@ -36,19 +43,20 @@ class Net:
             for address, client in list(self.clients.items()):
                 for datagram in client.datagrams_to_send(self.now):
                     moved = True
-                    self.to_server.append((address, datagram))
-                    self.server.receive(datagram, address, self.now, stream=client.stream)
+                    self.send_to_server(address, datagram)
                 while (event := client.next_event()) is not None:
+                    moved = True
                     self.events[address].append(event)
-            for out in self.server.take():
-                moved = True
-                if isinstance(out, ToClient):
-                    self._to_client(out)
-                else:
-                    self._to_peer(out)
 
-    def _to_client(self, out: ToClient) -> None:
-        client = self.clients.get(out.client)
+    def _route(self, datagrams: list[Datagram]) -> None:
+        for out in datagrams:
+            if out.src == self.server.primary:
+                self._to_client(out)
+            else:
+                self._to_peer(out)
+
+    def _to_client(self, out: Datagram) -> None:
+        client = self.clients.get(out.dst)
         if client is None:
             return
         if client.stream and self.chunk:
@@ -57,14 +65,14 @@ class Net:
         else:
             client.receive(out.data, self.now)
 
-    def _to_peer(self, out: ToPeer) -> None:
+    def _to_peer(self, out: Datagram) -> None:
         server = self.server
-        if out.peer in {a.relayed for a in server.allocations.values()}:
-            server.receive_from_peer(out.peer, out.relayed, out.data, self.now)
+        if out.dst in {a.relayed for a in server.allocations.values()}:
+            self._route(server.receive_from_peer(out.dst, out.src, out.data, self.now))
             return
-        self.inbox[out.peer].append((out.relayed, out.data))
-        if out.peer in self.echo_peers:
-            server.receive_from_peer(out.relayed, out.peer, out.data, self.now)
+        self.inbox[out.dst].append((out.src, out.data))
+        if out.dst in self.echo_peers:
+            self._route(server.receive_from_peer(out.src, out.dst, out.data, self.now))
 
     def advance(self, until: float) -> None:
         """Run every timer due up to ``until`` and stop there."""

@@ -9,6 +9,10 @@ traffic here exactly as it would on coturn.
 Knobs for the error branches: ``fail_next`` (answer the next request of a method with an error
 code), ``rotate_nonce`` (the next authenticated request gets 438), ``silent`` (answer nothing: an
 unreachable server), ``sign_responses`` and ``forge_integrity``.
+
+Built on the STUN server model (``tests.models.stun_server``): the TURN methods are rows of its
+method table, answers are its ``Datagram`` values (from the server address to the client; relayed
+data from the relayed address to the peer), and Binding still works.
 """
 
 from __future__ import annotations
@@ -16,26 +20,16 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from node.proto import stun
+from tests.models.stun_server import Datagram, ServerRequest, StunServerModel
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Address = tuple[IPAddress, int]
 RELAY_IP = ipaddress.IPv4Address("198.51.100.1")
-
-
-@dataclass(frozen=True, slots=True)
-class ToClient:
-    client: Address
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ToPeer:
-    relayed: Address
-    peer: Address
-    data: bytes
+SERVER = (ipaddress.IPv4Address("198.51.100.10"), 3478)
 
 
 @dataclass(slots=True)
@@ -44,9 +38,12 @@ class _Allocation:
     relayed: Address
     username: str
     expires: float
-    stream: bool
     permissions: dict[IPAddress, float] = field(default_factory=dict)
     channels: dict[int, tuple[Address, float]] = field(default_factory=dict)
+
+
+AuthHandler = Callable[[ServerRequest, bytes], list[Datagram]]
+Handler = Callable[[ServerRequest], list[Datagram]]
 
 
 @dataclass(slots=True)
@@ -55,10 +52,11 @@ class _Failure:
     attributes: tuple[stun.Attribute, ...] = ()
 
 
-class TurnServerModel:
+class TurnServerModel(StunServerModel):
     def __init__(
         self,
         *,
+        primary: Address = SERVER,
         users: dict[str, str] | None = None,
         realm: str = "model.test",
         relay_ip: IPAddress = RELAY_IP,
@@ -67,6 +65,16 @@ class TurnServerModel:
         permission_lifetime: float = 300.0,
         channel_lifetime: float = 600.0,
     ) -> None:
+        super().__init__(primary, software="")
+        for method, handler in (
+            (stun.Method.ALLOCATE, self._allocate),
+            (stun.Method.REFRESH, self._refresh),
+            (stun.Method.CREATE_PERMISSION, self._permission),
+            (stun.Method.CHANNEL_BIND, self._channel_bind),
+        ):
+            self.methods[(method, stun.MessageClass.REQUEST)] = self._authenticated(method, handler)
+        self.methods[(stun.Method.SEND, stun.MessageClass.INDICATION)] = self._send_indication
+        self.stream_clients: set[Address] = set()  # ChannelData to these is padded (RFC 8656 §12.5)
         self.users = users if users is not None else {"alice": "wonderland"}
         self.realm = realm
         self.relay_ip = relay_ip
@@ -85,7 +93,6 @@ class TurnServerModel:
         self.forge_integrity = False
         self.requests: Counter[stun.Method] = Counter()
         self.dropped: Counter[str] = Counter()
-        self._out: list[ToClient | ToPeer] = []
         self._answered: dict[bytes, bytes] = {}
 
     # -- knobs -----------------------------------------------------------------------------------
@@ -103,234 +110,190 @@ class TurnServerModel:
         self.rotate_nonce()
 
     # -- I/O ---------------------------------------------------------------------------------------
-    def take(self) -> list[ToClient | ToPeer]:
-        out, self._out = self._out, []
-        return out
+    def receive(self, data: bytes, src: Address, dst: Address, now: float) -> list[Datagram]:
+        if self.silent:
+            return []
+        if stun.is_channel_data(data) and not stun.is_stun(data):
+            return self._channel_data(data, src, now)
+        return super().receive(data, src, dst, now)
 
-    def receive_from_peer(self, relayed: Address, peer: Address, data: bytes, now: float) -> None:
+    def receive_from_peer(self, relayed: Address, peer: Address, data: bytes, now: float) -> list[Datagram]:
+        """A datagram from ``peer`` to the relayed address ``relayed`` (RFC 8656 §11.3, §12.6)."""
         alloc = self._by_relayed.get(relayed)
         if alloc is None or now >= alloc.expires:
             self.dropped["peer_no_allocation"] += 1
-            return
+            return []
         if alloc.permissions.get(peer[0], -math.inf) <= now:
             self.dropped["peer_no_permission"] += 1
-            return
+            return []
         for number, (bound, expires) in alloc.channels.items():
             if bound == peer and now < expires:
-                frame = stun.encode_channel_data(number, data, pad=alloc.stream)
-                self._out.append(ToClient(alloc.client, frame))
-                return
+                pad = alloc.client in self.stream_clients
+                return [Datagram(self.primary, alloc.client, stun.encode_channel_data(number, data, pad=pad))]
         indication = stun.Message(
             stun.Method.DATA,
             stun.MessageClass.INDICATION,
             stun.new_transaction_id(),
             (stun.XorPeerAddress(peer[0], peer[1]), stun.Data(data)),
         )
-        self._out.append(ToClient(alloc.client, stun.encode(indication)))
-
-    def receive(self, data: bytes, client: Address, now: float, *, stream: bool = False) -> None:
-        if self.silent:
-            return
-        if stun.is_channel_data(data) and not stun.is_stun(data):
-            self._channel_data(data, client, now)
-            return
-        try:
-            msg = stun.decode(data)
-        except stun.StunDecodeError:
-            self.dropped["malformed"] += 1
-            return
-        if msg.message_class is stun.MessageClass.INDICATION:
-            self._send_indication(msg, client, now)
-            return
-        if msg.message_class is not stun.MessageClass.REQUEST:
-            self.dropped["not_request"] += 1
-            return
-        self.requests[msg.method] += 1
-        cached = self._answered.get(msg.transaction_id)
-        if cached is not None:  # a retransmission gets the same answer (RFC 8489 §6.3.1)
-            self._out.append(ToClient(client, cached))
-            return
-        key = self._authenticate(msg, data, client)
-        if key is None:
-            return
-        failure = self.fail_next.pop(msg.method, None)
-        if failure is not None:
-            self._error(msg, client, failure.code, key, failure.attributes)
-            return
-        handler = {
-            stun.Method.ALLOCATE: self._allocate,
-            stun.Method.REFRESH: self._refresh,
-            stun.Method.CREATE_PERMISSION: self._permission,
-            stun.Method.CHANNEL_BIND: self._channel_bind,
-        }.get(msg.method)
-        if handler is None:
-            self._error(msg, client, 400, key)
-            return
-        handler(msg, client, key, now, stream)
+        return [Datagram(self.primary, alloc.client, stun.encode(indication))]
 
     # -- authentication (RFC 8489 §9.2.4) ------------------------------------------------------------
-    def _authenticate(self, msg: stun.Message, raw: bytes, client: Address) -> bytes | None:
+    def _authenticated(self, method: stun.Method, handler: AuthHandler) -> Handler:
+        def handle(request: ServerRequest) -> list[Datagram]:
+            self.requests[method] += 1
+            cached = self._answered.get(request.message.transaction_id)
+            if cached is not None:  # a retransmission gets the same answer (RFC 8489 §6.3.1)
+                return [Datagram(request.dst, request.src, cached)]
+            key = self._key_for(request)
+            if key is None:
+                challenge = (stun.Realm(self.realm), stun.Nonce(self.nonce))
+                return [self.error(request, 401, "Unauthorized", challenge)]
+            if request.message.find(stun.Nonce) != stun.Nonce(self.nonce):
+                challenge = (stun.Realm(self.realm), stun.Nonce(self.nonce))
+                return [self.error(request, 438, "Stale Nonce", challenge)]
+            failure = self.fail_next.pop(method, None)
+            if failure is not None:
+                answers = [self._error(request, failure.code, key, failure.attributes)]
+            else:
+                answers = handler(request, key)
+            for answer in answers:
+                self._answered[request.message.transaction_id] = answer.data
+            if len(self._answered) > 64:
+                del self._answered[next(iter(self._answered))]
+            return answers
+
+        return handle
+
+    def _key_for(self, request: ServerRequest) -> bytes | None:
+        msg = request.message
         username = msg.find(stun.Username)
         if msg.find(stun.MessageIntegrity) is None or username is None:
-            self._error(msg, client, 401, None, (stun.Realm(self.realm), stun.Nonce(self.nonce)))
             return None
         password = self.users.get(username.value)
-        key = stun.long_term_key(username.value, self.realm, password) if password is not None else None
-        if key is None or not stun.verify_integrity(raw, key):
-            self._error(msg, client, 401, None, (stun.Realm(self.realm), stun.Nonce(self.nonce)))
+        if password is None:
             return None
-        nonce = msg.find(stun.Nonce)
-        if nonce is None or nonce.value != self.nonce:
-            self._error(msg, client, 438, None, (stun.Realm(self.realm), stun.Nonce(self.nonce)))
-            return None
-        return key
+        key = stun.long_term_key(username.value, self.realm, password)
+        return key if stun.verify_integrity(request.raw, key) else None
 
     # -- methods -------------------------------------------------------------------------------------
-    def _allocate(self, msg: stun.Message, client: Address, key: bytes, now: float, stream: bool) -> None:
+    def _allocate(self, request: ServerRequest, key: bytes) -> list[Datagram]:
+        msg, client, now = request.message, request.src, request.now
         existing = self.allocations.get(client)
         if existing is not None and now < existing.expires:
-            self._error(msg, client, 437, key)
-            return
+            return [self._error(request, 437, key)]
         if msg.find(stun.RequestedTransport) is None:
-            self._error(msg, client, 400, key)
-            return
+            return [self._error(request, 400, key)]
         username = msg.find(stun.Username)
         assert username is not None
         lifetime = self._lifetime(msg)
         relayed: Address = (self.relay_ip, self._next_port)
         self._next_port += 1
-        alloc = _Allocation(client, relayed, username.value, now + lifetime, stream)
+        alloc = _Allocation(client, relayed, username.value, now + lifetime)
         self.allocations[client] = alloc
         self._by_relayed[relayed] = alloc
-        self._success(
-            msg,
-            client,
-            key,
-            (
-                stun.XorRelayedAddress(relayed[0], relayed[1]),
-                stun.Lifetime(lifetime),
-                stun.XorMappedAddress(client[0], client[1]),
-            ),
+        attrs = (
+            stun.XorRelayedAddress(relayed[0], relayed[1]),
+            stun.Lifetime(lifetime),
+            stun.XorMappedAddress(client[0], client[1]),
         )
+        return [self._success(request, key, attrs)]
 
     def _lifetime(self, msg: stun.Message) -> int:
         asked = msg.find(stun.Lifetime)
         wanted = asked.seconds if asked is not None else self.default_lifetime
         return min(wanted, self.max_lifetime)
 
-    def _live(self, msg: stun.Message, client: Address, key: bytes, now: float) -> _Allocation | None:
-        alloc = self.allocations.get(client)
-        if alloc is None or now >= alloc.expires:
-            self._error(msg, client, 437, key)
+    def _live(self, request: ServerRequest) -> _Allocation | None:
+        alloc = self.allocations.get(request.src)
+        if alloc is None or request.now >= alloc.expires:
             return None
         return alloc
 
-    def _refresh(self, msg: stun.Message, client: Address, key: bytes, now: float, _stream: bool) -> None:
-        alloc = self._live(msg, client, key, now)
+    def _refresh(self, request: ServerRequest, key: bytes) -> list[Datagram]:
+        alloc = self._live(request)
         if alloc is None:
-            return
-        lifetime = self._lifetime(msg)
+            return [self._error(request, 437, key)]
+        lifetime = self._lifetime(request.message)
         if lifetime == 0:
-            del self.allocations[client]
+            del self.allocations[alloc.client]
             del self._by_relayed[alloc.relayed]
         else:
-            alloc.expires = now + lifetime
-        self._success(msg, client, key, (stun.Lifetime(lifetime),))
+            alloc.expires = request.now + lifetime
+        return [self._success(request, key, (stun.Lifetime(lifetime),))]
 
-    def _permission(self, msg: stun.Message, client: Address, key: bytes, now: float, _stream: bool) -> None:
-        alloc = self._live(msg, client, key, now)
+    def _permission(self, request: ServerRequest, key: bytes) -> list[Datagram]:
+        alloc = self._live(request)
         if alloc is None:
-            return
-        peers = msg.find_all(stun.XorPeerAddress)
+            return [self._error(request, 437, key)]
+        peers = request.message.find_all(stun.XorPeerAddress)
         if not peers:
-            self._error(msg, client, 400, key)
-            return
+            return [self._error(request, 400, key)]
         for peer in peers:
-            alloc.permissions[peer.ip] = now + self.permission_lifetime
-        self._success(msg, client, key, ())
+            alloc.permissions[peer.ip] = request.now + self.permission_lifetime
+        return [self._success(request, key, ())]
 
-    def _channel_bind(
-        self, msg: stun.Message, client: Address, key: bytes, now: float, _stream: bool
-    ) -> None:
-        alloc = self._live(msg, client, key, now)
+    def _channel_bind(self, request: ServerRequest, key: bytes) -> list[Datagram]:
+        alloc = self._live(request)
         if alloc is None:
-            return
+            return [self._error(request, 437, key)]
+        msg = request.message
         number, peer_attr = msg.find(stun.ChannelNumber), msg.find(stun.XorPeerAddress)
         if number is None or peer_attr is None or not stun.CHANNEL_MIN <= number.number <= stun.CHANNEL_MAX:
-            self._error(msg, client, 400, key)
-            return
+            return [self._error(request, 400, key)]
         peer = (peer_attr.ip, peer_attr.port)
         bound = alloc.channels.get(number.number)
         # RFC 8656 §12.2: a number bound to another peer, or a peer bound to another number: 400.
         if bound is not None and bound[0] != peer:
-            self._error(msg, client, 400, key)
-            return
+            return [self._error(request, 400, key)]
         if any(p == peer and n != number.number for n, (p, _) in alloc.channels.items()):
-            self._error(msg, client, 400, key)
-            return
-        alloc.channels[number.number] = (peer, now + self.channel_lifetime)
-        alloc.permissions[peer[0]] = now + self.permission_lifetime
-        self._success(msg, client, key, ())
+            return [self._error(request, 400, key)]
+        alloc.channels[number.number] = (peer, request.now + self.channel_lifetime)
+        alloc.permissions[peer[0]] = request.now + self.permission_lifetime
+        return [self._success(request, key, ())]
 
     # -- data ------------------------------------------------------------------------------------------
-    def _send_indication(self, msg: stun.Message, client: Address, now: float) -> None:
-        alloc = self.allocations.get(client)
+    def _send_indication(self, request: ServerRequest) -> list[Datagram]:
+        msg, now = request.message, request.now
+        alloc = self._live(request)
         peer, data = msg.find(stun.XorPeerAddress), msg.find(stun.Data)
-        if alloc is None or now >= alloc.expires or peer is None or data is None:
+        if alloc is None or peer is None or data is None:
             self.dropped["send_no_allocation"] += 1
-            return
+            return []
         if alloc.permissions.get(peer.ip, -math.inf) <= now:
             self.dropped["send_no_permission"] += 1
-            return
-        self._out.append(ToPeer(alloc.relayed, (peer.ip, peer.port), data.value))
+            return []
+        return [Datagram(alloc.relayed, (peer.ip, peer.port), data.value)]
 
-    def _channel_data(self, data: bytes, client: Address, now: float) -> None:
+    def _channel_data(self, data: bytes, client: Address, now: float) -> list[Datagram]:
         alloc = self.allocations.get(client)
         try:
             frame = stun.decode_channel_data(data)
         except stun.StunDecodeError:
             self.dropped["malformed"] += 1
-            return
+            return []
         if alloc is None or now >= alloc.expires:
             self.dropped["channel_no_allocation"] += 1
-            return
+            return []
         bound = alloc.channels.get(frame.channel)
         if bound is None or now >= bound[1]:
             self.dropped["channel_unbound"] += 1
-            return
+            return []
         if alloc.permissions.get(bound[0][0], -math.inf) <= now:
             self.dropped["channel_no_permission"] += 1
-            return
-        self._out.append(ToPeer(alloc.relayed, bound[0], frame.data))
+            return []
+        return [Datagram(alloc.relayed, bound[0], frame.data)]
 
-    # -- responses ------------------------------------------------------------------------------------
-    def _success(
-        self, msg: stun.Message, client: Address, key: bytes, attrs: tuple[stun.Attribute, ...]
-    ) -> None:
-        reply = stun.Message(msg.method, stun.MessageClass.SUCCESS, msg.transaction_id, attrs)
-        self._reply(reply, client, key)
+    # -- responses (signed with the long-term key, RFC 8489 §9.2.4) --------------------------------------
+    def _signing_key(self, key: bytes) -> bytes | None:
+        if not self.sign_responses:
+            return None
+        return b"not the key" if self.forge_integrity else key
+
+    def _success(self, request: ServerRequest, key: bytes, attrs: tuple[stun.Attribute, ...]) -> Datagram:
+        return self.success(request, attrs, key=self._signing_key(key))
 
     def _error(
-        self,
-        msg: stun.Message,
-        client: Address,
-        code: int,
-        key: bytes | None,
-        attrs: tuple[stun.Attribute, ...] = (),
-    ) -> None:
-        reply = stun.Message(
-            msg.method,
-            stun.MessageClass.ERROR,
-            msg.transaction_id,
-            (stun.ErrorCodeAttr(code, "model"), *attrs),
-        )
-        self._reply(reply, client, key)
-
-    def _reply(self, reply: stun.Message, client: Address, key: bytes | None) -> None:
-        if key is not None and self.forge_integrity:
-            key = b"not the key"
-        data = stun.encode(reply, key=key if self.sign_responses else None)
-        self._answered[reply.transaction_id] = data
-        if len(self._answered) > 64:
-            del self._answered[next(iter(self._answered))]
-        self._out.append(ToClient(client, data))
+        self, request: ServerRequest, code: int, key: bytes, attrs: tuple[stun.Attribute, ...] = ()
+    ) -> Datagram:
+        return self.error(request, code, "model", attrs, key=self._signing_key(key))

@@ -19,7 +19,8 @@ from node.proto.turn_credentials import Credentials
 from node.proto.turn_errors import TurnAuthError, TurnError, TurnUnreachableError
 from node.proto.turn_uri import TurnServerAddress, TurnTransport
 from node.transports.turn_connection import TurnConnection, tls_context
-from tests.models.turn_server import Address, ToClient, TurnServerModel
+from tests.models.stun_server import Datagram
+from tests.models.turn_server import Address, TurnServerModel
 
 GOOD = Credentials("alice", "wonderland")
 PEER = (ipaddress.IPv4Address("192.0.2.7"), 7000)
@@ -37,22 +38,25 @@ class ModelServer:
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def deliver(self) -> None:
-        for out in self.model.take():
-            if isinstance(out, ToClient):
-                writer = self.writers.get(out.client)
+    def deliver(self, datagrams: list[Datagram]) -> None:
+        for out in datagrams:
+            if out.src == self.model.primary:
+                writer = self.writers.get(out.dst)
                 if writer is not None:
                     writer.write(out.data)
                 elif self.udp is not None:
-                    self.udp.sendto(out.data, (str(out.client[0]), out.client[1]))
+                    self.udp.sendto(out.data, (str(out.dst[0]), out.dst[1]))
             elif self.echo:
-                self.model.receive_from_peer(out.relayed, out.peer, out.data, self.now())
-                self.deliver()
+                self.deliver(self.model.receive_from_peer(out.src, out.dst, out.data, self.now()))
+
+    def receive(self, data: bytes, client: Address) -> None:
+        self.deliver(self.model.receive(data, client, self.model.primary, self.now()))
 
     async def handle_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = writer.get_extra_info("peername")[:2]
         client = (ipaddress.ip_address(host), port)
         self.writers[client] = writer
+        self.model.stream_clients.add(client)
         framer = StreamFramer()
         try:
             while data := await reader.read(65536):
@@ -63,8 +67,7 @@ class ModelServer:
                         if isinstance(frame, StunFrame)
                         else stun.encode_channel_data(frame.channel, frame.data)
                     )
-                    self.model.receive(raw, client, self.now(), stream=True)
-                    self.deliver()
+                    self.receive(raw, client)
         finally:
             del self.writers[client]
             writer.close()
@@ -76,8 +79,7 @@ class _Udp(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         client = (ipaddress.ip_address(str(addr[0])), int(addr[1]))
-        self.server.model.receive(data, client, self.server.now())
-        self.server.deliver()
+        self.server.receive(data, client)
 
 
 @pytest.fixture

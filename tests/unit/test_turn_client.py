@@ -78,13 +78,10 @@ def test_stale_nonce_on_allocate_is_retried_with_the_new_nonce() -> None:
     client = net.add(A, TurnClient(GOOD))
     client.allocate(0.0)
     # The challenge is answered, but the nonce changes before the credentialed request arrives.
-    first = client.datagrams_to_send(0.0)
-    for datagram in first:
-        server.receive(datagram, A, 0.0)
-    server.rotate_nonce()
-    for out in server.take():
-        client.receive(out.data, 0.0)  # type: ignore[union-attr]
-    server.rotate_nonce()
+    (first,) = client.datagrams_to_send(0.0)
+    (challenge,) = server.receive(first, A, server.primary, 0.0)
+    client.receive(challenge.data, 0.0)
+    server.rotate_nonce()  # the nonce of the challenge goes stale before the next request
     net.advance(0.0)
     assert isinstance(net.take_events(A)[0], Allocated)
     assert client.counters.stale_nonces == 1
@@ -191,7 +188,7 @@ def test_send_indications_until_the_channel_is_bound_then_channel_data() -> None
     client.send(PEER, b"queued", net.now)  # waits for the permission
     (request,) = client.datagrams_to_send(net.now)
     assert stun.decode(request).method is stun.Method.CREATE_PERMISSION
-    net.server.receive(request, A, net.now)
+    net.send_to_server(A, request)
     net.advance(net.now)
     kinds = [type(e) for e in net.take_events(A)]
     assert PermissionInstalled in kinds and ChannelBound in kinds
@@ -344,7 +341,7 @@ def test_stream_mode_frames_and_pads_channel_data() -> None:
     client.send(PEER, b"abcde", 0.0)
     sent = client.datagrams_to_send(0.0)
     assert sent == [stun.encode_channel_data(0x4000, b"abcde", pad=True)] and len(sent[0]) % 4 == 0
-    net.server.receive(sent[0], A, 0.0, stream=True)
+    net.send_to_server(A, sent[0])
     net.pump()
     data = [e.data for e in net.take_events(A) if isinstance(e, DataReceived)]
     assert data == [b"abc", b"abcde"]
