@@ -326,6 +326,9 @@ class SecureSession:
     def send(self, payload: bytes, now: float) -> None:
         """Seal ``payload`` as one datagram (picked up by ``datagrams_to_send``)."""
         keypair = self._current
+        if keypair is not None and now >= keypair.created_at + self._config.reject_after_time:
+            self.handle_timer(now)  # a late timer must not let expired keys seal anything
+            keypair = self._current
         if keypair is None:
             closed = self._state is SessionState.CLOSED
             raise SessionNotReady(StateProblem.CLOSED if closed else StateProblem.NOT_ESTABLISHED)
@@ -553,6 +556,8 @@ class SecureSession:
             if keypair is None or keypair.local_index != index:
                 self._hold_early(data, index)
                 return
+        if now >= keypair.created_at + self._config.reject_after_time:
+            raise SessionDecodeError(DropReason.UNKNOWN_INDEX, "keys past reject-after-time")
         if counter >= self._config.reject_after_messages:
             raise SessionDecodeError(DropReason.COUNTER_LIMIT)
         verdict = keypair.replay.check(counter)

@@ -430,3 +430,67 @@ def test_receiver_index_routes_without_an_address() -> None:
     assert receiver_index(pair.wire[0][1]) is None  # an INIT starts a session
     assert receiver_index(b"\x09\x00\x00\x00abcd") is None
     assert receiver_index(b"\x04\x00") is None
+
+
+@pytest.mark.parametrize("target", [MessageType.INIT, MessageType.RESPONSE, MessageType.CONFIRM])
+@pytest.mark.parametrize("position", [4, 12, 40, -1])
+def test_a_tampered_handshake_message_is_a_drop_and_the_genuine_one_still_wins(
+    target: MessageType, position: int
+) -> None:
+    """A forged copy first, the genuine one after it (as an on-path attacker racing the peer)."""
+
+    def forge_first(sender: str, datagram: bytes) -> list[bytes]:
+        if kind(datagram) is not target:
+            return [datagram]
+        forged = bytearray(datagram)
+        forged[position] ^= 0x80
+        return [bytes(forged), datagram]
+
+    pair = make_pair()
+    pair.tap = forge_first
+    pair.alice.connect(0.0)
+    pair.flush()
+    pair.tap = None
+    pair.advance(30.0)
+    assert pair.alice.state is pair.bob.state is SessionState.ESTABLISHED
+    assert pair.of_type("alice", KeyConfirmed) == [KeyConfirmed(0)]
+    assert not pair.of_type("alice", HandshakeFailed) and not pair.of_type("bob", HandshakeFailed)
+    assert sum((pair.alice.drops + pair.bob.drops).values()) >= 1
+
+
+def test_handshake_messages_of_an_old_session_establish_nothing() -> None:
+    old = established_pair()
+    recorded = [(s, d) for s, d in old.wire if kind(d) is not MessageType.TRANSPORT]
+    pair = make_pair()
+    pair.alice = SecureSession(
+        pair.alice_id, DevVerifier(), expected_peer_id=pair.bob_id.peer_id, random_bytes=seeded(99)
+    )
+    pair.bob = SecureSession(pair.bob_id, DevVerifier(), random_bytes=seeded(98))
+    pair.alice.connect(0.0)
+    # The recorded RESPONSE and CONFIRM are replayed at the new sessions before the real ones.
+    for sender, datagram in recorded[1:]:
+        (pair.alice if sender == "bob" else pair.bob).receive_datagram(datagram, 0.0)
+    assert pair.alice.drops == {DropReason.UNEXPECTED: 1}
+    assert pair.bob.drops == {DropReason.UNEXPECTED: 1}
+    pair.flush()
+    assert pair.alice.state is pair.bob.state is SessionState.ESTABLISHED
+    # And an old INIT replayed at an established responder only costs it a RESPONSE.
+    pair.bob.receive_datagram(recorded[0][1], pair.now)
+    pair.flush()
+    assert pair.alice.drops[DropReason.UNEXPECTED] == 2
+    assert pair.bob.generation == 0
+    pair.alice.send(b"unaffected", pair.now)
+    pair.flush()
+    assert pair.received("bob") == [b"unaffected"]
+
+
+def test_late_timers_do_not_let_expired_keys_seal_or_open() -> None:
+    config = SessionConfig(rekey_after_time=20.0, reject_after_time=40.0, responder_rekey_delay=5.0)
+    pair = established_pair(config)
+    pair.alice.send(b"x", 39.0)
+    (datagram,) = pair.alice.datagrams_to_send(39.0)
+    pair.bob.receive_datagram(datagram, 40.0)  # Bob's timer has not fired yet
+    assert pair.bob.drops == {DropReason.UNKNOWN_INDEX: 1}
+    with pytest.raises(SessionNotReady) as info:
+        pair.alice.send(b"y", 40.0)  # Alice's neither
+    assert info.value.problem is StateProblem.CLOSED
