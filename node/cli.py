@@ -1,8 +1,8 @@
 """``bitcraps-node``: run the daemon, query it, check its config, manage identities, drive the NAT lab.
 
-Exit codes: 0 success, 1 the node failed at run time, 2 bad usage or configuration,
-3 no node is running (``status``). stdout carries only a command's result (exactly one JSON
-document with ``--json``); logs and errors go to stderr.
+Exit codes: 0 success, 1 the node failed at run time, 2 bad usage or configuration (and, for
+``nat``, no STUN server answered), 3 no node is running (``status``). stdout carries only a
+command's result (exactly one JSON document with ``--json``); logs and errors go to stderr.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from node import config as configuration
 from node import control, logs, paths
 from node.errors import NodeError
 from node.identity_cli import register as register_identity
+from node.nat_command import register as register_nat
 
 log = logging.getLogger("node.cli")
 
@@ -35,11 +36,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def _load_config(path: Path | None) -> configuration.Config:
-    if path is not None:
-        return configuration.load(path)
-    if configuration.DEFAULT_CONFIG_PATH.exists():
-        return configuration.load(configuration.DEFAULT_CONFIG_PATH)
-    return configuration.Config()
+    return configuration.load_effective(path)
 
 
 def _run_daemon(cfg: configuration.Config, dirs: paths.NodeDirs) -> None:
@@ -150,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_identity(sub)
     register_lab(sub)
+    register_nat(sub)
     return parser
 
 

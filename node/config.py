@@ -116,6 +116,36 @@ class StunSection:
     servers: tuple[str, ...] = field(
         default=(), metadata=_rule("STUN servers as 'host:port' (other nodes serve STUN too)")
     )
+    discover_at_start: bool = field(
+        default=True, metadata=_rule("classify the NAT in front of the node when it starts")
+    )
+    discovery_timeout_s: float = field(
+        default=5.0, metadata=_rule("one NAT discovery ends within this", minimum=0.5, maximum=120)
+    )
+    binding_timeout_s: float = field(
+        default=2.0,
+        metadata=_rule("give up on a server's first Binding after this", minimum=0.1, maximum=60),
+    )
+    probe_rto_s: float = field(
+        default=0.1, metadata=_rule("first retransmission of a discovery Binding", minimum=0.01, maximum=5)
+    )
+    silence_rtts: int = field(
+        default=4,
+        metadata=_rule("tests answered by silence wait this many round trips", minimum=1, maximum=100),
+    )
+    silence_floor_s: float = field(
+        default=0.25,
+        metadata=_rule("...but at least this long (RFC 5780 filtering tests)", minimum=0.01, maximum=30),
+    )
+    silence_max_s: float = field(
+        default=3.0, metadata=_rule("...and at most this long", minimum=0.01, maximum=60)
+    )
+    tcp_after_s: float = field(
+        default=0.2,
+        metadata=_rule(
+            "try STUN over TCP after this much UDP silence (udp-blocked)", minimum=0.01, maximum=30
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +154,15 @@ class Config:
     transport: TransportSection = field(default_factory=TransportSection)
     breaker: BreakerSection = field(default_factory=BreakerSection)
     stun: StunSection = field(default_factory=StunSection)
+
+
+def load_effective(path: Path | None) -> Config:
+    """``path`` when given, else the default file when it exists, else the embedded defaults."""
+    if path is not None:
+        return load(path)
+    if DEFAULT_CONFIG_PATH.exists():
+        return load(DEFAULT_CONFIG_PATH)
+    return Config()
 
 
 def load(path: Path) -> Config:
@@ -230,6 +269,12 @@ def _check_section(prefix: str, section: Any) -> None:
             f"must be fewer than {SOFTWARE_MAX_CHARS} characters, got {len(section.software)}",
         )
     if isinstance(section, StunSection):
+        if section.silence_max_s < section.silence_floor_s:
+            raise ConfigError(
+                f"{prefix}.silence_max_s",
+                ConfigProblem.OUT_OF_RANGE,
+                f"must be at least silence_floor_s ({section.silence_floor_s:g})",
+            )
         for i, server in enumerate(section.servers):
             if parse_host_port(server) is None:
                 raise ConfigError(
