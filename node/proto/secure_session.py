@@ -529,10 +529,11 @@ class SecureSession:
 
     def _revert_unconfirmed(self, keypair: Keypair) -> None:
         """Our CONFIRM never got through: drop the keys it made and go back to the previous ones."""
+        # Installing any newer keys clears _confirming, so the keys it holds are the current ones.
+        assert self._current is keypair
         self._confirming = None
-        if self._current is keypair:
-            self._current, self._previous = self._previous, None
-            self._previous_expires = None
+        self._current, self._previous = self._previous, None
+        self._previous_expires = None
 
     def _handshake_failed(self, error: HandshakeError | PeerVerificationError, now: float) -> None:
         reason = error.reason if isinstance(error, HandshakeError) else HandshakeFailure.REFUSED_BY_TRUST

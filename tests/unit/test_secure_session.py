@@ -162,13 +162,18 @@ def test_a_duplicated_handshake_message_is_harmless(copied: MessageType) -> None
 
 
 def test_early_datagrams_are_bounded() -> None:
-    config = SessionConfig(max_early_datagrams=2)
+    config = SessionConfig(max_early_datagrams=3)
     confirms: list[bytes] = []
+    transports: list[bytes] = []
 
     def hold_confirm(sender: str, datagram: bytes) -> list[bytes]:
         if kind(datagram) is MessageType.CONFIRM:
             confirms.append(datagram)
             return []
+        if sender == "alice" and kind(datagram) is MessageType.TRANSPORT:
+            transports.append(datagram)
+            if len(transports) == 2:  # a forgery waits among the early ones, and is caught later
+                return [datagram[:-1] + bytes([datagram[-1] ^ 1])]
         return [datagram]
 
     pair = make_pair(config)
@@ -178,11 +183,12 @@ def test_early_datagrams_are_bounded() -> None:
     for i in range(4):
         pair.alice.send(b"%d" % i, pair.now)
     pair.flush()
-    assert pair.bob.drops == {DropReason.EARLY_OVERFLOW: 2}
+    assert pair.bob.drops == {DropReason.EARLY_OVERFLOW: 1}
     pair.bob.receive_datagram(confirms[0], pair.now)
     pair.tap = None
     pair.flush()
-    assert pair.received("bob") == [b"0", b"1"]
+    assert pair.received("bob") == [b"0", b"2"]
+    assert pair.bob.drops == {DropReason.EARLY_OVERFLOW: 1, DropReason.DECRYPT_FAILED: 1}
 
 
 def test_tampered_datagrams_are_dropped_and_counted() -> None:
@@ -379,6 +385,9 @@ def test_both_sides_dialling_at_once_end_with_one_session() -> None:
     }
     assert len(roles) == len(roles_b) == 1 and roles != roles_b
     assert pair.alice.drops + pair.bob.drops == {DropReason.GLARE_LOST: 1}
+    loser_init = init_a if pair.bob.drops else init_b  # a late copy of the losing INIT
+    (pair.bob if pair.bob.drops else pair.alice).receive_datagram(loser_init, pair.now)
+    assert pair.alice.drops + pair.bob.drops == {DropReason.GLARE_LOST: 2}
     pair.alice.send(b"hi", pair.now)
     pair.bob.send(b"ho", pair.now)
     pair.flush()
@@ -398,6 +407,7 @@ def test_misuse_raises_typed_local_errors() -> None:
         pair.alice.send(bytes(SessionConfig().max_payload + 1), 0.0)
     assert info.value.problem is StateProblem.TOO_LARGE
     pair.alice.close(0.0)
+    pair.alice.close(0.0)  # closing twice is harmless
     pair.drain()
     assert pair.of_type("alice", SessionClosed) == [SessionClosed(CloseReason.CLOSED_LOCALLY)]
     pair.alice.receive_datagram(pair.wire[-1][1], 0.0)
@@ -494,3 +504,74 @@ def test_late_timers_do_not_let_expired_keys_seal_or_open() -> None:
     with pytest.raises(SessionNotReady) as info:
         pair.alice.send(b"y", 40.0)  # Alice's neither
     assert info.value.problem is StateProblem.CLOSED
+
+
+def test_a_verifier_that_renames_the_key_is_refused() -> None:
+    class Renamer:
+        def verify(self, public_key: bytes, credential: bytes, expected_peer_id: str | None) -> str:
+            return "somebody-else"
+
+    pair = make_pair(bob_verifier=Renamer())
+    pair.alice.connect(0.0)
+    pair.flush()
+    (failed,) = pair.of_type("bob", HandshakeFailed)
+    assert isinstance(failed, HandshakeFailed) and isinstance(failed.error, PeerVerificationError)
+    assert failed.error.reason is VerifyFailure.CREDENTIAL_MISMATCH
+
+
+def test_low_order_ephemeral_keys_are_dropped() -> None:
+    from node.proto.session_messages import encode_init, encode_response_header
+
+    pair = make_pair()
+    pair.bob.receive_datagram(encode_init(7, bytes(32)), 0.0)
+    assert pair.bob.drops == {DropReason.BAD_EPHEMERAL: 1}
+    assert pair.bob.state is SessionState.IDLE
+    pair.alice.connect(0.0)
+    (init,) = pair.alice.datagrams_to_send(0.0)
+    index = int.from_bytes(init[4:8], "little")
+    forged = encode_response_header(9, index, bytes(32)) + bytes(16 + 98)
+    pair.alice.receive_datagram(forged, 0.0)
+    assert pair.alice.drops == {DropReason.BAD_EPHEMERAL: 1}
+    assert pair.alice.state is SessionState.HANDSHAKING
+
+
+@pytest.mark.parametrize(
+    "proof",
+    [bytes(32) + b"\x00\x05" + bytes(64), bytes(32) + b"\xff\xff" + bytes(90)],  # length disagrees
+)
+def test_a_responder_that_seals_a_malformed_proof_fails_the_handshake(proof: bytes) -> None:
+    """Mallory runs the key schedule honestly but seals garbage: the AEAD opens, the proof does not."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from node.proto import session_keys as ks
+    from node.proto.session_messages import encode_response_header
+
+    pair = make_pair()
+    pair.alice.connect(0.0)
+    (init,) = pair.alice.datagrams_to_send(0.0)
+    ephemeral = X25519PrivateKey.generate()
+    public = ephemeral.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    header = encode_response_header(5, int.from_bytes(init[4:8], "little"), public)
+    h2 = ks.mix_hash(ks.mix_hash(ks.INITIAL_HASH, init), header)
+    prk = ks.extract(h2, ephemeral.exchange(X25519PublicKey.from_public_bytes(init[8:40])))
+    key_r, _ = ks.handshake_keys(prk, h2)
+    sealed = ChaCha20Poly1305(key_r).encrypt(ks.nonce(0), proof, h2)
+    pair.alice.receive_datagram(header + sealed, 0.0)
+    pair.drain()
+    (failed,) = pair.of_type("alice", HandshakeFailed)
+    assert isinstance(failed, HandshakeFailed) and failed.reason is HandshakeFailure.MALFORMED_PROOF
+
+
+def test_decode_handshake_refuses_transport_datagrams() -> None:
+    from node.proto.session_errors import SessionDecodeError
+    from node.proto.session_messages import decode_handshake, decode_proof
+
+    with pytest.raises(SessionDecodeError) as info:
+        decode_handshake(bytes(40), MessageType.TRANSPORT)
+    assert info.value.reason is DropReason.UNKNOWN_TYPE
+    with pytest.raises(SessionDecodeError):
+        decode_proof(bytes(10))
+    with pytest.raises(SessionDecodeError):
+        decode_proof(bytes(32) + b"\x00\x01" + bytes(64))
