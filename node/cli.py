@@ -21,6 +21,7 @@ from node import control, logs, paths
 from node.errors import NodeError
 from node.identity_cli import register as register_identity
 from node.nat_command import register as register_nat
+from node.turn_cli import register as register_turn
 
 log = logging.getLogger("node.cli")
 
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_config_show)
 
     register_identity(sub)
+    register_turn(sub)
     register_lab(sub)
     register_nat(sub)
     return parser

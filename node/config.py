@@ -149,11 +149,36 @@ class StunSection:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnSection:
+    servers: tuple[str, ...] = field(
+        default=(),
+        metadata=_rule(
+            "TURN servers, tried in order: RFC 7065 URIs ('turn:h:3478?transport=tcp', 'turns:h')"
+        ),
+    )
+    username: str = field(
+        default="", metadata=_rule("long-term username; with shared_secret, the user part of the REST name")
+    )
+    password: str = field(default="", metadata=_rule("long-term password ('' with shared_secret)"))
+    shared_secret: str = field(
+        default="", metadata=_rule("TURN REST API shared secret: ephemeral credentials instead of a password")
+    )
+    credential_ttl_s: int = field(
+        default=86400, metadata=_rule("lifetime of REST API credentials", minimum=60, maximum=30 * 86400)
+    )
+    ca_file: str = field(default="", metadata=_rule("CA certificates for turns: servers ('' = the system's)"))
+    server_name: str = field(
+        default="", metadata=_rule("name the TLS certificate must carry ('' = each URI's host)")
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeSection = field(default_factory=NodeSection)
     transport: TransportSection = field(default_factory=TransportSection)
     breaker: BreakerSection = field(default_factory=BreakerSection)
     stun: StunSection = field(default_factory=StunSection)
+    turn: TurnSection = field(default_factory=TurnSection)
 
 
 def load_effective(path: Path | None) -> Config:
@@ -268,6 +293,8 @@ def _check_section(prefix: str, section: Any) -> None:
             ConfigProblem.OUT_OF_RANGE,
             f"must be fewer than {SOFTWARE_MAX_CHARS} characters, got {len(section.software)}",
         )
+    if isinstance(section, TurnSection):
+        _check_turn(prefix, section)
     if isinstance(section, StunSection):
         if section.silence_max_s < section.silence_floor_s:
             raise ConfigError(
@@ -282,6 +309,31 @@ def _check_section(prefix: str, section: Any) -> None:
                     ConfigProblem.INVALID,
                     f"must be 'host:port' or '[ipv6]:port', got {server!r}",
                 )
+
+
+def _check_turn(prefix: str, section: TurnSection) -> None:
+    # Imported here: the config module stays free of the protocol packages at import time.
+    from node.proto.turn_uri import parse_turn_uri  # noqa: PLC0415
+
+    for i, server in enumerate(section.servers):
+        if parse_turn_uri(server) is None:
+            raise ConfigError(
+                f"{prefix}.servers[{i}]",
+                ConfigProblem.INVALID,
+                f"must be a TURN URI like 'turn:host:3478?transport=udp' or 'turns:host', got {server!r}",
+            )
+    if section.shared_secret and section.password:
+        raise ConfigError(
+            f"{prefix}.password", ConfigProblem.INVALID, "give a password or a shared_secret, not both"
+        )
+    if section.servers and not section.shared_secret:
+        for key in ("username", "password"):
+            if not getattr(section, key):
+                raise ConfigError(
+                    f"{prefix}.{key}", ConfigProblem.INVALID, "needed for the TURN servers (or shared_secret)"
+                )
+    if section.ca_file and not Path(section.ca_file).is_file():
+        raise ConfigError(f"{prefix}.ca_file", ConfigProblem.INVALID, f"no such file: {section.ca_file!r}")
 
 
 def parse_host_port(text: str) -> tuple[str, int] | None:

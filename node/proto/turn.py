@@ -300,9 +300,10 @@ class TurnClient:
         elif was is not AllocationState.CLOSED:
             self._events.append(Closed())
 
-    def connection_lost(self, now: float) -> None:
-        """The stream to the server ended (or the UDP socket failed)."""
-        self._lose(TurnClosedError("connection to the server ended"), now)
+    def connection_lost(self, now: float, error: TurnError | None = None) -> None:
+        """The stream to the server ended, or the server is known to be gone (an ICMP port
+        unreachable on a connected UDP socket)."""
+        self._lose(error or TurnClosedError("connection to the server ended"), now)
 
     # -- public API: I/O --------------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> None:
