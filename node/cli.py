@@ -93,6 +93,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"listen:     {', '.join(reply['listen'])}")
     for name, state in reply["transports"].items():
         print(f"transport:  {name} {state}")
+    nat = reply.get("nat") or {}
+    result = nat.get("result")
+    if result is not None:
+        print(
+            f"nat:        {result['nat_type']} (mapped {result['mapped_address']}, {nat['age_s']:.0f} s ago)"
+        )
+    elif nat.get("enabled"):
+        print("nat:        discovering" if nat.get("discovering") else "nat:        no STUN server answered")
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ import node
 from node.config import Config
 from node.control import ControlServer
 from node.identity import Identity
+from node.nat_service import NatService, NatView
 from node.paths import NodeDirs, ensure_private_dir
 from node.proto.stun_responder import Outcome
 from node.systemd import Notifier
@@ -37,6 +38,7 @@ class NodeStatus:
     transports: tuple[tuple[str, str], ...]
     stun_answered: int
     stun_malformed: int
+    nat: NatView
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class NodeStatus:
             "listen": list(self.listen),
             "transports": dict(self.transports),
             "stun": {"answered": self.stun_answered, "malformed": self.stun_malformed},
+            "nat": self.nat.to_json(),
         }
 
     def summary(self) -> str:
@@ -59,6 +62,8 @@ class Node:
         self.dirs = dirs
         self.identity = identity
         self.udp = UdpService(config.node.listen_address, config.node.udp_port, config.node.software)
+        # NAT discovery at start; the netlink monitor re-runs it with self.nat.rediscover().
+        self.nat = NatService(config.stun, config.breaker)
         self._started = time.monotonic()
         self._stack = AsyncExitStack()
 
@@ -66,6 +71,7 @@ class Node:
         async with AsyncExitStack() as stack:
             ensure_private_dir(self.dirs.runtime)
             await stack.enter_async_context(self.udp)
+            await stack.enter_async_context(self.nat)
             await stack.enter_async_context(
                 ControlServer(self.dirs.control_socket, {"status": lambda: self.status().to_json()})
             )
@@ -91,6 +97,7 @@ class Node:
             transports=((self.udp.name, self.udp.state.value),),
             stun_answered=self.udp.responder.counters[Outcome.ANSWERED],
             stun_malformed=self.udp.responder.counters[Outcome.MALFORMED],
+            nat=self.nat.view(),
         )
 
 

@@ -63,10 +63,11 @@ class RunningNode:
             self.proc.stdout.close()
 
 
-def start_node(tmp_path: Path, notify_path: Path | None = None) -> RunningNode:
-    """Start `bitcraps-node run` on loopback with a free UDP port; returns once it printed its id."""
+def start_node(tmp_path: Path, notify_path: Path | None = None, extra_config: str = "") -> RunningNode:
+    """Start `bitcraps-node run` on loopback with a free UDP port; returns once it printed its id.
+    ``extra_config`` is TOML appended to the config (other sections)."""
     config = tmp_path / "node.toml"
-    config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n')
+    config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n' + extra_config)
     state, runtime = tmp_path / "state", tmp_path / "run"
     env = dict(os.environ, WATCHDOG_USEC="200000")
     env.pop("WATCHDOG_PID", None)
