@@ -1,0 +1,240 @@
+"""Two StreamLink cores wired back to back, in memory and virtual time."""
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from node.proto.frames import HEADER, FrameErrorReason, FrameKind, encode
+from node.proto.stream_link import (
+    TRANSITIONS,
+    Accepted,
+    CloseReason,
+    DataReceived,
+    HelloReceived,
+    LinkClosed,
+    LinkEvent,
+    LinkInput,
+    LinkState,
+    LinkTiming,
+    LinkUsageError,
+    PongReceived,
+    ProofReceived,
+    Role,
+    StreamLink,
+    proof_message,
+)
+
+NS, NC, PK, SIG = b"s" * 32, b"c" * 32, b"k" * 32, b"g" * 64
+
+
+def events(link: StreamLink) -> list[LinkEvent]:
+    out = []
+    while (e := link.next_event()) is not None:
+        out.append(e)
+    return out
+
+
+def pump(a: StreamLink, b: StreamLink, now: float = 0.0) -> None:
+    while True:
+        ab, ba = a.data_to_send(), b.data_to_send()
+        if not ab and not ba:
+            return
+        if ab:
+            b.receive_data(ab, now)
+        if ba:
+            a.receive_data(ba, now)
+
+
+def handshake(max_message: int = 1024, timing: LinkTiming | None = None) -> tuple[StreamLink, StreamLink]:
+    timing = timing or LinkTiming()
+    client = StreamLink(Role.CLIENT, max_message, 0.0, timing)
+    server = StreamLink(Role.SERVER, max_message, 0.0, timing)
+    server.send_hello(NS)
+    pump(client, server)
+    assert events(client) == [HelloReceived(NS)]
+    client.send_proof(NC, PK, SIG)
+    pump(client, server)
+    assert events(server) == [ProofReceived(NC, PK, SIG)]
+    assert server.state is LinkState.VERIFYING
+    server.accept()
+    pump(client, server)
+    assert events(client) == [Accepted()]
+    assert client.state is server.state is LinkState.OPEN
+    return client, server
+
+
+def test_handshake_then_data_both_ways() -> None:
+    client, server = handshake()
+    client.send_data(1, 2, b"to server")
+    server.send_data(5, 0, b"to client")
+    pump(client, server)
+    assert events(server) == [DataReceived(1, 2, b"to server")]
+    assert events(client) == [DataReceived(5, 0, b"to client")]
+
+
+def test_refusal_reaches_the_client_with_its_reason() -> None:
+    client = StreamLink(Role.CLIENT, 1024, 0.0)
+    server = StreamLink(Role.SERVER, 1024, 0.0)
+    server.refuse(CloseReason.TOO_MANY_CONNECTIONS)
+    pump(client, server)
+    assert events(server) == [LinkClosed(CloseReason.TOO_MANY_CONNECTIONS, by_peer=False)]
+    assert events(client) == [LinkClosed(CloseReason.TOO_MANY_CONNECTIONS, by_peer=True)]
+    assert client.closed and server.closed
+
+
+def test_refused_proof() -> None:
+    client = StreamLink(Role.CLIENT, 1024, 0.0)
+    server = StreamLink(Role.SERVER, 1024, 0.0)
+    server.send_hello(NS)
+    pump(client, server)
+    client.send_proof(NC, PK, SIG)
+    pump(client, server)
+    events(server)
+    server.refuse(CloseReason.NOT_TRUSTED)
+    pump(client, server)
+    assert events(client)[-1] == LinkClosed(CloseReason.NOT_TRUSTED, by_peer=True)
+
+
+def test_data_before_the_proof_is_accepted_is_a_protocol_error() -> None:
+    server = StreamLink(Role.SERVER, 1024, 0.0)
+    server.send_hello(NS)
+    server.data_to_send()
+    server.receive_data(encode(FrameKind.DATA, b"early", 1), 0.0)
+    assert events(server) == [LinkClosed(CloseReason.PROTOCOL_ERROR, by_peer=False)]
+    assert server.data_to_send() == encode(FrameKind.CLOSE, bytes([CloseReason.PROTOCOL_ERROR]))
+
+
+def test_an_oversized_frame_closes_the_link_with_message_too_large() -> None:
+    client, server = handshake(max_message=1024)
+    server.receive_data(HEADER.pack(2 << 20, FrameKind.DATA, 0, 1), 0.0)
+    assert events(server) == [LinkClosed(CloseReason.MESSAGE_TOO_LARGE, False, FrameErrorReason.TOO_LARGE)]
+    pump(client, server)
+    assert events(client) == [LinkClosed(CloseReason.MESSAGE_TOO_LARGE, by_peer=True)]
+    with pytest.raises(LinkUsageError):
+        client.send_data(2, 0, b"late")
+
+
+def test_sending_too_large_is_refused_locally() -> None:
+    client, _ = handshake(max_message=10)
+    with pytest.raises(LinkUsageError):
+        client.send_data(1, 0, b"x" * 11)
+
+
+def test_malformed_handshake_payloads() -> None:
+    client = StreamLink(Role.CLIENT, 1024, 0.0)
+    client.receive_data(encode(FrameKind.HELLO, b"\x02" + NS), 0.0)  # unknown version
+    assert events(client) == [LinkClosed(CloseReason.PROTOCOL_ERROR, by_peer=False)]
+    server = StreamLink(Role.SERVER, 1024, 0.0)
+    server.send_hello(NS)
+    server.receive_data(encode(FrameKind.PROOF, b"short"), 0.0)
+    assert events(server) == [LinkClosed(CloseReason.PROTOCOL_ERROR, by_peer=False)]
+
+
+def test_unknown_close_reason_is_kept_typed() -> None:
+    client, _ = handshake()
+    client.receive_data(encode(FrameKind.CLOSE, b"\x99"), 0.0)
+    assert events(client) == [LinkClosed(CloseReason.UNKNOWN, by_peer=True)]
+
+
+def test_ping_pong_measures_rtt_in_virtual_time() -> None:
+    client, server = handshake()
+    token = client.send_ping(10.0)
+    server.receive_data(client.data_to_send(), 10.1)
+    client.receive_data(server.data_to_send(), 10.25)
+    [pong] = events(client)
+    assert isinstance(pong, PongReceived)
+    assert pong.token == token
+    assert pong.rtt == pytest.approx(0.25)
+
+
+def test_keepalive_then_timeout_when_the_peer_goes_silent() -> None:
+    timing = LinkTiming(handshake_timeout=5, keepalive=60, dead_after=120)
+    client, _ = handshake(timing=timing)
+    assert client.get_timer() == 60
+    client.handle_timer(60)
+    assert client.data_to_send().startswith(HEADER.pack(0, FrameKind.PING, 0, 1))
+    assert client.get_timer() == 120
+    client.handle_timer(120)
+    assert events(client) == [LinkClosed(CloseReason.TIMEOUT, by_peer=False)]
+    assert client.get_timer() is None
+
+
+def test_answered_keepalive_keeps_the_link() -> None:
+    client, server = handshake(timing=LinkTiming(5, 60, 120))
+    client.handle_timer(60)
+    pump(client, server, now=61)
+    events(client)
+    client.handle_timer(120)
+    assert client.state is LinkState.OPEN
+    assert client.get_timer() == 61 + 60
+
+
+def test_handshake_timeout() -> None:
+    server = StreamLink(Role.SERVER, 1024, 0.0, LinkTiming(handshake_timeout=5))
+    server.send_hello(NS)
+    assert server.get_timer() == 5
+    server.handle_timer(4.9)
+    assert server.state is LinkState.AWAIT_PROOF
+    server.handle_timer(5)
+    assert events(server) == [LinkClosed(CloseReason.TIMEOUT, by_peer=False)]
+
+
+def test_local_misuse_raises_and_leaves_the_state() -> None:
+    client = StreamLink(Role.CLIENT, 1024, 0.0)
+    with pytest.raises(LinkUsageError):
+        client.send_proof(NC, PK, SIG)
+    with pytest.raises(LinkUsageError):
+        client.refuse(CloseReason.NOT_TRUSTED)
+    with pytest.raises(LinkUsageError):
+        client.send_ping(0)
+    assert client.state is LinkState.AWAIT_HELLO
+
+
+def test_close_is_idempotent_and_receive_after_close_is_ignored() -> None:
+    client, _ = handshake()
+    client.close()
+    client.close()
+    client.receive_data(encode(FrameKind.DATA, b"x"), 0.0)
+    assert events(client) == [LinkClosed(CloseReason.CLOSED, by_peer=False)]
+
+
+def test_proof_message_binds_certificate_and_both_nonces() -> None:
+    base = proof_message(b"cert", NS, NC)
+    assert base != proof_message(b"other cert", NS, NC)
+    assert base != proof_message(b"cert", NC, NS)
+
+
+def test_every_received_frame_in_every_state_is_handled_without_raising() -> None:
+    """Walk (state, received frame) over the whole table: allowed or a typed close, never a crash."""
+    payloads = {
+        FrameKind.HELLO: b"\x01" + NS,
+        FrameKind.PROOF: NC + PK + SIG,
+        FrameKind.REFUSE: b"\x02",
+        FrameKind.CLOSE: b"\x01",
+    }
+    reached = {s: 0 for s in LinkState}
+    for state, kind in itertools.product(LinkState, FrameKind):
+        link = StreamLink(Role.SERVER, 1024, 0.0)
+        link.state = state
+        link.receive_data(encode(kind, payloads.get(kind, b"")), 0.0)
+        reached[state] += 1
+        received = LinkInput("recv_" + kind.name.lower())
+        if state is LinkState.CLOSED:
+            assert link.state is LinkState.CLOSED
+        elif (state, received) in TRANSITIONS:
+            assert link.state is TRANSITIONS[(state, received)]
+        else:
+            assert events(link)[-1] == LinkClosed(CloseReason.PROTOCOL_ERROR, by_peer=False)
+    assert all(reached.values())
+
+
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_random_bytes_never_crash_a_server(chunks: list[bytes]) -> None:
+    server = StreamLink(Role.SERVER, 1024, 0.0)
+    server.send_hello(NS)
+    for chunk in chunks:
+        server.receive_data(chunk, 0.0)
+    seen = events(server)
+    assert all(not isinstance(e, LinkClosed) for e in seen[:-1])
