@@ -19,6 +19,7 @@ from node.errors import LocalError
 
 DEFAULT_CONFIG_PATH = Path("/etc/bitcraps/node.toml")
 DEFAULT_UDP_PORT = 47474
+DEFAULT_TCP_TLS_PORT = 47475
 SOFTWARE_MAX_CHARS = 128
 
 
@@ -173,12 +174,39 @@ class TurnSection:
 
 
 @dataclass(frozen=True, slots=True)
+class TcpTlsSection:
+    enabled: bool = field(default=True, metadata=_rule("listen for peers over TCP + TLS 1.3"))
+    port: int = field(
+        default=DEFAULT_TCP_TLS_PORT,
+        metadata=_rule("TCP port on node.listen_address (0: any free port)", minimum=0, maximum=65535),
+    )
+    handshake_timeout_s: float = field(
+        default=10.0,
+        metadata=_rule("TLS plus identity proof must finish within this", minimum=0.1, maximum=600),
+    )
+    ca_file: str = field(
+        default="", metadata=_rule("fleet CA certificate (PEM); set it to require certificates from it")
+    )
+    cert_file: str = field(
+        default="", metadata=_rule("this node's certificate from the fleet CA (identity issue)")
+    )
+    pinned_peer_ids: tuple[str, ...] = field(
+        default=(), metadata=_rule("admit only these peer ids (with or without a fleet CA)")
+    )
+    allow_development: bool = field(
+        default=True,
+        metadata=_rule("without CA or pins, accept any peer (INSECURE, logged); false: refuse to start"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeSection = field(default_factory=NodeSection)
     transport: TransportSection = field(default_factory=TransportSection)
     breaker: BreakerSection = field(default_factory=BreakerSection)
     stun: StunSection = field(default_factory=StunSection)
     turn: TurnSection = field(default_factory=TurnSection)
+    tcp_tls: TcpTlsSection = field(default_factory=TcpTlsSection)
 
 
 def load_effective(path: Path | None) -> Config:
@@ -295,6 +323,9 @@ def _check_section(prefix: str, section: Any) -> None:
         )
     if isinstance(section, TurnSection):
         _check_turn(prefix, section)
+
+    if isinstance(section, TcpTlsSection):
+        _check_tcp_tls(prefix, section)
     if isinstance(section, StunSection):
         if section.silence_max_s < section.silence_floor_s:
             raise ConfigError(
@@ -334,6 +365,31 @@ def _check_turn(prefix: str, section: TurnSection) -> None:
                 )
     if section.ca_file and not Path(section.ca_file).is_file():
         raise ConfigError(f"{prefix}.ca_file", ConfigProblem.INVALID, f"no such file: {section.ca_file!r}")
+
+
+PEER_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+PEER_ID_LENGTH = 52  # base32 of SHA-256 without padding (node.identity.peer_id_of)
+
+
+def _check_tcp_tls(prefix: str, section: TcpTlsSection) -> None:
+    for i, peer in enumerate(section.pinned_peer_ids):
+        if len(peer) != PEER_ID_LENGTH or not set(peer) <= PEER_ID_CHARS:
+            raise ConfigError(
+                f"{prefix}.pinned_peer_ids[{i}]",
+                ConfigProblem.INVALID,
+                f"not a peer id (52 lowercase base32 characters): {peer!r}",
+            )
+    if bool(section.ca_file) != bool(section.cert_file):
+        key = "cert_file" if section.ca_file else "ca_file"
+        raise ConfigError(
+            f"{prefix}.{key}", ConfigProblem.INVALID, "ca_file and cert_file are set together or not at all"
+        )
+    if not (section.ca_file or section.pinned_peer_ids or section.allow_development):
+        raise ConfigError(
+            f"{prefix}.allow_development",
+            ConfigProblem.INVALID,
+            "false, but neither ca_file nor pinned_peer_ids is set: no peer could be trusted",
+        )
 
 
 def parse_host_port(text: str) -> tuple[str, int] | None:

@@ -25,7 +25,7 @@ from node.errors import RemoteError
 
 HEADER = struct.Struct("!IBBQ")
 HEADER_SIZE = HEADER.size
-CONTROL_MAX = 256  # the largest control payload (PROOF is 128 bytes)
+CONTROL_MAX = 4096  # the largest control payload (a PROOF with a node certificate: ~600 bytes)
 MAX_MESSAGE_ID = (1 << 64) - 1
 PRIORITIES = 4  # node.transports.base.Priority has values 0..3
 

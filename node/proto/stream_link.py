@@ -5,13 +5,17 @@ callback and no keying-material exporter, so the client proves its identity insi
 
     server -> HELLO  (version, server nonce Ns)
     client -> PROOF  (client nonce Nc, client public key, Ed25519 signature over
-                      PROOF_CONTEXT || SHA-256(server certificate DER) || Ns || Nc)
+                      PROOF_CONTEXT || SHA-256(server certificate DER) || Ns || Nc,
+                      credential: the client's fleet certificate DER, or empty)
     server -> ACCEPT | REFUSE(reason)
 
 The server's certificate carries the server's identity key and TLS 1.3's CertificateVerify proves
 the server holds it; the signature over that certificate's fingerprint binds the client's proof
 to this TLS session (a relay presents another certificate, so a proof it forwards fails), and Ns
-makes every proof fresh. Signing and checking are the trust policy's (node.trust); this core
+makes every proof fresh. The client's certificate travels in the PROOF rather than in the TLS
+handshake so that the server checks it in our code and can tell the client exactly why it is
+refused (an OpenSSL verify failure on the server side reaches neither the app nor, reliably, the
+client). Signing and checking are the trust policy's (node.trust); this core
 only carries the messages and enforces their order.
 
 Shape (aioquic): ``receive_data(data, now)``, ``data_to_send()``, ``next_event()``,
@@ -38,7 +42,7 @@ KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 PROOF_CONTEXT = b"bitcraps tls proof v1\x00"
 _HELLO = struct.Struct(f"!B{NONCE_SIZE}s")
-_PROOF = struct.Struct(f"!{NONCE_SIZE}s{KEY_SIZE}s{SIGNATURE_SIZE}s")
+_PROOF = struct.Struct(f"!{NONCE_SIZE}s{KEY_SIZE}s{SIGNATURE_SIZE}s")  # then the credential
 _REASON = struct.Struct("!B")
 MAX_PINGS_IN_FLIGHT = 8
 
@@ -65,6 +69,12 @@ class CloseReason(IntEnum):
     MESSAGE_TOO_LARGE = 7
     TIMEOUT = 8  # handshake not done in time, or the peer went silent
     SHUTDOWN = 9
+    UNKNOWN_CA = 10  # the client's certificate is not from the fleet CA
+    EXPIRED = 11
+    NOT_YET_VALID = 12
+    SAN_MISMATCH = 13  # the certificate names another peer than its key
+    BAD_CERTIFICATE = 14
+    BAD_PROOF = 15  # the signature does not verify for this session (a relay in between)
     UNKNOWN = 255  # a reason code this version does not know
 
 
@@ -160,6 +170,7 @@ class ProofReceived:
     client_nonce: bytes
     public_key: bytes
     signature: bytes
+    credential: bytes  # the client's node certificate (DER) with a fleet CA, else empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,9 +273,11 @@ class StreamLink:
         self._move(LinkInput.SEND_HELLO)
         self._queue(encode(FrameKind.HELLO, _HELLO.pack(PROTOCOL_VERSION, server_nonce)))
 
-    def send_proof(self, client_nonce: bytes, public_key: bytes, signature: bytes) -> None:
+    def send_proof(
+        self, client_nonce: bytes, public_key: bytes, signature: bytes, credential: bytes = b""
+    ) -> None:
         self._move(LinkInput.SEND_PROOF)
-        self._queue(encode(FrameKind.PROOF, _PROOF.pack(client_nonce, public_key, signature)))
+        self._queue(encode(FrameKind.PROOF, _PROOF.pack(client_nonce, public_key, signature) + credential))
 
     def accept(self) -> None:
         self._move(LinkInput.ACCEPT)
@@ -351,9 +364,10 @@ class StreamLink:
                 return False
             self._events.append(HelloReceived(nonce))
         elif frame.kind is FrameKind.PROOF:
-            if len(frame.payload) != _PROOF.size:
+            if len(frame.payload) < _PROOF.size:
                 return False
-            self._events.append(ProofReceived(*_PROOF.unpack(frame.payload)))
+            nonce, key, signature = _PROOF.unpack_from(frame.payload)
+            self._events.append(ProofReceived(nonce, key, signature, frame.payload[_PROOF.size :]))
         else:  # ACCEPT
             if frame.payload:
                 return False

@@ -155,6 +155,9 @@ class TransportReason(Enum):
     CLOSED = "closed"
     PEER_MISMATCH = "peer_mismatch"
     UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
+    AUTH_FAILED = "auth_failed"  # the peer's identity did not verify (or it refused ours)
+    REFUSED = "refused"  # the peer refused us for another reason (e.g. its connection limit)
+    BREAKER_OPEN = "breaker_open"  # this remote failed too often; not tried until it half-opens
 
 
 class TransportUsageError(TransportError, LocalError):

@@ -56,7 +56,7 @@ def handshake(max_message: int = 1024, timing: LinkTiming | None = None) -> tupl
     assert events(client) == [HelloReceived(NS)]
     client.send_proof(NC, PK, SIG)
     pump(client, server)
-    assert events(server) == [ProofReceived(NC, PK, SIG)]
+    assert events(server) == [ProofReceived(NC, PK, SIG, b"")]
     assert server.state is LinkState.VERIFYING
     server.accept()
     pump(client, server)
@@ -210,7 +210,7 @@ def test_every_received_frame_in_every_state_is_handled_without_raising() -> Non
     """Walk (state, received frame) over the whole table: allowed or a typed close, never a crash."""
     payloads = {
         FrameKind.HELLO: b"\x01" + NS,
-        FrameKind.PROOF: NC + PK + SIG,
+        FrameKind.PROOF: NC + PK + SIG + b"cert",
         FrameKind.REFUSE: b"\x02",
         FrameKind.CLOSE: b"\x01",
     }

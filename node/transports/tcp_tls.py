@@ -1,0 +1,446 @@
+"""The TCP + TLS 1.3 transport: one authenticated connection per peer, behind ``Transport``.
+
+- At most ``max_connections`` connections (inbound and outbound together). A slot is taken when
+  a client's TLS handshake is done (TLS handshakes in progress are bounded by the listen backlog
+  and ``handshake_timeout``); a client over the limit is told TOO_MANY_CONNECTIONS inside TLS (at
+  most ``REFUSING_MAX`` such refusals at once; beyond that its connection is closed at once).
+  Nothing ever waits for a slot.
+- A connection to a peer is reused by every ``connect``/``send`` to it; idle outbound
+  connections beyond ``pool_size`` are closed by the health loop, least recently used first.
+- A circuit breaker per remote endpoint guards dialling; the health loop pings every connection
+  (RTT samples), re-dials peers that were connected with ``connect`` and lost, and sets the
+  transport DEGRADED while any breaker is not closed.
+- A frame above ``max_message`` (or garbage) closes only that connection, with a typed reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import statistics
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from node.config import BreakerSection
+from node.proto.breaker import BreakerState, CircuitBreaker
+from node.proto.stream_link import CloseReason, DataReceived
+from node.transports.base import (
+    Capabilities,
+    DisconnectReason,
+    Endpoint,
+    Frame,
+    IpEndpoint,
+    MessageReceived,
+    PeerConnected,
+    PeerDisconnected,
+    PeerId,
+    Priority,
+    Transport,
+    TransportEvent,
+    TransportHealth,
+    TransportKind,
+    TransportReason,
+    TransportState,
+    TransportUsageError,
+)
+from node.transports.tls_link import LinkSettings, TlsCredentials, TlsLink, TlsPeerError, accept, dial, refuse
+from node.trust import TrustReason
+
+log = logging.getLogger(__name__)
+
+REFUSING_MAX = 32
+EVENT_QUEUE = 1024  # a consumer that falls behind stops our reads (TCP backpressure), not our memory
+
+_DISCONNECT = {
+    CloseReason.CLOSED: DisconnectReason.CLOSED_BY_PEER,
+    CloseReason.TIMEOUT: DisconnectReason.TIMEOUT,
+    CloseReason.PROTOCOL_ERROR: DisconnectReason.PROTOCOL_ERROR,
+    CloseReason.MESSAGE_TOO_LARGE: DisconnectReason.PROTOCOL_ERROR,
+    CloseReason.SHUTDOWN: DisconnectReason.SHUTDOWN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TcpTlsSettings:
+    link: LinkSettings
+    max_connections: int = 100
+    pool_size: int = 20
+    health_check_interval: float = 10.0
+    performance_samples: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TcpTlsMetrics:
+    """Counters beyond TransportHealth: why handshakes failed, what we refused, why links closed."""
+
+    handshakes: int
+    handshake_failures: tuple[tuple[TrustReason | None, int], ...]
+    refused: tuple[tuple[CloseReason, int], ...]
+    closed: tuple[tuple[CloseReason, int], ...]
+    pool_reuses: int
+    latency_samples: tuple[float, ...]
+
+    def failures(self, reason: TrustReason | None) -> int:
+        return dict(self.handshake_failures).get(reason, 0)
+
+    def refusals(self, reason: CloseReason) -> int:
+        return dict(self.refused).get(reason, 0)
+
+    def closes(self, reason: CloseReason) -> int:
+        return dict(self.closed).get(reason, 0)
+
+
+class TcpTlsTransport(Transport):
+    kind = TransportKind.TCP_TLS
+
+    def __init__(
+        self,
+        creds: TlsCredentials,
+        settings: TcpTlsSettings,
+        breaker: BreakerSection,
+        listen: tuple[str, int] | None = None,
+    ) -> None:
+        self.creds = creds
+        self.settings = settings
+        self.capabilities = Capabilities(settings.link.max_message, reliable=True, ordered=True)
+        self._breaker_section = breaker
+        self._listen = listen
+        self._server: asyncio.Server | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._links: dict[PeerId, TlsLink] = {}
+        self._pending: set[asyncio.StreamWriter] = set()  # accepted, not yet authenticated
+        self._wanted: dict[PeerId, IpEndpoint] = {}  # connect()ed peers the health loop restores
+        self._breakers: dict[IpEndpoint, CircuitBreaker] = {}
+        self._in_use = 0
+        self._refusing = 0
+        self._events: asyncio.Queue[TransportEvent | None] = asyncio.Queue(EVENT_QUEUE)
+        self._closing = False
+        self.state = TransportState.STOPPED
+        self._samples: deque[float] = deque(maxlen=settings.performance_samples)
+        self._handshakes = 0
+        self._handshake_failures: Counter[TrustReason | None] = Counter()
+        self._refused: Counter[CloseReason] = Counter()
+        self._closed: Counter[CloseReason] = Counter()
+        self._pool_reuses = 0
+        self._task_set: set[asyncio.Task[None]] = set()
+        self._sent = self._received = self._bytes_sent = self._bytes_received = 0
+        self._send_failures = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def local(self) -> IpEndpoint | None:
+        if self._server is None or not self._server.sockets:
+            return None
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return IpEndpoint(ipaddress.ip_address(host), int(port))
+
+    async def __aenter__(self) -> Self:
+        self.state = TransportState.STARTING
+        self._loop = asyncio.get_running_loop()
+        tasks = asyncio.TaskGroup()
+        await tasks.__aenter__()
+        self._tasks = tasks
+        try:
+            if self._listen is not None:
+                host, port = self._listen
+                self._server = await asyncio.start_server(
+                    self._on_tls,
+                    host,
+                    port,
+                    limit=1 << 16,
+                    backlog=512,
+                    ssl=self.creds.server_context,
+                    ssl_handshake_timeout=self.settings.link.handshake_timeout,
+                )
+            self._spawn(self._health_loop())
+        except BaseException as exc:
+            self.state = TransportState.FAILED
+            await self._stop(type(exc), exc, exc.__traceback__)
+            raise
+        self.state = TransportState.READY
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop(exc_type, exc, tb)
+
+    async def _stop(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for link in list(self._links.values()):
+            link.close(CloseReason.SHUTDOWN)
+        for writer in list(self._pending):
+            writer.close()
+        tasks, self._tasks = self._tasks, None
+        if tasks is not None:
+            # Links end when their sockets close; the health loop and handshakes are cancelled.
+            for task in self._task_set:
+                task.cancel()
+            await tasks.__aexit__(None, None, None)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._server.wait_closed()
+            self._server = None
+        self.state = TransportState.STOPPED
+        with contextlib.suppress(asyncio.QueueFull):
+            self._events.put_nowait(None)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._tasks is not None
+        task = self._tasks.create_task(coro)
+        self._task_set.add(task)
+        task.add_done_callback(self._task_set.discard)
+
+    # -- slots ----------------------------------------------------------------------------
+
+    def _take_slot(self) -> bool:
+        if self._in_use >= self.settings.max_connections:
+            return False
+        self._in_use += 1
+        return True
+
+    def _release_slot(self) -> None:
+        self._in_use -= 1
+
+    # -- inbound --------------------------------------------------------------------------
+
+    def _on_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Called by the server for each connection once TLS is up: to our TaskGroup at once.
+
+        TLS failures (a foreign CA, an expired certificate, TLS 1.2) end in the event loop's TLS
+        layer, which tells the client with a TLS alert (its typed reason) and never reaches us.
+        """
+        if self._closing or self._tasks is None:
+            writer.close()
+            return
+        if not self._take_slot():
+            self._refused[CloseReason.TOO_MANY_CONNECTIONS] += 1
+            if self._refusing >= REFUSING_MAX:
+                writer.close()  # refusing is itself bounded: past that, a bare close
+                return
+            self._refusing += 1
+            self._spawn(self._refuse(writer))
+            return
+        self._spawn(self._serve(reader, writer))
+
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        try:
+            await refuse(writer, self.settings.link, CloseReason.TOO_MANY_CONNECTIONS)
+        finally:
+            self._refusing -= 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._pending.add(writer)
+        try:
+            try:
+                link = await accept(reader, writer, self.creds, self.settings.link)
+            except TlsPeerError as exc:
+                self._handshake_failures[exc.trust] += 1
+                log.info("refused TCP-TLS client: %s", exc)
+                return
+            finally:
+                self._pending.discard(writer)
+            self._register(link)
+            await self._run_link(link)
+        finally:
+            self._release_slot()
+
+    # -- links ----------------------------------------------------------------------------
+
+    def _register(self, link: TlsLink) -> None:
+        self._handshakes += 1
+        old = self._links.get(link.peer)
+        self._links[link.peer] = link
+        if old is not None:
+            old.close(CloseReason.CLOSED)  # the newer connection to the same peer wins
+
+    async def _run_link(self, link: TlsLink) -> None:
+        await self._emit(PeerConnected(link.peer, link.endpoint))
+        reason = CloseReason.SHUTDOWN
+        try:
+            reason = await link.run(self._on_data, self._samples.append)
+        finally:
+            self._closed[reason] += 1
+            self._bytes_sent += link.core.bytes_sent
+            self._bytes_received += link.core.bytes_received
+            self._sent += link.messages_sent
+            self._received += link.messages_received
+            if self._links.get(link.peer) is link:
+                del self._links[link.peer]
+                if not self._closing:
+                    if not link.closed_by_peer and reason is CloseReason.CLOSED:
+                        why = DisconnectReason.CLOSED_LOCALLY
+                    else:
+                        why = _DISCONNECT.get(reason, DisconnectReason.CLOSED_BY_PEER)
+                    await self._emit(PeerDisconnected(link.peer, why))
+
+    async def _on_data(self, link: TlsLink, event: DataReceived) -> None:
+        await self._emit(
+            MessageReceived(link.peer, Frame(event.message_id, event.payload, Priority(event.priority)))
+        )
+
+    async def _emit(self, event: TransportEvent) -> None:
+        await self._events.put(event)
+
+    # -- outbound -------------------------------------------------------------------------
+
+    def _breaker(self, endpoint: IpEndpoint) -> CircuitBreaker:
+        breaker = self._breakers.get(endpoint)
+        if breaker is None:
+            section = self._breaker_section
+            breaker = CircuitBreaker(section.failure_threshold, section.recovery_timeout_s)
+            self._breakers[endpoint] = breaker
+        return breaker
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    async def connect(self, peer: PeerId, endpoint: Endpoint) -> None:
+        await self.dial(endpoint, peer)
+        if isinstance(endpoint, IpEndpoint):
+            self._wanted[peer] = endpoint
+
+    async def dial(self, endpoint: Endpoint, expected: PeerId | None = None) -> PeerId:
+        """Connect to ``endpoint`` (reusing a live connection to ``expected``); the proven peer id."""
+        if self._closing or self._tasks is None:
+            raise TransportUsageError(TransportReason.CLOSED, "the transport is not running")
+        if not isinstance(endpoint, IpEndpoint):
+            raise TransportUsageError(
+                TransportReason.UNSUPPORTED_ENDPOINT, f"{endpoint!r} is not an IP endpoint"
+            )
+        if expected is not None and expected in self._links:
+            self._pool_reuses += 1
+            return expected
+        breaker = self._breaker(endpoint)
+        if not self._take_slot():
+            raise TransportUsageError(
+                TransportReason.TOO_MANY_CONNECTIONS, f"{self.settings.max_connections} connections in use"
+            )
+        if not breaker.allow(self._now()):
+            self._release_slot()
+            raise TlsPeerError(TransportReason.BREAKER_OPEN, f"{endpoint} failed too often; retry later")
+        try:
+            link = await dial(endpoint, expected, self.creds, self.settings.link)
+        except TlsPeerError as exc:
+            breaker.record_failure(self._now())
+            self._handshake_failures[exc.trust] += 1
+            self._release_slot()
+            raise
+        except BaseException:
+            breaker.record_failure(self._now())
+            self._release_slot()
+            raise
+        breaker.record_success(self._now())
+        self._register(link)
+        self._spawn(self._own_link(link))
+        return link.peer
+
+    async def _own_link(self, link: TlsLink) -> None:
+        try:
+            await self._run_link(link)
+        finally:
+            self._release_slot()
+
+    async def send(self, peer: PeerId, frame: Frame) -> None:
+        self.check_size(frame)
+        link = self._links.get(peer)
+        if link is None or link.core.closed:
+            self._send_failures += 1
+            raise TransportUsageError(TransportReason.NOT_CONNECTED, f"no TCP-TLS connection to {peer}")
+        await link.send(frame.message_id, int(frame.priority), frame.payload)
+
+    async def ping(self, peer: PeerId) -> float:
+        link = self._links.get(peer)
+        if link is None:
+            raise TransportUsageError(TransportReason.NOT_CONNECTED, f"no TCP-TLS connection to {peer}")
+        return await link.ping()
+
+    async def disconnect(self, peer: PeerId) -> None:
+        self._wanted.pop(peer, None)
+        link = self._links.pop(peer, None)
+        if link is not None:
+            link.close(CloseReason.CLOSED)
+            await self._emit(PeerDisconnected(peer, DisconnectReason.CLOSED_LOCALLY))
+
+    async def events(self) -> AsyncIterator[TransportEvent]:
+        while (event := await self._events.get()) is not None:
+            yield event
+
+    # -- health -----------------------------------------------------------------------------
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_check_interval)
+            self._check_health()
+            for peer, endpoint in list(self._wanted.items()):
+                if (
+                    peer not in self._links
+                    and self._breaker(endpoint).state(self._now()) is not BreakerState.OPEN
+                ):
+                    with contextlib.suppress(TlsPeerError, TransportUsageError):
+                        await self.dial(endpoint, peer)  # recovery: the lost path comes back
+
+    def _check_health(self) -> None:
+        now = self._now()
+        for link in list(self._links.values()):
+            if not link.core.closed:
+                self._spawn(self._sample(link))
+        idle = sorted(
+            (link for link in self._links.values() if link.outbound and link.peer not in self._wanted),
+            key=lambda link: link.last_active,
+        )
+        for link in idle[: max(0, len(idle) - self.settings.pool_size)]:
+            link.close(CloseReason.CLOSED)
+        breakers_ok = all(b.state(now) is BreakerState.CLOSED for b in self._breakers.values())
+        self.state = TransportState.READY if breakers_ok else TransportState.DEGRADED
+
+    async def _sample(self, link: TlsLink) -> None:
+        with contextlib.suppress(TlsPeerError, TimeoutError):
+            async with asyncio.timeout(self.settings.health_check_interval):
+                await link.ping()
+
+    def health(self) -> TransportHealth:
+        live = list(self._links.values())
+        samples = list(self._samples)
+        return TransportHealth(
+            kind=self.kind,
+            state=self.state,
+            connections=self._in_use,
+            messages_sent=self._sent + sum(link.messages_sent for link in live),
+            messages_received=self._received + sum(link.messages_received for link in live),
+            bytes_sent=self._bytes_sent + sum(link.core.bytes_sent for link in live),
+            bytes_received=self._bytes_received + sum(link.core.bytes_received for link in live),
+            send_failures=self._send_failures + sum(self._handshake_failures.values()),
+            malformed_dropped=self._closed[CloseReason.PROTOCOL_ERROR]
+            + self._closed[CloseReason.MESSAGE_TOO_LARGE],
+            rtt_ms=statistics.median(samples) * 1000 if samples else None,
+        )
+
+    def metrics(self) -> TcpTlsMetrics:
+        return TcpTlsMetrics(
+            handshakes=self._handshakes,
+            handshake_failures=tuple(self._handshake_failures.items()),
+            refused=tuple(self._refused.items()),
+            closed=tuple(self._closed.items()),
+            pool_reuses=self._pool_reuses,
+            latency_samples=tuple(self._samples),
+        )
+
+    def peers(self) -> tuple[PeerId, ...]:
+        return tuple(self._links)

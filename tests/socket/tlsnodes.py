@@ -1,0 +1,86 @@
+"""Helpers for TCP-TLS tests: identities, a fleet CA, credentials and transports on loopback."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from node import certs, identity
+from node.config import BreakerSection
+from node.transports.base import IpEndpoint
+from node.transports.tcp_tls import TcpTlsSettings, TcpTlsTransport
+from node.transports.tls_link import LinkSettings, TlsCredentials, make_credentials
+from node.trust import TrustMode, TrustPolicy
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    ident: identity.Identity
+    key_file: Path
+    cert_file: Path | None
+
+
+def new_node(tmp: Path, name: str, ca: certs.FleetCa | None = None, **issue_kw: object) -> NodeFiles:
+    state = tmp / name
+    ident, _ = identity.load_or_create(state)
+    cert_file = None
+    if ca is not None:
+        cert_file = state / "node.crt"
+        cert_file.write_bytes(certs.cert_pem(certs.issue(ca, ident.public_key, **issue_kw)))  # type: ignore[arg-type]
+    return NodeFiles(ident, state / identity.KEY_FILE_NAME, cert_file)
+
+
+def expired_issue(ca: certs.FleetCa, node: identity.Identity) -> bytes:
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
+    return certs.cert_pem(certs.issue(ca, node.public_key, days=2, now=past))
+
+
+def fleet_creds(node: NodeFiles, ca: certs.FleetCa, pinned: frozenset[str] = frozenset()) -> TlsCredentials:
+    policy = TrustPolicy(TrustMode.FLEET_CA, ca=ca.certificate, pinned=pinned)
+    return make_credentials(node.ident, node.key_file, policy, node.cert_file)
+
+
+def rogue_creds(node: NodeFiles, ca: certs.FleetCa) -> TlsCredentials:
+    """A client that trusts our CA but presents whatever certificate it holds (foreign, expired,
+    lying SAN): make_credentials would refuse to build these, a hostile peer does not ask it."""
+    assert node.cert_file is not None
+    policy = TrustPolicy(TrustMode.FLEET_CA, ca=ca.certificate)
+    der = certs.load_certificate(node.cert_file).public_bytes(serialization.Encoding.DER)
+    return TlsCredentials(
+        node.ident,
+        policy,
+        policy.server_context(node.cert_file, node.key_file),
+        policy.client_context(node.cert_file, node.key_file),
+        der,
+    )
+
+
+def pinned_creds(node: NodeFiles, pinned: frozenset[str]) -> TlsCredentials:
+    policy = TrustPolicy(TrustMode.PINNED, pinned=pinned) if pinned else TrustPolicy(TrustMode.DEVELOPMENT)
+    return make_credentials(node.ident, node.key_file, policy, None)
+
+
+def transport(
+    creds: TlsCredentials,
+    *,
+    listen: bool = True,
+    max_connections: int = 100,
+    max_message: int = 1 << 20,
+    health_check_interval: float = 10.0,
+    connect_timeout: float = 10.0,
+) -> TcpTlsTransport:
+    settings = TcpTlsSettings(
+        LinkSettings(max_message=max_message, connect_timeout=connect_timeout, handshake_timeout=10.0),
+        max_connections=max_connections,
+        health_check_interval=health_check_interval,
+    )
+    return TcpTlsTransport(creds, settings, BreakerSection(), ("127.0.0.1", 0) if listen else None)
+
+
+def endpoint_of(t: TcpTlsTransport) -> IpEndpoint:
+    local = t.local
+    assert local is not None
+    return local
