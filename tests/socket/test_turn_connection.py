@@ -18,6 +18,7 @@ from node.proto.transaction import Timing
 from node.proto.turn_credentials import Credentials
 from node.proto.turn_errors import TurnAuthError, TurnError, TurnUnreachableError
 from node.proto.turn_uri import TurnServerAddress, TurnTransport
+from node.transports.turn_allocator import RelayAllocation
 from node.transports.turn_connection import TurnConnection, tls_context
 from tests.models.stun_server import Datagram
 from tests.models.turn_server import Address, TurnServerModel
@@ -164,3 +165,63 @@ async def test_a_closed_stream_is_a_lost_allocation(
             error = await conn.lost
         assert isinstance(error, TurnError)
         assert not conn.alive
+
+
+def _udp(port: int) -> TurnServerAddress:
+    return TurnServerAddress("127.0.0.1", port, TurnTransport.UDP)
+
+
+async def test_the_relay_skips_a_dead_server_and_uses_the_next(
+    served: tuple[ModelServer, dict[TurnTransport, int]],
+) -> None:
+    server, ports = served
+    relays: list[Address | None] = []
+    async with RelayAllocation(
+        [_udp(9), _udp(ports[TurnTransport.UDP])], lambda: GOOD, on_relay=relays.append
+    ) as relay:
+        assert relay.relayed is not None and relays == [relay.relayed]
+        assert relay.counters.failed_attempts == 1
+        assert relay.counters.servers_used == [str(_udp(ports[TurnTransport.UDP]))]
+    assert not server.model.allocations
+
+
+async def test_a_lost_allocation_is_made_again_with_its_peers(
+    served: tuple[ModelServer, dict[TurnTransport, int]],
+) -> None:
+    server, ports = served
+    relays: list[Address | None] = []
+    changed = asyncio.Event()
+
+    def on_relay(address: Address | None) -> None:
+        relays.append(address)
+        changed.set()
+
+    async with RelayAllocation([_udp(ports[TurnTransport.UDP])], lambda: GOOD, on_relay=on_relay) as relay:
+        relay.open_peer(PEER)
+        await relay.peer_ready(PEER)
+        first = relay.relayed
+        changed.clear()
+        server.model.forget_everything()  # a server restart
+        assert relay.connection is not None
+        relay.connection.refresh()  # the next refresh finds out
+        async with asyncio.timeout(5):
+            while relay.counters.allocations < 2:
+                await changed.wait()
+                changed.clear()
+        second = relay.relayed
+        assert second is not None and second != first
+        assert relays == [first, None, second]
+        await relay.peer_ready(PEER)  # restored on the new allocation
+        (alloc,) = server.model.allocations.values()
+        assert PEER[0] in alloc.permissions
+        relay.send(PEER, b"after")
+        async with asyncio.timeout(5):
+            assert relay.connection is not None
+            assert (await relay.connection.recv()).data == b"after"
+        assert relay.counters.losses == 1
+
+
+async def test_a_relay_with_no_working_server_raises_the_last_error() -> None:
+    with pytest.raises(TurnUnreachableError):
+        async with RelayAllocation([_udp(9), _udp(10)], lambda: GOOD):
+            pass
