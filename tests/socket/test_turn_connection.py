@@ -18,8 +18,22 @@ from node.proto.transaction import Timing
 from node.proto.turn_credentials import Credentials
 from node.proto.turn_errors import TurnAuthError, TurnError, TurnUnreachableError
 from node.proto.turn_uri import TurnServerAddress, TurnTransport
+from node.transports.base import (
+    DisconnectReason,
+    Frame,
+    IpEndpoint,
+    MessageReceived,
+    PeerConnected,
+    PeerDisconnected,
+    Priority,
+    RelayEndpoint,
+    TransportReason,
+    TransportState,
+    TransportUsageError,
+)
 from node.transports.turn_allocator import RelayAllocation
 from node.transports.turn_connection import TurnConnection, tls_context
+from node.transports.turn_relay import TurnRelayTransport
 from tests.models.stun_server import Datagram
 from tests.models.turn_server import Address, TurnServerModel
 
@@ -47,6 +61,9 @@ class ModelServer:
                     writer.write(out.data)
                 elif self.udp is not None:
                     self.udp.sendto(out.data, (str(out.dst[0]), out.dst[1]))
+            elif out.dst in {a.relayed for a in self.model.allocations.values()}:
+                # relay to relay: both clients' allocations live on this one server
+                self.deliver(self.model.receive_from_peer(out.dst, out.src, out.data, self.now()))
             elif self.echo:
                 self.deliver(self.model.receive_from_peer(out.src, out.dst, out.data, self.now()))
 
@@ -225,3 +242,48 @@ async def test_a_relay_with_no_working_server_raises_the_last_error() -> None:
     with pytest.raises(TurnUnreachableError):
         async with RelayAllocation([_udp(9), _udp(10)], lambda: GOOD):
             pass
+
+
+async def test_the_relay_transport_carries_frames_between_two_nodes(
+    served: tuple[ModelServer, dict[TurnTransport, int]],
+) -> None:
+    _, ports = served
+    servers = [_udp(ports[TurnTransport.UDP])]
+    async with TurnRelayTransport(servers, lambda: GOOD) as a, TurnRelayTransport(servers, lambda: GOOD) as b:
+        assert a.relayed is not None and b.relayed is not None
+        a_at = RelayEndpoint(IpEndpoint(*ports_endpoint(ports)), IpEndpoint(*a.relayed))
+        b_at = RelayEndpoint(IpEndpoint(*ports_endpoint(ports)), IpEndpoint(*b.relayed))
+        await asyncio.gather(a.connect("peer-b", b_at), b.connect("peer-a", a_at))
+        events_b = b.events()
+        assert await anext(events_b) == PeerConnected("peer-a", RelayEndpoint(b_at.server, a_at.peer))
+        for i in range(20):
+            await a.send("peer-b", Frame(i, b"move %d" % i, Priority.HIGH))
+        got = []
+        async with asyncio.timeout(5):
+            while len(got) < 20:
+                event = await anext(events_b)
+                assert isinstance(event, MessageReceived) and event.peer == "peer-a"
+                got.append(event.frame)
+        assert got == [Frame(i, b"move %d" % i, Priority.HIGH) for i in range(20)]
+        with pytest.raises(TransportUsageError) as too_big:
+            await a.send("peer-b", Frame(99, b"x" * (a.capabilities.max_message_size + 1)))
+        assert too_big.value.reason is TransportReason.MESSAGE_TOO_LARGE
+        with pytest.raises(TransportUsageError):
+            await a.send("nobody", Frame(1, b"x"))
+        # A datagram that is not one DATA frame is a counted drop, not an event.
+        assert a.relay.connection is not None
+        a.relay.connection.send(b.relayed, b"garbage")
+        await a.send("peer-b", Frame(100, b"after"))
+        async with asyncio.timeout(5):
+            event = await anext(events_b)
+        assert isinstance(event, MessageReceived) and event.frame.message_id == 100
+        assert b.health().malformed_dropped == 1
+        assert b.health().messages_received == 21 and a.health().messages_sent == 21
+        assert a.health().state is TransportState.READY and a.health().connections == 1
+        await b.disconnect("peer-a")
+        assert await anext(events_b) == PeerDisconnected("peer-a", DisconnectReason.CLOSED_LOCALLY)
+    assert [e async for e in a.events()][-1] == PeerDisconnected("peer-b", DisconnectReason.SHUTDOWN)
+
+
+def ports_endpoint(ports: dict[TurnTransport, int]) -> tuple[ipaddress.IPv4Address, int]:
+    return ipaddress.IPv4Address("127.0.0.1"), ports[TurnTransport.UDP]
