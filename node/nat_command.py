@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a STUN server (repeat for several; default: the config's stun.servers)",
     )
     nat.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    nat.add_argument(
+        "--hairpin",
+        action="store_true",
+        help="also test hairpinning (RFC 5780 §4.5; shown in the text output, not in --json)",
+    )
     nat.add_argument("--config", type=Path, help="TOML config for timing and default servers")
     nat.set_defaults(func=cmd_nat)
 
@@ -59,7 +64,7 @@ def cmd_nat(args: argparse.Namespace) -> int:
     from node.errors import NodeError  # noqa: PLC0415
     from node.nat_discovery import NatDiscovery, probe_timing  # noqa: PLC0415
 
-    discovery = NatDiscovery(servers, probe_timing(cfg.stun), cfg.breaker)
+    discovery = NatDiscovery(servers, probe_timing(cfg.stun, hairpin=args.hairpin), cfg.breaker)
     try:
         report = asyncio.run(discovery.run())
     except NodeError as exc:
@@ -93,6 +98,8 @@ def describe(report: NatReport) -> str:
         f"mapped address:   {mapped}",
         f"consistent:       {'yes' if report.consistent else 'no'}",
     ]
+    if report.hairpinning is not None:
+        lines.append(f"hairpinning:      {'yes' if report.hairpinning else 'no'}")
     for server in report.servers:
         rtt = "" if server.rtt is None else f", rtt {server.rtt * 1000:.1f} ms"
         rfc = ", RFC 5780" if server.rfc5780 else ""

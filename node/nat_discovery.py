@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self
 
 from node.config import BreakerSection, StunSection, parse_host_port
 from node.errors import LocalError
@@ -108,24 +111,35 @@ class NatDiscovery:
         self._factory = socket_factory
 
     async def run(self) -> NatReport:
+        """One discovery. Raises ``DiscoveryError`` when it cannot run at all (no socket could
+        be opened); a discovery in which nobody answered is a report (``answered`` False)."""
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self._timing.deadline + RESOLVE_TIMEOUT_S + 1.0):
-            addresses = await self._resolve_all()
-            now = loop.time()
-            specs = []
-            for (label, _), address in zip(self._servers, addresses, strict=True):
-                allowed = address is not None and self.breakers[label].allow(now)
-                specs.append(ProbeServer(label, address, allowed))
-            report = await self._probe(specs)
+        started = loop.time()
+        try:
+            async with asyncio.timeout(self._timing.deadline + RESOLVE_TIMEOUT_S + 1.0):
+                addresses = await self._resolve_all()
+                async with _Sockets(self._factory, self._source_address(addresses)) as sockets:
+                    # Sockets first, breakers second: a call a breaker admits is always recorded.
+                    await sockets.open(sockets_needed(len(addresses)))
+                    now = loop.time()
+                    specs = [
+                        ProbeServer(label, address, address is not None and self.breakers[label].allow(now))
+                        for (label, _), address in zip(self._servers, addresses, strict=True)
+                    ]
+                    report = await self._probe(specs, sockets)
+        except OSError as exc:  # no socket (EMFILE, ENOBUFS, a namespace gone)
+            raise DiscoveryError(f"cannot open discovery sockets: {exc}") from exc
+        except TimeoutError as exc:  # the probe ends by its own deadline; this is the backstop
+            raise DiscoveryError("discovery overran its deadline") from exc
         now = loop.time()
         for spec, server in zip(specs, report.servers, strict=True):
-            if spec.address is not None and spec.allowed:
+            if spec.allowed:
                 breaker = self.breakers[spec.label]
                 if server.outcome in _ANSWERED:
                     breaker.record_success(now)
                 else:
                     breaker.record_failure(now)
-        return report
+        return dataclasses.replace(report, elapsed=now - started)  # name resolution included
 
     async def _resolve_all(self) -> list[Endpoint | None]:
         async with asyncio.TaskGroup() as tasks:
@@ -148,10 +162,10 @@ class NatDiscovery:
             return (ipaddress.IPv4Address(info[4][0]), port)
         return None  # pragma: no cover - getaddrinfo raises rather than answer nothing
 
-    def _source_address(self, specs: Sequence[ProbeServer]) -> str:
+    def _source_address(self, addresses: Sequence[Endpoint | None]) -> str:
         """The address the route to the first server leaves from: sockets bound to it report a
         concrete local address, so "mapped address equals the local one" can be seen."""
-        target = next((s.address for s in specs if s.address is not None and s.allowed), None)
+        target = next((a for a in addresses if a is not None), None)
         if target is None:
             return "0.0.0.0"
         sock = self._factory(socket.AF_INET, socket.SOCK_DGRAM)
@@ -163,73 +177,48 @@ class NatDiscovery:
         finally:
             sock.close()
 
-    async def _probe(self, specs: Sequence[ProbeServer]) -> NatReport:
+    async def _probe(self, specs: Sequence[ProbeServer], sockets: _Sockets) -> NatReport:
         loop = asyncio.get_running_loop()
-        wake = asyncio.Event()
-        source = self._source_address(specs)
-        async with AsyncExitStack() as stack:
-            transports: list[asyncio.DatagramTransport] = []
-            local: list[Endpoint] = []
-            probe_ref: list[NatProbe] = []
-
-            def deliver(index: int, data: bytes, src: Endpoint) -> None:
-                if probe_ref:
-                    probe_ref[0].receive_datagram(index, data, src, loop.time())
-                    wake.set()
-
-            for index in range(sockets_needed(len(specs))):
-                sock = self._factory(socket.AF_INET, socket.SOCK_DGRAM)
-                try:
-                    sock.setblocking(False)
-                    sock.bind((source, 0))
-                except OSError as exc:
-                    sock.close()
-                    raise DiscoveryError(f"cannot bind a discovery socket on {source}: {exc}") from exc
-                transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_Receiver, index, deliver), sock=sock
-                )
-                stack.callback(transport.close)
-                transports.append(transport)
-                name = sock.getsockname()
-                local.append((ipaddress.ip_address(name[0]), int(name[1])))
-            probe = NatProbe(specs, local, loop.time(), self._timing)
-            probe_ref.append(probe)
-            tcp_tasks: set[asyncio.Task[None]] = set()
-            async with asyncio.TaskGroup() as tasks:
-                try:
-                    while not probe.finished:
-                        for out in probe.datagrams_to_send(loop.time()):
-                            ip, port = out.destination
-                            transports[out.socket].sendto(out.data, (str(ip), port))
-                        for check in probe.tcp_checks_to_start():
-                            task = tasks.create_task(self._tcp_check(probe, check, source, wake))
-                            tcp_tasks.add(task)
-                            task.add_done_callback(tcp_tasks.discard)
-                        timer = probe.get_timer()
-                        if timer is not None and timer > loop.time():
-                            wake.clear()
-                            with contextlib.suppress(TimeoutError):
-                                async with asyncio.timeout_at(timer):
-                                    await wake.wait()
-                        timer = probe.get_timer()
-                        if timer is not None and timer <= loop.time():
-                            probe.handle_timer(loop.time())
-                finally:
-                    for task in tcp_tasks:
-                        task.cancel()
+        probe = NatProbe(specs, sockets.local, loop.time(), self._timing)
+        sockets.deliver_to(probe)
+        tcp_tasks: set[asyncio.Task[None]] = set()
+        async with asyncio.TaskGroup() as tasks:
+            try:
+                while not probe.finished:
+                    for out in probe.datagrams_to_send(loop.time()):
+                        ip, port = out.destination
+                        sockets.transports[out.socket].sendto(out.data, (str(ip), port))
+                    for check in probe.tcp_checks_to_start():
+                        task = tasks.create_task(self._tcp_check(probe, check, sockets))
+                        tcp_tasks.add(task)
+                        task.add_done_callback(tcp_tasks.discard)
+                    # Callbacks (datagrams, TCP answers) run only while this awaits: none is missed.
+                    timer = probe.get_timer()
+                    if timer is not None and timer > loop.time():
+                        sockets.wake.clear()
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout_at(timer):
+                                await sockets.wake.wait()
+                    timer = probe.get_timer()
+                    if timer is not None and timer <= loop.time():
+                        probe.handle_timer(loop.time())
+            finally:
+                for task in tcp_tasks:
+                    task.cancel()
         event = probe.next_event()
         assert event is not None  # finished means the event is queued
         return event.report
 
-    async def _tcp_check(self, probe: NatProbe, check: TcpCheck, source: str, wake: asyncio.Event) -> None:
+    async def _tcp_check(self, probe: NatProbe, check: TcpCheck, sockets: _Sockets) -> None:
         """One Binding over TCP (RFC 8489 §6.2.2), framed with the stream framer."""
         loop = asyncio.get_running_loop()
-        sock = self._factory(socket.AF_INET, socket.SOCK_STREAM)
+        sock: socket.socket | None = None
         writer: asyncio.StreamWriter | None = None
         try:
+            sock = self._factory(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
-            if source != "0.0.0.0":
-                sock.bind((source, 0))
+            if sockets.source != "0.0.0.0":
+                sock.bind((sockets.source, 0))
             ip, port = check.destination
             await loop.sock_connect(sock, (str(ip), port))
             reader, writer = await asyncio.open_connection(sock=sock)
@@ -249,8 +238,55 @@ class NatDiscovery:
             log.debug("STUN over TCP to %s failed: %s", check.destination, exc)
             probe.tcp_failed(check.server_index, loop.time())
         finally:
-            wake.set()
+            sockets.wake.set()
             if writer is not None:
                 writer.close()
-            else:
+            elif sock is not None:
                 sock.close()
+
+
+class _Sockets:
+    """The probe's UDP sockets, bound to ``source``, open for one discovery."""
+
+    def __init__(self, factory: SocketFactory, source: str) -> None:
+        self._factory = factory
+        self.source = source
+        self.transports: list[asyncio.DatagramTransport] = []
+        self.local: list[Endpoint] = []
+        self.wake = asyncio.Event()
+        self._probe: NatProbe | None = None
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    async def open(self, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        for index in range(count):
+            sock = self._factory(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.bind((self.source, 0))
+                transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_Receiver, index, self._deliver), sock=sock
+                )
+            except OSError:
+                sock.close()
+                raise
+            self._stack.callback(transport.close)
+            self.transports.append(transport)
+            name = sock.getsockname()
+            self.local.append((ipaddress.ip_address(name[0]), int(name[1])))
+
+    def deliver_to(self, probe: NatProbe) -> None:
+        self._probe = probe
+
+    def _deliver(self, index: int, data: bytes, src: Endpoint) -> None:
+        if self._probe is not None:  # nothing is sent before the probe exists
+            self._probe.receive_datagram(index, data, src, asyncio.get_running_loop().time())
+            self.wake.set()

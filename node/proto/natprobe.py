@@ -604,6 +604,11 @@ class NatProbe:
             (f.destination, f.mapped) for f in flows if f.socket == MAPPING_SOCKET and f.mapped is not None
         ]
         mapping, varies, consistent = mapping_behaviour(on_mapping_socket)
+        decided = [r.mapping for r in reports if r.rfc5780 and r.mapping is not None]
+        if not consistent and decided:
+            # The servers contradict each other; an RFC 5780 server's four destinations from
+            # one socket are the better evidence. The flag below says it is contested.
+            mapping, varies = decided[0], decided[0] is not Behaviour.ENDPOINT_INDEPENDENT
         translated = any(f.mapped is not None and f.mapped != f.local for f in flows)
         if not translated and on_mapping_socket:
             mapping, varies = Behaviour.ENDPOINT_INDEPENDENT, False  # nothing is translated

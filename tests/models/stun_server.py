@@ -16,7 +16,8 @@ datagrams to send. A subclass registers more rows, e.g.
 Faults a test can switch on: ``ignore_change_request`` (answer CHANGE-REQUEST from the address
 asked, as broken servers do), ``omit_other_address`` (a plain RFC 5389 server), ``lie_origin``
 (RESPONSE-ORIGIN names an address that did not send the response), ``reject_change_request``
-(offer OTHER-ADDRESS but answer CHANGE-REQUEST with 420, as a one-address server does).
+(offer OTHER-ADDRESS but answer CHANGE-REQUEST with 420, as a one-address server does),
+``misreport_port`` (add this to the port in XOR-MAPPED-ADDRESS: a server that gets mappings wrong).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class StunServerModel:
     reject_change_request: bool = False
     omit_other_address: bool = False
     lie_origin: bool = False
+    misreport_port: int = 0
     methods: dict[tuple[stun.Method, stun.MessageClass], Handler] = field(default_factory=dict)
     drops: Counter[Drop] = field(default_factory=Counter)
     answered: int = 0
@@ -148,7 +150,8 @@ class StunServerModel:
             ip = self._flip_ip(source[0]) if change.change_ip else source[0]
             port = self._flip_port(source[1]) if change.change_port else source[1]
             source = (ip, port)
-        attrs: list[stun.Attribute] = [stun.XorMappedAddress(*request.src)]
+        ip, port = request.src
+        attrs: list[stun.Attribute] = [stun.XorMappedAddress(ip, (port + self.misreport_port) % 65536)]
         other = self.other(request.dst)
         if other is not None and not self.omit_other_address:
             origin = other if self.lie_origin else source

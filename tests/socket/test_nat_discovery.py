@@ -38,6 +38,13 @@ async def test_open_host_on_loopback() -> None:
     assert report.mapped_address is not None and str(report.mapped_address[0]) == "127.0.0.1"
 
 
+async def test_server_names_resolve_and_unresolvable_ones_are_reported() -> None:
+    async with LoopbackStunServer() as server:
+        report = await NatDiscovery([f"localhost:{server.port}", "nowhere.invalid:3478"], FAST).run()
+    assert report.nat_type is NatType.OPEN
+    assert [s.outcome for s in report.servers] == [ServerOutcome.OK, ServerOutcome.UNRESOLVED]
+
+
 async def test_udp_blocked_when_only_tcp_answers() -> None:
     async with LoopbackStunServer(udp=False) as server:
         report = await NatDiscovery([server.label], FAST).run()
@@ -74,8 +81,9 @@ async def test_nat_command_json_and_exit_codes() -> None:
         assert code == 0, err
         doc = json.loads(out)
         assert doc["nat_type"] == "open" and doc["servers"][0]["server"] == server.label
-        code, out, _ = await _cli("nat", "--stun", server.label)
+        code, out, _ = await _cli("nat", "--stun", server.label, "--hairpin")
         assert code == 0 and "NAT type:         open" in out
+        assert "hairpinning:      yes" in out  # no NAT: the packet to "our mapping" is just local
     config_args = ("--config", "/dev/null")
     code, out, err = await _cli("nat", "--stun", f"127.0.0.1:{_dead_port()}", "--json", *config_args)
     assert (code, out) == (2, "") and "no STUN server answered" in err and len(err.splitlines()) == 1

@@ -342,3 +342,20 @@ def test_probe_refuses_a_wrong_socket_count_and_bad_timing() -> None:
         ProbeTiming(silence_floor=2.0, silence_max=1.0)
     with pytest.raises(ProbeError):
         ProbeTiming(deadline=float("nan"))
+
+
+def test_servers_that_disagree_make_the_report_inconsistent() -> None:
+    # The plain server gets the mapping wrong; the RFC 5780 server's four destinations decide.
+    models = [StunServerModel(P, A), StunServerModel(PLAIN_1, misreport_port=7)]
+    servers = [SERVER, ProbeServer("wrong", PLAIN_1)]
+    report, _ = run_probe(_net(VirtualNat(WAN, EIM, APDF), *models), HOST, servers, models=models)
+    assert not report.consistent
+    assert report.mapping is Behaviour.ENDPOINT_INDEPENDENT
+    assert report.nat_type is NatType.PORT_RESTRICTED
+    # Two RFC 5780 servers that agree, for contrast.
+    second = (IP("192.0.2.40"), 3478), (IP("192.0.2.41"), 3479)
+    models = [StunServerModel(P, A), StunServerModel(*second)]
+    servers = [SERVER, ProbeServer("second", second[0])]
+    report, _ = run_probe(_net(VirtualNat(WAN, EIM, APDF), *models), HOST, servers, models=models)
+    assert report.consistent and report.nat_type is NatType.PORT_RESTRICTED
+    assert all(s.rfc5780 and s.filtering is Behaviour.ADDRESS_AND_PORT_DEPENDENT for s in report.servers)
