@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.proto import stun
 from node.proto.natprobe import (
@@ -359,3 +361,41 @@ def test_servers_that_disagree_make_the_report_inconsistent() -> None:
     report, _ = run_probe(_net(VirtualNat(WAN, EIM, APDF), *models), HOST, servers, models=models)
     assert report.consistent and report.nat_type is NatType.PORT_RESTRICTED
     assert all(s.rfc5780 and s.filtering is Behaviour.ADDRESS_AND_PORT_DEPENDENT for s in report.servers)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=120),
+    flips=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 255)), max_size=4),
+    cut=st.integers(0, 200),
+    sock=st.integers(0, 2),
+    port=st.sampled_from([3478, 3479, 9]),
+)
+def test_any_datagram_at_any_socket_is_counted_never_raised(
+    data: bytes, flips: list[tuple[int, int]], cut: int, sock: int, port: int
+) -> None:
+    probe = NatProbe([SERVER], host_sockets(HOST, 1), 0.0)
+    [first] = probe.datagrams_to_send(0.0)
+    tid = first.data[8:20]
+    answer = bytearray(
+        stun.encode(
+            stun.Message(
+                stun.Method.BINDING,
+                stun.MessageClass.SUCCESS,
+                tid,
+                (stun.XorMappedAddress(WAN, 5000), stun.OtherAddress(*A), stun.ResponseOrigin(*P)),
+            )
+        )
+    )
+    for position, mask in flips:  # a genuine answer, damaged
+        if position < len(answer):
+            answer[position] ^= mask
+    for datagram in (data, bytes(answer[: max(cut, 1)]), bytes(answer)):
+        probe.receive_datagram(sock, datagram, (P[0], port), 0.001)
+    probe.handle_timer(10.0)  # and the probe still runs to its end
+    while not probe.finished:
+        probe.handle_timer(probe.get_timer() or 10.0)
+    event = probe.next_event()
+    assert event is not None
+    used = 1 if event.report.servers[0].mapped is not None else 0
+    assert sum(probe.drops.values()) + used >= 2
