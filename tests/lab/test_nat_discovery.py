@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import socket
+import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -185,3 +188,57 @@ async def test_pystun3_agrees_where_its_answer_is_well_defined(nat_lab: Lab, beh
     ours = await _discovery(nat_lab, "A1").run()
     assert theirs == EXPECTED[behaviour].pystun3  # the cross-check itself is sound here
     assert PYSTUN3_TO_OURS[theirs] is ours.nat_type
+
+
+@pytest.fixture(scope="module")
+def plain_servers(nat_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """Two nodes on the open host O1 (ports 47474 and 47475): plain RFC 5389 servers, which
+    answer CHANGE-REQUEST with 420 and offer no OTHER-ADDRESS."""
+    address = str(nat_lab.host("O1").address)
+    procs = []
+    try:
+        for port in (47474, 47475):
+            tmp = tmp_path_factory.mktemp(f"node-{port}")
+            config = tmp / "node.toml"
+            config.write_text(f'[node]\nlisten_address = "{address}"\nudp_port = {port}\n')
+            proc = nat_lab.popen(
+                "O1",
+                [*NODE, "run", "--config", str(config), "--state-dir", str(tmp / "state"),
+                 "--runtime-dir", str(tmp / "run")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            procs.append(proc)
+            assert proc.stdout is not None
+            assert f"listen=udp://{address}:{port}" in proc.stdout.readline().decode()
+        yield f"{address}:47474", f"{address}:47475"
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+async def test_plain_servers_show_mapping_by_destination_and_agree_with_rfc5780(
+    nat_lab: Lab, plain_servers: tuple[str, str]
+) -> None:
+    def discovery(*servers: str) -> NatDiscovery:
+        return NatDiscovery(
+            servers, ProbeTiming(), socket_factory=lambda _family, type_: nat_lab.socket("A1", type_)
+        )
+
+    nat_lab.set_nat("A", NatBehaviour.SYMMETRIC)
+    report = await discovery(*plain_servers).run()
+    # two ports of one address, two mappings: address-and-port-dependent, without RFC 5780
+    assert (report.nat_type, report.mapping, report.filtering) == (NatType.SYMMETRIC, APD, None)
+    assert [(s.outcome.value, s.rfc5780) for s in report.servers] == [("ok", False)] * 2
+    nat_lab.set_nat("A", NatBehaviour.PORT_RESTRICTED)
+    report = await discovery(*plain_servers).run()
+    # one mapping for both, but both share an address: endpoint-independent or address-dependent
+    assert (report.nat_type, report.mapping, report.filtering) == (NatType.UNKNOWN, None, None)
+    assert report.consistent and report.servers[0].mapped == report.servers[1].mapped
+    # coturn (RFC 5780) beside a plain server: one verdict, confirmed across servers
+    report = await discovery(SERVER, plain_servers[0]).run()
+    assert report.nat_type is NatType.PORT_RESTRICTED and report.consistent
+    assert report.servers[0].mapped == report.servers[1].mapped
