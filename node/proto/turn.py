@@ -235,6 +235,8 @@ class TurnClient:
         self._out: list[bytes] = []
         self._events: deque[TurnEvent] = deque()
         self._framer = StreamFramer() if stream else None
+        self._timer: float | None = None
+        self._timer_dirty = True
 
     # -- state table ---------------------------------------------------------------------------
     def _fire(self, input_: AllocationInput) -> None:
@@ -255,23 +257,53 @@ class TurnClient:
         """Relay ``data`` to ``peer``: at once when its permission is live, else after it is."""
         if self.state is not AllocationState.ALLOCATED:
             raise TurnUsageError(f"cannot send while {self.state.value}")
+        wire = self.encode_data(peer, data, now)
+        if wire is not None:
+            self._out.append(wire)
+            return
         entry = self._peers.get(peer)
         if entry is None:
             entry = self._peers[peer] = _Peer(peer, now)
         entry.last_used = now
-        if now < entry.permission_until:
-            if entry.channel_bound and now < entry.channel_until:
-                self._out.append(encode_channel_data(entry.channel or 0, data, pad=self.stream))
-                self.counters.sent_channel_data += 1
-            else:
-                self._send_indication(peer, data)
-            return
         if len(entry.queue) >= self.max_queued_per_peer:
             self.counters.dropped_queue_full += 1
         else:
             entry.queue.append(data)
         if entry.pending is None:
             self._renew(entry, now)
+
+    def encode_data(self, peer: Address, data: bytes, now: float) -> bytes | None:
+        """The fast path of ``send``: the wire bytes for ``data`` when ``peer``'s permission is
+        live (ChannelData on a bound channel, else a Send indication), for the driver to write
+        itself; None when ``send`` must queue it. No timer or event changes on this path."""
+        entry = self._peers.get(peer)
+        if entry is None or now >= entry.permission_until or self.state is not AllocationState.ALLOCATED:
+            return None
+        entry.last_used = now
+        if entry.channel_bound and now < entry.channel_until:
+            self.counters.sent_channel_data += 1
+            return encode_channel_data(entry.channel or 0, data, pad=self.stream)
+        self.counters.sent_indications += 1
+        return self._indication(peer, data)
+
+    def receive_channel_data(self, data: bytes) -> tuple[Address, bytes] | None:
+        """The fast path of ``receive`` for one ChannelData datagram (not for streams): the peer
+        and the payload, or None when it was dropped (counted). The caller checked the first
+        byte is 0x40-0x4F (RFC 7983 §7)."""
+        size = len(data)
+        if size < 4:
+            self.counters.dropped_malformed += 1
+            return None
+        length = (data[2] << 8) | data[3]
+        if not length + 4 <= size <= length + 7:  # up to 3 bytes of padding (RFC 8656 §12.5)
+            self.counters.dropped_malformed += 1
+            return None
+        entry = self._by_channel.get((data[0] << 8) | data[1])
+        if entry is None:
+            self.counters.dropped_unknown_channel += 1
+            return None
+        self.counters.received_channel_data += 1
+        return entry.address, data[4 : 4 + length]
 
     def open_peer(self, peer: Address, now: float) -> None:
         """Install the permission (and channel) for ``peer`` before any data is sent, e.g. to let
@@ -334,11 +366,17 @@ class TurnClient:
         return out
 
     def get_timer(self) -> float | None:
-        times = [self._transactions.get_timer(), self._refresh_at]
-        times.extend(p.refresh_at for p in self._peers.values())
-        return min((t for t in times if t is not None), default=None)
+        # Cached: only requests, responses and timers move deadlines, never the data paths,
+        # so a driver may ask after every datagram for free.
+        if self._timer_dirty:
+            times = [self._transactions.get_timer(), self._refresh_at]
+            times.extend(p.refresh_at for p in self._peers.values())
+            self._timer = min((t for t in times if t is not None), default=None)
+            self._timer_dirty = False
+        return self._timer
 
     def handle_timer(self, now: float) -> None:
+        self._timer_dirty = True
         self._transactions.handle_timer(now)
         while (item := self._transactions.next_event()) is not None:
             event = item[1]
@@ -385,6 +423,7 @@ class TurnClient:
         peer: Address | None = None,
         stale_retries: int = 0,
     ) -> None:
+        self._timer_dirty = True
         tid = stun.new_transaction_id()
         if kind is RequestKind.ALLOCATE:
             self.counters.allocate_requests += 1
@@ -471,6 +510,7 @@ class TurnClient:
         self._events.append(DataReceived(entry.address, data, channel))
 
     def _receive_stun(self, message: stun.Message, raw: bytes, now: float) -> None:
+        self._timer_dirty = True
         cls = message.message_class
         if cls is stun.MessageClass.INDICATION:
             self._receive_indication(message, now)
@@ -683,6 +723,7 @@ class TurnClient:
             self._events.append(Closed())
 
     def _cancel_all(self, now: float) -> None:
+        self._timer_dirty = True
         for tid in list(self._pending):
             self._transactions.cancel(tid, now)
         self._pending.clear()
@@ -691,7 +732,7 @@ class TurnClient:
             entry.pending = None
             entry.refresh_at = None
 
-    def _send_indication(self, peer: Address, data: bytes) -> None:
+    def _indication(self, peer: Address, data: bytes) -> bytes:
         # RFC 8656 §11.1: Send indications carry no authentication.
         message = stun.Message(
             stun.Method.SEND,
@@ -699,5 +740,4 @@ class TurnClient:
             stun.new_transaction_id(),
             (stun.XorPeerAddress(peer[0], peer[1]), stun.Data(data)),
         )
-        self._out.append(stun.encode(message, fingerprint=False))
-        self.counters.sent_indications += 1
+        return stun.encode(message, fingerprint=False)

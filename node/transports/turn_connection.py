@@ -239,7 +239,15 @@ class TurnConnection:
     def send(self, peer: Address, data: bytes) -> None:
         """Relay ``data`` to ``peer`` (queued in the core until its permission is installed)."""
         assert self._loop is not None
-        self.client.send(peer, data, self._loop.time())
+        now = self._loop.time()
+        wire = self.client.encode_data(peer, data, now)
+        if wire is not None:  # the common case: nothing but bytes to write
+            try:
+                self._send(wire)
+            except OSError as exc:
+                log.debug("TURN send failed: %s", exc)
+            return
+        self.client.send(peer, data, now)
         self._flush()
 
     def open_peer(self, peer: Address) -> None:
@@ -276,8 +284,22 @@ class TurnConnection:
     # -- core plumbing ----------------------------------------------------------------------------
     def _input(self, data: bytes) -> None:
         assert self._loop is not None
-        self.client.receive(data, self._loop.time())
+        client = self.client
+        if not client.stream and data and 0x40 <= data[0] <= 0x4F:  # ChannelData (RFC 7983 §7)
+            hit = client.receive_channel_data(data)
+            if hit is not None:
+                self._deliver(hit[0], hit[1])
+            return
+        client.receive(data, self._loop.time())
         self._flush()
+
+    def _deliver(self, peer: Address, data: bytes) -> None:
+        if self._on_data is not None:
+            self._on_data(peer, data)
+        elif self._queue.full():
+            self.dropped_recv_queue_full += 1
+        else:
+            self._queue.put_nowait(DataReceived(peer, data, None))
 
     def _icmp(self, exc: Exception) -> None:
         # A port unreachable while allocating: nobody serves TURN there, no need to wait 39.5 s.
@@ -331,12 +353,7 @@ class TurnConnection:
 
     def _dispatch(self, event: TurnEvent) -> None:
         if isinstance(event, DataReceived):
-            if self._on_data is not None:
-                self._on_data(event.peer, event.data)
-            elif self._queue.full():
-                self.dropped_recv_queue_full += 1
-            else:
-                self._queue.put_nowait(event)
+            self._deliver(event.peer, event.data)
         elif isinstance(event, Allocated):
             _resolve(self._allocated, event)
         elif isinstance(event, AllocationFailed):
