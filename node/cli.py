@@ -21,6 +21,7 @@ from node import control, logs, paths
 from node.errors import NodeError
 from node.identity_cli import register as register_identity
 from node.nat_command import register as register_nat
+from node.ping_cli import register as register_ping
 from node.turn_cli import register as register_turn
 
 log = logging.getLogger("node.cli")
@@ -101,6 +102,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     elif nat.get("enabled"):
         print("nat:        discovering" if nat.get("discovering") else "nat:        no STUN server answered")
+    tls = reply.get("tcp_tls")
+    if tls is not None:
+        print(
+            f"tcp-tls:    {tls['listen']} trust {tls['trust']}; {tls['connections']} connections,"
+            f" {tls['handshakes']} handshakes, {tls['handshake_failures']} failed, {tls['refused']} refused"
+        )
     return EXIT_OK
 
 
@@ -158,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_turn(sub)
     register_lab(sub)
     register_nat(sub)
+    register_ping(sub)
     return parser
 
 

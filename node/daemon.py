@@ -19,11 +19,12 @@ from typing import Any, Self
 import node
 from node.config import Config
 from node.control import ControlServer
-from node.identity import Identity
+from node.identity import KEY_FILE_NAME, Identity
 from node.nat_service import NatService, NatView
 from node.paths import NodeDirs, ensure_private_dir
 from node.proto.stun_responder import Outcome
 from node.systemd import Notifier
+from node.tcp_tls_service import TcpTlsService, TcpTlsView
 from node.udp_service import UdpService
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class NodeStatus:
     stun_answered: int
     stun_malformed: int
     nat: NatView
+    tcp_tls: TcpTlsView | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,7 @@ class NodeStatus:
             "transports": dict(self.transports),
             "stun": {"answered": self.stun_answered, "malformed": self.stun_malformed},
             "nat": self.nat.to_json(),
+            "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
         }
 
     def summary(self) -> str:
@@ -64,6 +67,9 @@ class Node:
         self.udp = UdpService(config.node.listen_address, config.node.udp_port, config.node.software)
         # NAT discovery at start; the netlink monitor re-runs it with self.nat.rediscover().
         self.nat = NatService(config.stun, config.breaker)
+        self.tls = (
+            TcpTlsService(config, identity, dirs.state / KEY_FILE_NAME) if config.tcp_tls.enabled else None
+        )
         self._started = time.monotonic()
         self._stack = AsyncExitStack()
 
@@ -72,6 +78,8 @@ class Node:
             ensure_private_dir(self.dirs.runtime)
             await stack.enter_async_context(self.udp)
             await stack.enter_async_context(self.nat)
+            if self.tls is not None:
+                await stack.enter_async_context(self.tls)
             await stack.enter_async_context(
                 ControlServer(self.dirs.control_socket, {"status": lambda: self.status().to_json()})
             )
@@ -89,15 +97,21 @@ class Node:
 
     def status(self) -> NodeStatus:
         udp = self.udp.local
+        listen: tuple[str, ...] = (f"udp://{udp}",)
+        transports: tuple[tuple[str, str], ...] = ((self.udp.name, self.udp.state.value),)
+        if self.tls is not None:
+            listen += (self.tls.listen_url,)
+            transports += ((self.tls.name, self.tls.transport.state.value),)
         return NodeStatus(
             peer_id=self.identity.peer_id,
             version=node.__version__,
             uptime_s=time.monotonic() - self._started,
-            listen=(f"udp://{udp}",),
-            transports=((self.udp.name, self.udp.state.value),),
+            listen=listen,
+            transports=transports,
             stun_answered=self.udp.responder.counters[Outcome.ANSWERED],
             stun_malformed=self.udp.responder.counters[Outcome.MALFORMED],
             nat=self.nat.view(),
+            tcp_tls=None if self.tls is None else self.tls.view(),
         )
 
 

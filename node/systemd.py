@@ -26,6 +26,9 @@ class Notifier:
         if address:
             try:
                 self._notifier = sdnotify.SystemdNotifier(debug=True)
+                # Never block the event loop on a full notify socket (a stalled receiver would
+                # otherwise freeze every service until it reads).
+                self._notifier.socket.setblocking(False)
             except OSError as exc:
                 log.warning("cannot reach NOTIFY_SOCKET %s: %s", address, exc)
         self.watchdog_interval = watchdog_interval(os.environ, os.getpid())
@@ -39,6 +42,8 @@ class Notifier:
             return
         try:
             self._notifier.notify(state)
+        except BlockingIOError:
+            log.debug("sd_notify %s dropped: the notify socket is full", state.split("=", 1)[0])
         except OSError as exc:
             # systemd gone or its socket full: the service keeps serving peers regardless.
             log.warning("sd_notify %s failed: %s", state.split("=", 1)[0], exc)

@@ -62,6 +62,7 @@ class TrustError(RemoteError):
     def __init__(self, reason: TrustReason, detail: str) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
+        self.detail = detail
 
 
 class TrustConfigError(LocalError):

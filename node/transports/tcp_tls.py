@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from node.config import BreakerSection
+from node.errors import LocalError
 from node.proto.breaker import BreakerState, CircuitBreaker
 from node.proto.stream_link import CloseReason, DataReceived
 from node.transports.base import (
@@ -95,6 +96,15 @@ class TcpTlsMetrics:
         return dict(self.closed).get(reason, 0)
 
 
+class TcpBindError(LocalError):
+    """The TCP-TLS port could not be bound (in use, no such address, not permitted)."""
+
+    def __init__(self, address: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on TCP {address} port {port}: {reason}")
+        self.address = address
+        self.port = port
+
+
 class TcpTlsTransport(Transport):
     kind = TransportKind.TCP_TLS
 
@@ -149,16 +159,7 @@ class TcpTlsTransport(Transport):
         self._tasks = tasks
         try:
             if self._listen is not None:
-                host, port = self._listen
-                self._server = await asyncio.start_server(
-                    self._on_tls,
-                    host,
-                    port,
-                    limit=1 << 16,
-                    backlog=512,
-                    ssl=self.creds.server_context,
-                    ssl_handshake_timeout=self.settings.link.handshake_timeout,
-                )
+                self._server = await self._start_server(*self._listen)
             self._spawn(self._health_loop())
         except BaseException as exc:
             self.state = TransportState.FAILED
@@ -174,6 +175,20 @@ class TcpTlsTransport(Transport):
         tb: TracebackType | None,
     ) -> None:
         await self._stop(exc_type, exc, tb)
+
+    async def _start_server(self, host: str, port: int) -> asyncio.Server:
+        try:
+            return await asyncio.start_server(
+                self._on_tls,
+                host,
+                port,
+                limit=1 << 16,
+                backlog=512,
+                ssl=self.creds.server_context,
+                ssl_handshake_timeout=self.settings.link.handshake_timeout,
+            )
+        except OSError as exc:
+            raise TcpBindError(host, port, exc.strerror or str(exc)) from exc
 
     async def _stop(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

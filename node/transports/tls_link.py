@@ -77,6 +77,7 @@ class TlsPeerError(TransportPeerError):
         close: CloseReason | None = None,
     ) -> None:
         super().__init__(reason, detail)
+        self.detail = detail
         self.trust = trust
         self.close = close
 
@@ -328,7 +329,7 @@ async def dial(
                     if exc.reason is TrustReason.PEER_MISMATCH
                     else TransportReason.AUTH_FAILED
                 )
-                raise TlsPeerError(kind, str(exc), trust=exc.reason) from exc
+                raise TlsPeerError(kind, exc.detail, trust=exc.reason) from exc
             assert server_der is not None
             core = StreamLink(Role.CLIENT, settings.max_message, loop.time(), settings.timing())
             try:
@@ -419,7 +420,7 @@ async def accept(
                 core.refuse(_TRUST_ON_WIRE.get(exc.reason, CloseReason.NOT_TRUSTED))
                 writer.write(core.data_to_send())
                 await writer.drain()
-                raise TlsPeerError(TransportReason.AUTH_FAILED, str(exc), trust=exc.reason) from exc
+                raise TlsPeerError(TransportReason.AUTH_FAILED, exc.detail, trust=exc.reason) from exc
             core.accept()
             writer.write(core.data_to_send())
             return TlsLink(reader, writer, core, peer, endpoint, outbound=False)

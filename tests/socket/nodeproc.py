@@ -54,6 +54,7 @@ class RunningNode:
     stderr_path: Path
     peer_id: str
     udp_port: int
+    tls_port: int | None = None  # None when [tcp_tls] enabled = false
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -67,6 +68,8 @@ def start_node(tmp_path: Path, notify_path: Path | None = None, extra_config: st
     """Start `bitcraps-node run` on loopback with a free UDP port; returns once it printed its id.
     ``extra_config`` is TOML appended to the config (other sections)."""
     config = tmp_path / "node.toml"
+    if "[tcp_tls]" not in extra_config:
+        extra_config += "\n[tcp_tls]\nport = 0\n"  # a free port: tests run nodes side by side
     config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n' + extra_config)
     state, runtime = tmp_path / "state", tmp_path / "run"
     env = dict(os.environ, WATCHDOG_USEC="200000")
@@ -86,9 +89,12 @@ def start_node(tmp_path: Path, notify_path: Path | None = None, extra_config: st
         )
     assert proc.stdout is not None
     first = proc.stdout.readline()
-    match = re.fullmatch(r"peer_id=([a-z2-7]{52}) listen=udp://127\.0\.0\.1:(\d+)\n", first)
+    match = re.fullmatch(
+        r"peer_id=([a-z2-7]{52}) listen=udp://127\.0\.0\.1:(\d+)(?:,tls://127\.0\.0\.1:(\d+))?\n", first
+    )
     if not match:
         proc.kill()
         proc.wait(timeout=10)
         raise AssertionError(f"unexpected first stdout line {first!r}; stderr: {stderr_path.read_text()}")
-    return RunningNode(proc, runtime, state, stderr_path, match.group(1), int(match.group(2)))
+    tls_port = int(match.group(3)) if match.group(3) else None
+    return RunningNode(proc, runtime, state, stderr_path, match.group(1), int(match.group(2)), tls_port)

@@ -43,8 +43,13 @@ def test_ready_watchdog_status_stun_and_orderly_stop(
     assert status.returncode == 0, status.stderr
     doc = json.loads(status.stdout)
     assert doc["peer_id"] == running_node.peer_id
-    assert doc["listen"] == [f"udp://127.0.0.1:{running_node.udp_port}"]
-    assert doc["transports"] == {"udp": "ready"}
+    assert doc["listen"] == [
+        f"udp://127.0.0.1:{running_node.udp_port}",
+        f"tls://127.0.0.1:{running_node.tls_port}",
+    ]
+    assert doc["transports"] == {"udp": "ready", "tcp_tls": "ready"}
+    assert doc["tcp_tls"]["trust"].startswith("development")
+    assert doc["tcp_tls"]["connections"] == 0
     assert isinstance(doc["version"], str) and doc["uptime_s"] >= 0
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -120,7 +125,7 @@ def test_config_show_prints_effective_config_as_one_json_document(tmp_path: Path
 
 def test_second_node_on_the_same_runtime_dir_refuses(running_node: RunningNode, tmp_path: Path) -> None:
     config = tmp_path / "second.toml"
-    config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n')
+    config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n[tcp_tls]\nport = 0\n')
     result = cli(
         "run",
         "--config",
@@ -141,7 +146,7 @@ def test_udp_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         port = busy.getsockname()[1]
         config = tmp_path / "busy.toml"
-        config.write_text(f'[node]\nlisten_address = "127.0.0.1"\nudp_port = {port}\n')
+        config.write_text(f'[node]\nlisten_address = "127.0.0.1"\nudp_port = {port}\n[tcp_tls]\nport = 0\n')
         result = cli(
             "run",
             "--config",
@@ -153,4 +158,25 @@ def test_udp_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert f"port {port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tcp_tls_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "busy.toml"
+        config.write_text(f'[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n[tcp_tls]\nport = {port}\n')
+        result = cli(
+            "run",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--runtime-dir",
+            str(tmp_path / "r"),
+        )
+    assert result.returncode == 1
+    assert f"TCP 127.0.0.1 port {port}" in result.stderr
     assert "Traceback" not in result.stderr
