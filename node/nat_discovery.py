@@ -36,14 +36,13 @@ from node.proto.natprobe import (
     TcpCheck,
     sockets_needed,
 )
-from node.proto.natprobe_types import Endpoint, NatReport, ServerOutcome
+from node.proto.natprobe_types import ANSWERED_OUTCOMES, Endpoint, NatReport
 
 log = logging.getLogger(__name__)
 
 SocketFactory = Callable[[int, int], socket.socket]
 RESOLVE_TIMEOUT_S = 2.0
 TCP_READ_BYTES = 4096
-_ANSWERED = (ServerOutcome.OK, ServerOutcome.TCP_ONLY, ServerOutcome.IGNORES_CHANGE_REQUEST)
 
 
 class DiscoveryError(LocalError):
@@ -135,7 +134,7 @@ class NatDiscovery:
         for spec, server in zip(specs, report.servers, strict=True):
             if spec.allowed:
                 breaker = self.breakers[spec.label]
-                if server.outcome in _ANSWERED:
+                if server.outcome in ANSWERED_OUTCOMES:
                     breaker.record_success(now)
                 else:
                     breaker.record_failure(now)

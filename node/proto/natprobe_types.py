@@ -125,7 +125,7 @@ class NatReport:
     @property
     def answered(self) -> bool:
         """True when a classification was made (some server answered, over UDP or TCP)."""
-        return any(s.outcome in _ANSWERED for s in self.servers)
+        return any(s.outcome in ANSWERED_OUTCOMES for s in self.servers)
 
     def to_json(self) -> dict[str, Any]:
         """Exactly the keys and values of ``bitcraps-node nat --json``."""
@@ -142,7 +142,8 @@ class NatReport:
         }
 
 
-_ANSWERED = (ServerOutcome.OK, ServerOutcome.TCP_ONLY, ServerOutcome.IGNORES_CHANGE_REQUEST)
+# Outcomes of a server that answered (what a circuit breaker counts as a success).
+ANSWERED_OUTCOMES = (ServerOutcome.OK, ServerOutcome.TCP_ONLY, ServerOutcome.IGNORES_CHANGE_REQUEST)
 
 
 def format_endpoint(endpoint: Endpoint) -> str:
