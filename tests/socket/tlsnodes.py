@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,14 @@ def transport(
         health_check_interval=health_check_interval,
     )
     return TcpTlsTransport(creds, settings, BreakerSection(), ("127.0.0.1", 0) if listen else None)
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait (10 s at most) until ``condition()`` holds, e.g. the server counted a refusal it has
+    already sent: the client can see the refusal before the server's task gets to count it."""
+    async with asyncio.timeout(10.0):
+        while not condition():  # noqa: ASYNC110 - polling a counter, nothing to wait on
+            await asyncio.sleep(0.01)
 
 
 def endpoint_of(t: TcpTlsTransport) -> IpEndpoint:
