@@ -88,22 +88,32 @@ class FrameDecoder:
         if self._broken is not None:
             raise FrameError(FrameErrorReason.BROKEN, str(self._broken))
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            source: bytes | bytearray = buffer
+        else:
+            source = data  # nothing held over: parse the read itself, buffer only its tail
         frames: list[RawFrame] = []
-        offset, end = 0, len(buffer)
+        offset, end = 0, len(source)
+        view = memoryview(source)  # slices of a view copy once (a bytearray slice copies twice)
         try:
             while end - offset >= HEADER_SIZE:
-                length, kind, priority, message_id = HEADER.unpack_from(buffer, offset)
+                length, kind, priority, message_id = HEADER.unpack_from(source, offset)
                 frame_kind = self._check(length, kind, priority)
-                stop = offset + HEADER_SIZE + length
+                start = offset + HEADER_SIZE
+                stop = start + length
                 if stop > end:
                     break
-                frames.append(
-                    RawFrame(frame_kind, priority, message_id, bytes(buffer[offset + HEADER_SIZE : stop]))
-                )
+                frames.append(RawFrame(frame_kind, priority, message_id, bytes(view[start:stop])))
                 offset = stop
         finally:
-            del buffer[:offset]  # one compaction per read, not one per frame
+            view.release()
+            if self._broken is not None:
+                buffer.clear()  # nothing after a framing error is worth keeping
+            elif source is buffer:
+                del buffer[:offset]  # one compaction per read, not one per frame
+            else:
+                buffer += data[offset:]
         return frames
 
     def _check(self, length: int, kind: int, priority: int) -> FrameKind:
@@ -121,5 +131,4 @@ class FrameDecoder:
 
     def _fail(self, error: FrameError) -> NoReturn:
         self._broken = error
-        self._buffer.clear()  # nothing after a framing error is worth keeping
         raise error

@@ -34,7 +34,16 @@ from enum import Enum, IntEnum
 from typing import Final
 
 from node.errors import LocalError
-from node.proto.frames import FrameDecoder, FrameError, FrameErrorReason, FrameKind, RawFrame, encode
+from node.proto.frames import (
+    HEADER,
+    HEADER_SIZE,
+    FrameDecoder,
+    FrameError,
+    FrameErrorReason,
+    FrameKind,
+    RawFrame,
+    encode,
+)
 
 PROTOCOL_VERSION = 1
 NONCE_SIZE = 32
@@ -45,6 +54,8 @@ _HELLO = struct.Struct(f"!B{NONCE_SIZE}s")
 _PROOF = struct.Struct(f"!{NONCE_SIZE}s{KEY_SIZE}s{SIGNATURE_SIZE}s")  # then the credential
 _REASON = struct.Struct("!B")
 MAX_PINGS_IN_FLIGHT = 8
+_HEADER_PACK = HEADER.pack
+_DATA = FrameKind.DATA
 
 
 def proof_message(server_certificate_der: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
@@ -224,6 +235,7 @@ class StreamLink:
         self._next_token = 1
         self.bytes_received = 0
         self.bytes_sent = 0
+        self.pending_bytes = 0  # queued, not yet taken by data_to_send
 
     @property
     def closed(self) -> bool:
@@ -240,6 +252,7 @@ class StreamLink:
     def _queue(self, data: bytes) -> None:
         self._out.append(data)
         self.bytes_sent += len(data)
+        self.pending_bytes += len(data)
 
     def _end(
         self,
@@ -264,6 +277,13 @@ class StreamLink:
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()
+        self.pending_bytes = 0
+        return out
+
+    def chunks_to_send(self) -> list[bytes]:
+        """As ``data_to_send`` but as the queued pieces, for a ``writelines`` without a join copy."""
+        out, self._out = self._out, []
+        self.pending_bytes = 0
         return out
 
     def next_event(self) -> LinkEvent | None:
@@ -296,7 +316,12 @@ class StreamLink:
         if len(payload) > self._decoder.max_message:
             # The peer would close on it; refuse locally instead (the transport checks first).
             raise LinkUsageError(self.state, LinkInput.SEND_DATA)
-        self._queue(encode(FrameKind.DATA, payload, message_id, priority))
+        out = self._out
+        out.append(_HEADER_PACK(len(payload), _DATA, priority, message_id))
+        out.append(payload)
+        size = HEADER_SIZE + len(payload)
+        self.bytes_sent += size
+        self.pending_bytes += size
 
     def send_ping(self, now: float) -> int:
         self._move(LinkInput.SEND_PING)
@@ -333,6 +358,9 @@ class StreamLink:
                 return
 
     def _receive_frame(self, frame: RawFrame, now: float) -> None:
+        if frame.kind is _DATA and self.state is LinkState.OPEN:  # the hot path: TRANSITIONS allows it
+            self._events.append(DataReceived(frame.message_id, frame.priority, frame.payload))
+            return
         input_ = _RECEIVED[frame.kind]
         if (self.state, input_) not in TRANSITIONS:
             self._end(LinkInput.FAIL, CloseReason.PROTOCOL_ERROR, FrameKind.CLOSE)

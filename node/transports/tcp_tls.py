@@ -55,6 +55,7 @@ from node.trust import TrustReason
 log = logging.getLogger(__name__)
 
 REFUSING_MAX = 32
+_PRIORITY = tuple(Priority)  # wire value -> Priority without an enum call per message
 EVENT_QUEUE = 1024  # a consumer that falls behind stops our reads (TCP backpressure), not our memory
 
 _DISCONNECT = {
@@ -305,9 +306,8 @@ class TcpTlsTransport(Transport):
                     await self._emit(PeerDisconnected(link.peer, why))
 
     async def _on_data(self, link: TlsLink, event: DataReceived) -> None:
-        await self._emit(
-            MessageReceived(link.peer, Frame(event.message_id, event.payload, Priority(event.priority)))
-        )
+        frame = Frame(event.message_id, event.payload, _PRIORITY[event.priority])
+        await self._events.put(MessageReceived(link.peer, frame))
 
     async def _emit(self, event: TransportEvent) -> None:
         await self._events.put(event)

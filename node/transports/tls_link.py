@@ -174,20 +174,32 @@ class TlsLink:
         self.closed_reason: CloseReason | None = None
         self.closed_by_peer = False
         self._pongs: dict[int, tuple[float, asyncio.Future[float]]] = {}
+        self._flush_scheduled = False
 
     def flush(self) -> None:
+        # One write: the TLS layer makes a record per write() call (and per writelines item).
         data = self.core.data_to_send()
         if data and not self.writer.is_closing():
             self.writer.write(data)
 
     async def send(self, message_id: int, priority: int, payload: bytes) -> None:
-        self.core.send_data(message_id, priority, payload)
-        self.flush()
+        """Queue a DATA frame. Frames queued in one turn of the event loop go out in one TLS
+        write (a write per frame costs a TLS record and a syscall each)."""
+        core = self.core
+        core.send_data(message_id, priority, payload)
         self.messages_sent += 1
-        self.last_active = self.loop.time()
-        transport = self.writer.transport
-        if transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+        if core.pending_bytes > WRITE_HIGH_WATER:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+        if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
             await self.writer.drain()
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.last_active = self.loop.time()
+        self.flush()
 
     async def ping(self) -> float:
         """One round trip, in seconds (the peer answers PING with PONG inside the TLS channel)."""

@@ -1,0 +1,196 @@
+"""TCP-TLS throughput and handshake rate: the node's transport against a plain asyncio TLS echo.
+
+Both sides run on uvloop over loopback with the same TLS 1.3 contexts (Ed25519 certificates):
+
+- echo: one connection; the client pipelines N messages of 1 KiB or 64 KiB, the server sends
+  each back, the client stops when all N came back. Baseline: asyncio streams, raw bytes, the
+  server writes back whatever it reads (no framing at all). Ours: TcpTlsTransport on both ends
+  (frames with message ids, the link core, the event queue, per-message send). msgs/s and MB/s
+  counted one way; the ratio ours/baseline is printed (goal >= 0.8).
+- handshakes: sequential connections per second. Baseline: TCP + TLS 1.3. Ours: TCP + TLS 1.3 +
+  the in-band identity proof (one more round trip and an Ed25519 sign and verify).
+
+Rounds alternate which side goes first; figures are medians.
+
+    .venv/bin/python bench/tcp_tls.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import uvloop
+
+from node import identity
+from node.config import BreakerSection
+from node.transports.base import Frame, MessageReceived
+from node.transports.tcp_tls import TcpTlsSettings, TcpTlsTransport
+from node.transports.tls_link import LinkSettings, TlsCredentials, dial, make_credentials
+from node.trust import TrustMode, TrustPolicy
+
+HIGH_WATER = 1 << 20
+WIDTHS = (22, 14, 14, 11, 12, 8)
+
+
+def creds(tmp: Path, name: str) -> TlsCredentials:
+    ident, _ = identity.load_or_create(tmp / name)
+    return make_credentials(
+        ident, tmp / name / identity.KEY_FILE_NAME, TrustPolicy(TrustMode.DEVELOPMENT), None
+    )
+
+
+def transport(c: TlsCredentials, listen: bool) -> TcpTlsTransport:
+    settings = TcpTlsSettings(LinkSettings(max_message=1 << 20), health_check_interval=3600)
+    return TcpTlsTransport(c, settings, BreakerSection(), ("127.0.0.1", 0) if listen else None)
+
+
+async def ours_echo(server: TlsCredentials, client: TlsCredentials, size: int, count: int) -> float:
+    payload = b"x" * size
+    async with transport(server, True) as ts, transport(client, False) as tc:
+        local = ts.local
+        assert local is not None
+        peer = await tc.dial(local)
+
+        async def echo() -> None:
+            async for event in ts.events():
+                if isinstance(event, MessageReceived):
+                    await ts.send(event.peer, event.frame)
+
+        async def produce() -> None:
+            for i in range(count):
+                await tc.send(peer, Frame(i, payload))
+
+        async with asyncio.TaskGroup() as tasks:
+            echoer = tasks.create_task(echo())
+            start = time.perf_counter()
+            tasks.create_task(produce())
+            got = 0
+            async for event in tc.events():
+                if isinstance(event, MessageReceived):
+                    got += 1
+                    if got == count:
+                        break
+            elapsed = time.perf_counter() - start
+            echoer.cancel()
+    return elapsed
+
+
+async def plain_echo(server: TlsCredentials, client: TlsCredentials, size: int, count: int) -> float:
+    payload = b"x" * size
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(256 * 1024):
+                writer.write(data)
+                if writer.transport.get_write_buffer_size() > HIGH_WATER:
+                    await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(on_client, "127.0.0.1", 0, ssl=server.server_context)
+    port = srv.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client.client_context)
+
+    async def produce() -> None:
+        for _ in range(count):
+            writer.write(payload)
+            if writer.transport.get_write_buffer_size() > HIGH_WATER:
+                await writer.drain()
+
+    total = size * count
+    async with asyncio.TaskGroup() as tasks:
+        start = time.perf_counter()
+        tasks.create_task(produce())
+        got = 0
+        while got < total:
+            got += len(await reader.read(256 * 1024))
+        elapsed = time.perf_counter() - start
+    writer.close()
+    srv.close()
+    return elapsed
+
+
+async def ours_handshakes(server: TlsCredentials, client: TlsCredentials, count: int) -> float:
+    async with transport(server, True) as ts:
+        local = ts.local
+        assert local is not None
+        start = time.perf_counter()
+        for _ in range(count):
+            link = await dial(local, None, client, LinkSettings())
+            link.close()
+        return time.perf_counter() - start
+
+
+async def plain_handshakes(server: TlsCredentials, client: TlsCredentials, count: int) -> float:
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    srv = await asyncio.start_server(on_client, "127.0.0.1", 0, ssl=server.server_context)
+    port = srv.sockets[0].getsockname()[1]
+    start = time.perf_counter()
+    for _ in range(count):
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client.client_context)
+        writer.close()
+    elapsed = time.perf_counter() - start
+    srv.close()
+    return elapsed
+
+
+async def rounds(
+    ours: Callable[[], Awaitable[float]], plain: Callable[[], Awaitable[float]], n: int
+) -> tuple[float, float]:
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(n):
+        order = [(ours, a), (plain, b)] if i % 2 == 0 else [(plain, b), (ours, a)]
+        for run, out in order:
+            out.append(await run())
+    return statistics.median(a), statistics.median(b)
+
+
+async def main(quick: bool) -> None:
+    n_rounds = 1 if quick else 3
+    with tempfile.TemporaryDirectory() as tmp:
+        server, client = creds(Path(tmp), "server"), creds(Path(tmp), "client")
+        header = ("case", "ours msgs/s", "plain msgs/s", "ours MB/s", "plain MB/s", "ratio")
+        print(
+            "".join(
+                f"{h:<22}" if i == 0 else f"{h:>{w}}"
+                for i, (h, w) in enumerate(zip(header, WIDTHS, strict=True))
+            )
+        )
+        for size, count in ((1024, 5_000 if quick else 50_000), (64 * 1024, 300 if quick else 3_000)):
+            t_ours, t_plain = await rounds(
+                lambda s=size, c=count: ours_echo(server, client, s, c),
+                lambda s=size, c=count: plain_echo(server, client, s, c),
+                n_rounds,
+            )
+            mb = size * count / 1e6
+            print(
+                f"echo {size // 1024:>3} KiB x {count:<8}{count / t_ours:>14,.0f}{count / t_plain:>14,.0f}"
+                f"{mb / t_ours:>11.1f}{mb / t_plain:>12.1f}{t_plain / t_ours:>8.2f}"
+            )
+        count = 50 if quick else 300
+        t_ours, t_plain = await rounds(
+            lambda: ours_handshakes(server, client, count),
+            lambda: plain_handshakes(server, client, count),
+            n_rounds,
+        )
+        print(
+            f"{'handshakes/s':<22}{count / t_ours:>14,.0f}{count / t_plain:>14,.0f}{'':>11}{'':>12}"
+            f"{t_plain / t_ours:>8.2f}   (ours adds the in-band identity proof)"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages, one round (CI)")
+    uvloop.run(main(parser.parse_args().quick))
