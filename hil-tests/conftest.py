@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +39,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="amd64 rootfs for nspawn targets (image/build.sh --rootfs-only)",
     )
     group.addoption("--target-iface", default=None, help="on an ssh target: the interface to flap")
+    group.addoption(
+        "--wheelhouse",
+        type=Path,
+        default=REPO / "build/wheelhouse",
+        help="ansible/build-wheelhouse.sh output for the role tests (built there when missing)",
+    )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -146,3 +154,17 @@ def fresh_target(machines: Machines, pytestconfig: pytest.Config) -> Iterator[Ta
     with machines.fresh(pytestconfig.getoption("target"), "bcops-fresh") as machine:
         machine.wait_ready()
         yield machine
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(pytestconfig: pytest.Config) -> Path:
+    """The controller's wheelhouse for the role (ansible/build-wheelhouse.sh; needs PyPI once)."""
+    path: Path = pytestconfig.getoption("wheelhouse").resolve()
+    if not list(path.glob("x86_64/bitcraps_node-*.whl")):
+        subprocess.run(
+            ["bash", str(REPO / "ansible/build-wheelhouse.sh"), str(path)],
+            check=True,
+            timeout=600,
+            env={**os.environ, "PYTHON": sys.executable},
+        )
+    return path

@@ -200,6 +200,8 @@ class NspawnMachine(Target):
             "ansible_connection": "community.docker.nsenter",
             "ansible_nsenter_pid": self.leader,
             "ansible_python_interpreter": "/usr/bin/python3",
+            # nsenter is root already; the image has no sudo.
+            "ansible_become": False,
         }
 
     def boot_to_ready_s(self) -> float:
