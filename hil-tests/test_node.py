@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hil.target import Target
 
@@ -37,3 +39,18 @@ def test_node_keeps_running_and_serving_status_through_a_link_flap(target: Targe
     after = target.wait_ready()
     assert (after.main_pid, after.restarts) == (before.main_pid, before.restarts)
     assert answered_down == [target.status()["peer_id"]]
+
+
+@pytest.mark.timeout(180)
+def test_nat_discovery_runs_against_the_peer_node_as_stun_server(target: Target, peer: Target) -> None:
+    if peer.address is None or target.address is None:
+        pytest.skip("the targets share no test network")
+    port = peer.status()["listen"][0].rsplit(":", 1)[1]
+    # The peer's node answers STUN Binding on its UDP port; nothing translates between the two,
+    # so discovery must see our own address as the mapped one.
+    done = target.node("nat", "--stun", f"{peer.address}:{port}", "--json", timeout=150)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["servers"][0]["outcome"] == "ok"
+    assert report["mapped_address"].rsplit(":", 1)[0] == target.address
+    assert report["nat_type"] in {"open", "unknown"}
