@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from node import certs
 from node.errors import LocalError, RemoteError
 from node.identity import Identity, peer_id_of, verify
+from node.proto.session_trust import PeerVerificationError, VerifyFailure
 from node.proto.stream_link import proof_message
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class TrustReason(Enum):
     BAD_PROOF = "bad_proof"  # the in-band signature does not verify (e.g. a relay in between)
     NOT_PINNED = "not_pinned"
     PEER_MISMATCH = "peer_mismatch"  # a valid identity, but not the peer we dialled
+    KEY_MISMATCH = "key_mismatch"  # a valid certificate, but for another key than the one proved
     HANDSHAKE_FAILED = "handshake_failed"  # any other TLS failure (garbage, a reset mid-handshake)
 
 
@@ -264,5 +266,33 @@ class TrustPolicy:
             if not parsed.san_matches_key:
                 raise TrustError(TrustReason.SAN_MISMATCH, "the certificate names another peer than its key")
             if parsed.public_key != public_key:
-                raise TrustError(TrustReason.PEER_MISMATCH, "the certificate is for another key")
+                raise TrustError(TrustReason.KEY_MISMATCH, "the certificate is for another key")
         return self._admit(peer_id, expected_peer_id)
+
+
+# TrustReason -> the secure session's VerifyFailure (node.proto.session_trust).
+_VERIFY_FAILURE = {
+    TrustReason.PEER_MISMATCH: VerifyFailure.WRONG_PEER,
+    TrustReason.NOT_PINNED: VerifyFailure.NOT_TRUSTED,
+    TrustReason.KEY_MISMATCH: VerifyFailure.CREDENTIAL_MISMATCH,
+    TrustReason.SAN_MISMATCH: VerifyFailure.CREDENTIAL_MISMATCH,
+}
+
+
+class SessionVerifier:
+    """The node's trust policy as the datagram secure session's ``PeerVerifier``: the same fleet
+    CA, pins and development mode decide on UDP, TURN and BLE as on TCP-TLS."""
+
+    def __init__(self, policy: TrustPolicy) -> None:
+        self.policy = policy
+
+    def verify(self, public_key: bytes, credential: bytes, expected_peer_id: str | None) -> str:
+        try:
+            return self.policy.verify(public_key, credential, expected_peer_id)
+        except TrustError as exc:
+            failure = _VERIFY_FAILURE.get(exc.reason, VerifyFailure.BAD_CREDENTIAL)
+            raise PeerVerificationError(failure, f"{exc.reason.value}: {exc.detail}") from exc
+
+    def credential(self, own_certificate_der: bytes) -> bytes:
+        """What this node sends as its credential: its fleet certificate, or nothing."""
+        return own_certificate_der if self.policy.mode is TrustMode.FLEET_CA else b""

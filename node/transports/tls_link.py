@@ -49,12 +49,15 @@ _TRUST_ON_WIRE = {
     TrustReason.SAN_MISMATCH: CloseReason.SAN_MISMATCH,
     TrustReason.BAD_CERTIFICATE: CloseReason.BAD_CERTIFICATE,
     TrustReason.NO_CERTIFICATE: CloseReason.BAD_CERTIFICATE,
+    TrustReason.KEY_MISMATCH: CloseReason.BAD_CERTIFICATE,
     TrustReason.BAD_PROOF: CloseReason.BAD_PROOF,
     TrustReason.NOT_PINNED: CloseReason.NOT_PINNED,
     TrustReason.PEER_MISMATCH: CloseReason.PEER_MISMATCH,
 }
 _TRUST_FROM_WIRE = {
-    wire: trust for trust, wire in _TRUST_ON_WIRE.items() if trust is not TrustReason.NO_CERTIFICATE
+    wire: trust
+    for trust, wire in _TRUST_ON_WIRE.items()
+    if trust not in (TrustReason.NO_CERTIFICATE, TrustReason.KEY_MISMATCH)
 }
 # A refusal received from the server, as the client's typed error.
 _REFUSED_AS = {

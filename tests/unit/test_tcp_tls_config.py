@@ -1,0 +1,34 @@
+import pytest
+
+from node import config
+
+PEER = "a" * 52
+
+
+def test_defaults() -> None:
+    section = config.Config().tcp_tls
+    assert section.enabled and section.port == 47475 and section.allow_development
+    assert "[tcp_tls]" in config.to_toml(config.Config())
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[tcp_tls]\npinned_peer_ids = ["short"]', "tcp_tls.pinned_peer_ids[0]"),
+        (f'[tcp_tls]\npinned_peer_ids = ["{PEER.upper()}"]', "tcp_tls.pinned_peer_ids[0]"),
+        ('[tcp_tls]\nca_file = "/ca.crt"', "tcp_tls.cert_file"),
+        ('[tcp_tls]\ncert_file = "/node.crt"', "tcp_tls.ca_file"),
+        ("[tcp_tls]\nallow_development = false", "tcp_tls.allow_development"),
+        ("[tcp_tls]\nport = 70000", "tcp_tls.port"),
+        ('[tcp_tls]\nenabled = "yes"', "tcp_tls.enabled"),
+    ],
+)
+def test_invalid_settings_name_the_key(text: str, key: str) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(text)
+    assert err.value.key == key
+
+
+def test_valid_trust_settings() -> None:
+    cfg = config.parse(f'[tcp_tls]\npinned_peer_ids = ["{PEER}"]\nallow_development = false\nport = 0')
+    assert cfg.tcp_tls.pinned_peer_ids == (PEER,)
