@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from node.config import BreakerSection
-from node.errors import LocalError
+from node.errors import LocalError, NodeError
 from node.proto.breaker import BreakerState, CircuitBreaker
 from node.proto.stream_link import CloseReason, DataReceived
 from node.transports.base import (
@@ -408,7 +408,7 @@ class TcpTlsTransport(Transport):
                     peer not in self._links
                     and self._breaker(endpoint).state(self._now()) is not BreakerState.OPEN
                 ):
-                    with contextlib.suppress(TlsPeerError, TransportUsageError):
+                    with contextlib.suppress(NodeError):  # counted by dial; the breaker decides when next
                         await self.dial(endpoint, peer)  # recovery: the lost path comes back
 
     def _check_health(self) -> None:
@@ -426,7 +426,8 @@ class TcpTlsTransport(Transport):
         self.state = TransportState.READY if breakers_ok else TransportState.DEGRADED
 
     async def _sample(self, link: TlsLink) -> None:
-        with contextlib.suppress(TlsPeerError, TimeoutError):
+        # Nothing a ping meets (a link closing meanwhile, a silent peer) may end the TaskGroup.
+        with contextlib.suppress(NodeError, TimeoutError):
             async with asyncio.timeout(self.settings.health_check_interval):
                 await link.ping()
 

@@ -206,6 +206,10 @@ class TlsLink:
 
     async def ping(self) -> float:
         """One round trip, in seconds (the peer answers PING with PONG inside the TLS channel)."""
+        if self.core.closed:
+            raise TlsPeerError(
+                TransportReason.CLOSED, f"the link to {self.peer} is closed", close=self.closed_reason
+            )
         # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds, loopback RTTs are less.
         token = self.core.send_ping(self.loop.time())
         future: asyncio.Future[float] = self.loop.create_future()

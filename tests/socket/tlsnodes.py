@@ -73,13 +73,19 @@ def transport(
     max_message: int = 1 << 20,
     health_check_interval: float = 10.0,
     connect_timeout: float = 10.0,
+    port: int = 0,
+    pool_size: int = 20,
+    breaker: BreakerSection | None = None,
 ) -> TcpTlsTransport:
     settings = TcpTlsSettings(
         LinkSettings(max_message=max_message, connect_timeout=connect_timeout, handshake_timeout=10.0),
         max_connections=max_connections,
+        pool_size=pool_size,
         health_check_interval=health_check_interval,
     )
-    return TcpTlsTransport(creds, settings, BreakerSection(), ("127.0.0.1", 0) if listen else None)
+    return TcpTlsTransport(
+        creds, settings, breaker or BreakerSection(), ("127.0.0.1", port) if listen else None
+    )
 
 
 async def eventually(condition: Callable[[], bool]) -> None:
