@@ -40,13 +40,14 @@ def connection(
     transport: TurnTransport,
     *,
     password: str | None = None,
+    credentials: Credentials | None = None,
     **kwargs: Any,
 ) -> TurnConnection:
     config = coturn(lab)
     kwargs.setdefault("timing", LAB_TIMING if transport is TurnTransport.UDP else Timing(reliable=True, ti=3))
     return TurnConnection(
         server_address(lab, transport),
-        Credentials(config.username, config.password if password is None else password),
+        credentials or Credentials(config.username, config.password if password is None else password),
         ssl_context=tls_context(lab.workdir / "turn-cert.pem"),
         socket_factory=lambda _family, kind: lab.socket(host, kind),
         connect_timeout=3.0,

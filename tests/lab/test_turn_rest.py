@@ -1,0 +1,50 @@
+"""TURN REST API ephemeral credentials against coturn's --use-auth-secret, from the [turn]
+config section through the relay transport."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from node.config import TurnSection
+from node.proto.turn_credentials import rest_credentials
+from node.proto.turn_errors import TurnAuthError
+from node.proto.turn_uri import TurnTransport
+from node.transports.turn_relay import TurnRelayTransport, credentials_source, server_addresses
+from tests.lab.conftest import LabFactory
+from tests.lab.turn_helpers import LAB_TIMING, connection, coturn
+
+pytestmark = pytest.mark.lab
+
+SECRET = "lab-shared-secret"
+
+
+async def test_rest_credentials_from_the_config_allocate(lab_factory: LabFactory) -> None:
+    lab = lab_factory()
+    lab.start_coturn(replace(coturn(lab), auth_secret=SECRET))
+    section = TurnSection(
+        servers=(f"turn:{coturn(lab).primary}:{coturn(lab).port}?transport=udp",),
+        username="alice",
+        shared_secret=SECRET,
+    )
+    async with TurnRelayTransport(
+        server_addresses(section),
+        credentials_source(section, time.time),
+        timing=LAB_TIMING,
+        socket_factory=lambda _family, kind: lab.socket("A1", kind),
+    ) as relay:
+        assert relay.relayed is not None
+        assert str(relay.relayed[0]) == str(coturn(lab).primary)
+
+
+async def test_expired_rest_credentials_are_an_auth_error(lab_factory: LabFactory) -> None:
+    lab = lab_factory()
+    lab.start_coturn(replace(coturn(lab), auth_secret=SECRET))
+    expired = rest_credentials(SECRET, "alice", int(time.time()) - 60)
+    conn = connection(lab, "A1", TurnTransport.UDP, credentials=expired)
+    with pytest.raises(TurnAuthError):
+        async with conn:
+            pass
+    assert conn.counters.allocate_requests == 2
