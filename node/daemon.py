@@ -25,6 +25,7 @@ from node.paths import NodeDirs, ensure_private_dir
 from node.proto.stun_responder import Outcome
 from node.systemd import Notifier
 from node.tcp_tls_service import TcpTlsService, TcpTlsView
+from node.turn_service import TurnService, TurnView
 from node.udp_service import UdpService
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class NodeStatus:
     stun_malformed: int
     nat: NatView
     tcp_tls: TcpTlsView | None
+    turn: TurnView | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class NodeStatus:
             "stun": {"answered": self.stun_answered, "malformed": self.stun_malformed},
             "nat": self.nat.to_json(),
             "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
+            "turn": None if self.turn is None else self.turn.to_json(),
         }
 
     def summary(self) -> str:
@@ -70,6 +73,8 @@ class Node:
         self.tls = (
             TcpTlsService(config, identity, dirs.state / KEY_FILE_NAME) if config.tcp_tls.enabled else None
         )
+        # The TURN relay comes up in the background when [turn] names servers.
+        self.turn = TurnService(config) if config.turn.servers else None
         self._started = time.monotonic()
         self._stack = AsyncExitStack()
 
@@ -80,6 +85,8 @@ class Node:
             await stack.enter_async_context(self.nat)
             if self.tls is not None:
                 await stack.enter_async_context(self.tls)
+            if self.turn is not None:
+                await stack.enter_async_context(self.turn)
             await stack.enter_async_context(
                 ControlServer(self.dirs.control_socket, {"status": lambda: self.status().to_json()})
             )
@@ -102,6 +109,9 @@ class Node:
         if self.tls is not None:
             listen += (self.tls.listen_url,)
             transports += ((self.tls.name, self.tls.transport.state.value),)
+        turn = None if self.turn is None else self.turn.view()
+        if turn is not None:
+            transports += ((TurnService.name, turn.state.value),)
         return NodeStatus(
             peer_id=self.identity.peer_id,
             version=node.__version__,
@@ -112,6 +122,7 @@ class Node:
             stun_malformed=self.udp.responder.counters[Outcome.MALFORMED],
             nat=self.nat.view(),
             tcp_tls=None if self.tls is None else self.tls.view(),
+            turn=turn,
         )
 
 

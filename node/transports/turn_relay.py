@@ -23,15 +23,16 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from node.config import BreakerSection, TransportSection, TurnSection
+from node.config import BreakerSection, Config, TransportSection, TurnSection
 from node.proto import frames
 from node.proto.turn_credentials import Credentials
 from node.proto.turn_errors import TurnError
 from node.proto.turn_events import Address
-from node.proto.turn_uri import TurnServerAddress
+from node.proto.turn_uri import TurnServerAddress, TurnTransport
 from node.transports.base import (
     Capabilities,
     DisconnectReason,
@@ -54,6 +55,7 @@ from node.transports.base import (
     TransportUsageError,
 )
 from node.transports.turn_allocator import RelayAllocation, RelayHandler
+from node.transports.turn_connection import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,26 @@ def credentials_source(section: TurnSection, clock: Callable[[], float]) -> Call
         return rest_credentials(section.shared_secret, section.username, expiry)
 
     return ephemeral
+
+
+def build_transport(config: Config, **options: Any) -> TurnRelayTransport:
+    """The relay transport as ``[turn]``, ``[transport]`` and ``[breaker]`` describe it."""
+    import time  # noqa: PLC0415
+
+    section = config.turn
+    servers = server_addresses(section)
+    if any(s.transport is TurnTransport.TLS for s in servers):
+        options.setdefault("ssl_context", tls_context(Path(section.ca_file) if section.ca_file else None))
+        if section.server_name:
+            options.setdefault("server_hostname", section.server_name)
+    options.setdefault("connect_timeout", config.transport.connect_timeout_s)
+    return TurnRelayTransport(
+        servers,
+        credentials_source(section, time.time),
+        breaker=config.breaker,
+        transport=config.transport,
+        **options,
+    )
 
 
 class TurnRelayTransport(Transport):
