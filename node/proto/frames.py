@@ -72,48 +72,60 @@ _KINDS = {int(k): k for k in FrameKind}
 
 
 class FrameDecoder:
-    """Feed stream bytes, get complete frames. One buffer, compacted once per ``feed``."""
+    """Feed stream bytes, get complete frames.
+
+    The receive buffer holds at most one incomplete frame, as the pieces that arrived: nothing
+    is copied until the frame is complete (then the pieces are joined once), so a large frame
+    spread over many reads costs one join and one payload copy, not one copy per read.
+    """
 
     def __init__(self, max_message: int) -> None:
         self.max_message = max_message
-        self._buffer = bytearray()
+        self._pieces: list[bytes] = []
+        self._held = 0  # bytes in _pieces
+        self._wanted = HEADER_SIZE  # bytes needed before the held frame can be parsed further
         self._broken: FrameError | None = None
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return self._held
 
     def feed(self, data: bytes) -> list[RawFrame]:
         """Every frame completed by ``data`` in order; raises FrameError on a framing error."""
         if self._broken is not None:
             raise FrameError(FrameErrorReason.BROKEN, str(self._broken))
-        buffer = self._buffer
-        if buffer:
-            buffer += data
-            source: bytes | bytearray = buffer
-        else:
-            source = data  # nothing held over: parse the read itself, buffer only its tail
+        if self._pieces:
+            self._pieces.append(data)
+            self._held += len(data)
+            if self._held < self._wanted:
+                return []  # still incomplete: nothing copied
+            data = b"".join(self._pieces)
+            self._pieces.clear()
         frames: list[RawFrame] = []
-        offset, end = 0, len(source)
-        view = memoryview(source)  # slices of a view copy once (a bytearray slice copies twice)
+        offset, end = 0, len(data)
+        view = memoryview(data)  # a slice of a view copies once
         try:
-            while end - offset >= HEADER_SIZE:
-                length, kind, priority, message_id = HEADER.unpack_from(source, offset)
+            while True:
+                if end - offset < HEADER_SIZE:
+                    self._wanted = HEADER_SIZE
+                    break
+                length, kind, priority, message_id = HEADER.unpack_from(data, offset)
                 frame_kind = self._check(length, kind, priority)
                 start = offset + HEADER_SIZE
                 stop = start + length
                 if stop > end:
+                    self._wanted = HEADER_SIZE + length
                     break
                 frames.append(RawFrame(frame_kind, priority, message_id, bytes(view[start:stop])))
                 offset = stop
+            self._held = end - offset
+            if self._held:
+                self._pieces.append(bytes(view[offset:]) if offset else data)
         finally:
             view.release()
             if self._broken is not None:
-                buffer.clear()  # nothing after a framing error is worth keeping
-            elif source is buffer:
-                del buffer[:offset]  # one compaction per read, not one per frame
-            else:
-                buffer += data[offset:]
+                self._pieces.clear()  # nothing after a framing error is worth keeping
+                self._held = 0
         return frames
 
     def _check(self, length: int, kind: int, priority: int) -> FrameKind:

@@ -280,11 +280,26 @@ class StreamLink:
         self.pending_bytes = 0
         return out
 
-    def chunks_to_send(self) -> list[bytes]:
-        """As ``data_to_send`` but as the queued pieces, for a ``writelines`` without a join copy."""
+    def chunks_to_send(self, large: int = 16 * 1024) -> list[bytes]:
+        """As ``data_to_send``, as few pieces for ``writelines``: small frames (and each large
+        payload's header) joined together, every payload of ``large`` bytes or more left alone
+        so that it is not copied once more (TLS makes a record per piece, so small pieces are
+        worth joining and large ones are not)."""
         out, self._out = self._out, []
         self.pending_bytes = 0
-        return out
+        chunks: list[bytes] = []
+        small: list[bytes] = []
+        for piece in out:
+            if len(piece) < large:
+                small.append(piece)
+                continue
+            if small:
+                chunks.append(b"".join(small))
+                small = []
+            chunks.append(piece)
+        if small:
+            chunks.append(b"".join(small))
+        return chunks
 
     def next_event(self) -> LinkEvent | None:
         return self._events.popleft() if self._events else None

@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import statistics
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -49,6 +49,7 @@ from node.transports.base import (
     TransportState,
     TransportUsageError,
 )
+from node.transports.channel import EventChannel
 from node.transports.tls_link import LinkSettings, TlsCredentials, TlsLink, TlsPeerError, accept, dial, refuse
 from node.trust import TrustReason
 
@@ -130,7 +131,7 @@ class TcpTlsTransport(Transport):
         self._breakers: dict[IpEndpoint, CircuitBreaker] = {}
         self._in_use = 0
         self._refusing = 0
-        self._events: asyncio.Queue[TransportEvent | None] = asyncio.Queue(EVENT_QUEUE)
+        self._events: EventChannel[TransportEvent] = EventChannel(EVENT_QUEUE)
         self._closing = False
         self.state = TransportState.STOPPED
         self._samples: deque[float] = deque(maxlen=settings.performance_samples)
@@ -213,8 +214,7 @@ class TcpTlsTransport(Transport):
                     await self._server.wait_closed()
             self._server = None
         self.state = TransportState.STOPPED
-        with contextlib.suppress(asyncio.QueueFull):
-            self._events.put_nowait(None)
+        self._events.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._tasks is not None
@@ -305,12 +305,15 @@ class TcpTlsTransport(Transport):
                         why = _DISCONNECT.get(reason, DisconnectReason.CLOSED_BY_PEER)
                     await self._emit(PeerDisconnected(link.peer, why))
 
-    async def _on_data(self, link: TlsLink, event: DataReceived) -> None:
+    def _on_data(self, link: TlsLink, event: DataReceived) -> Awaitable[None] | None:
         frame = Frame(event.message_id, event.payload, _PRIORITY[event.priority])
-        await self._events.put(MessageReceived(link.peer, frame))
+        if self._events.offer(MessageReceived(link.peer, frame)):
+            return None
+        return self._events.wait_for_space()
 
     async def _emit(self, event: TransportEvent) -> None:
-        await self._events.put(event)
+        if not self._events.offer(event):
+            await self._events.wait_for_space()
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -393,9 +396,8 @@ class TcpTlsTransport(Transport):
             link.close(CloseReason.CLOSED)
             await self._emit(PeerDisconnected(peer, DisconnectReason.CLOSED_LOCALLY))
 
-    async def events(self) -> AsyncIterator[TransportEvent]:
-        while (event := await self._events.get()) is not None:
-            yield event
+    def events(self) -> AsyncIterator[TransportEvent]:
+        return self._events.__aiter__()
 
     # -- health -----------------------------------------------------------------------------
 

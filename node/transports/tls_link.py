@@ -180,10 +180,9 @@ class TlsLink:
         self._flush_scheduled = False
 
     def flush(self) -> None:
-        # One write: the TLS layer makes a record per write() call (and per writelines item).
-        data = self.core.data_to_send()
-        if data and not self.writer.is_closing():
-            self.writer.write(data)
+        chunks = self.core.chunks_to_send()
+        if chunks and not self.writer.is_closing():
+            self.writer.writelines(chunks)
 
     async def send(self, message_id: int, priority: int, payload: bytes) -> None:
         """Queue a DATA frame. Frames queued in one turn of the event loop go out in one TLS
@@ -227,10 +226,13 @@ class TlsLink:
 
     async def run(
         self,
-        on_data: Callable[[TlsLink, DataReceived], Awaitable[None]],
+        on_data: Callable[[TlsLink, DataReceived], Awaitable[None] | None],
         on_rtt: Callable[[float], None],
     ) -> CloseReason:
-        """Pump until the link closes; returns why. Never raises for anything the peer does."""
+        """Pump until the link closes; returns why. Never raises for anything the peer does.
+
+        ``on_data`` takes each message; it returns an awaitable when the reads must pause until
+        the consumer has caught up (backpressure), else None (no coroutine per message)."""
         core = self.core
         try:
             while True:
@@ -238,7 +240,9 @@ class TlsLink:
                 if event is not None:
                     if isinstance(event, DataReceived):
                         self.messages_received += 1
-                        await on_data(self, event)
+                        pause = on_data(self, event)
+                        if pause is not None:
+                            await pause
                     elif isinstance(event, LinkClosed):
                         self.closed_reason = event.reason
                         self.closed_by_peer = event.by_peer

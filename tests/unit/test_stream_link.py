@@ -238,3 +238,20 @@ def test_random_bytes_never_crash_a_server(chunks: list[bytes]) -> None:
         server.receive_data(chunk, 0.0)
     seen = events(server)
     assert all(not isinstance(e, LinkClosed) for e in seen[:-1])
+
+
+def test_chunks_to_send_joins_small_frames_and_leaves_large_payloads_alone() -> None:
+    client, _ = handshake(max_message=1 << 20)
+    big = b"b" * 20_000
+    client.send_data(1, 0, b"small")
+    client.send_data(2, 0, big)
+    client.send_data(3, 0, b"tail")
+    chunks = client.chunks_to_send()
+    assert len(chunks) == 3
+    assert chunks[1] is big  # not copied
+    assert b"".join(chunks) == (
+        encode(FrameKind.DATA, b"small", 1)
+        + encode(FrameKind.DATA, big, 2)
+        + encode(FrameKind.DATA, b"tail", 3)
+    )
+    assert client.pending_bytes == 0
