@@ -7,6 +7,7 @@ bookworm board.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -133,6 +134,33 @@ def test_config_change_via_ansible_applies(
     after = board.wait_ready()
     assert after.main_pid != before.main_pid  # the handler restarted it
     assert any(addr.endswith(":47476") for addr in board.status()["listen"])
+
+
+def test_fleet_ca_certificates_signed_on_the_controller_let_boards_ping(
+    boards: dict[str, Target], wheelhouse: Path, tmp_path: Path
+) -> None:
+    cli = str(Path(sys.executable).parent / "bitcraps-node")
+    ca = tmp_path / "fleet-ca"
+    subprocess.run([cli, "identity", "ca-init", str(ca)], check=True, capture_output=True, timeout=60)
+    extra = {
+        **_vars(wheelhouse, {"node": {"software": "bitcraps-node hil-ansible"}}),
+        "bitcraps_node_fleet_ca_dir": str(ca),
+        "bitcraps_node_cert_dir": str(tmp_path / "certs"),
+    }
+    (tmp_path / "certs").mkdir()
+    run = ansible_run.run_playbook("site.yml", boards, extra, tmp_path)
+    assert run.returncode == 0, run.output[-4000:]
+    for name, board in boards.items():
+        peer_id = board.status()["peer_id"]
+        # Signed on the controller from the key the board holds; the CA key never left tmp_path.
+        assert (tmp_path / "certs" / f"{peer_id}.crt").exists(), name
+        assert board.run(["test", "-e", "/etc/bitcraps/ca.key"]).returncode != 0
+        assert "ca_file" in board.check(["cat", "/etc/bitcraps/node.toml"])
+    done = boards["board1"].ping(boards["board2"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["trust"] == "fleet_ca"
+    again = ansible_run.run_playbook("site.yml", boards, extra, tmp_path)
+    assert all(recap.changed == 0 for recap in again.recap.values()), again.output[-4000:]
 
 
 @pytest.fixture(scope="module")

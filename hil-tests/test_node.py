@@ -12,14 +12,14 @@ def test_status_answers_with_identity_and_listening_addresses(target: Target) ->
     target.wait_ready()
     reply = target.status()
     assert len(reply["peer_id"]) == 52  # full SHA-256 in base32, never truncated
-    assert reply["listen"] and all(addr.startswith(("udp://", "tcp://")) for addr in reply["listen"])
+    assert reply["listen"] and all(addr.startswith(("udp://", "tls://")) for addr in reply["listen"])
     assert reply["transports"]
     # Plain text too, for a person on the board.
     assert reply["peer_id"] in target.check(["/opt/bitcraps-node/venv/bin/bitcraps-node", "status"])
 
 
 @pytest.mark.timeout(120)
-def test_node_keeps_running_and_serving_status_through_a_link_flap(target: Target) -> None:
+def test_node_keeps_running_and_serving_status_through_a_link_flap(target: Target, peer: Target) -> None:
     iface = target.test_iface
     if iface is None:
         pytest.skip(f"{target.name} has no test link to flap (--target-iface)")
@@ -39,6 +39,20 @@ def test_node_keeps_running_and_serving_status_through_a_link_flap(target: Targe
     after = target.wait_ready()
     assert (after.main_pid, after.restarts) == (before.main_pid, before.restarts)
     assert answered_down == [target.status()["peer_id"]]
+    # And the link carries peers again.
+    again = target.ping(peer, count=1)
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.timeout(120)
+def test_pings_a_second_target_over_tcp_tls(target: Target, peer: Target) -> None:
+    done = target.ping(peer)
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    # The peer proved the identity its own status reports; three round trips were timed.
+    assert reply["peer_id"] == peer.status()["peer_id"]
+    assert len(reply["rtt_ms"]) == 3
+    assert reply["trust"] in {"development", "pinned", "fleet_ca"}
 
 
 @pytest.mark.timeout(180)

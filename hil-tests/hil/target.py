@@ -117,6 +117,20 @@ class Target(ABC):
     def wait_ready(self, timeout: float = 120.0) -> UnitState:
         return self.wait_unit(lambda s: s.ready, "node READY", timeout)
 
+    def ping(self, other: Target, count: int = 3) -> subprocess.CompletedProcess[str]:
+        """``bitcraps-node ping`` from this node (its identity and trust settings, as its user) to
+        ``other``'s TCP-TLS listener, expecting ``other``'s peer id."""
+        if other.address is None:
+            raise TargetError(f"{other.name} has no address on a shared network")
+        theirs = other.status()
+        tls = [addr for addr in theirs["listen"] if addr.startswith("tls://")]
+        if not tls:
+            raise TargetError(f"{other.name} lists no TCP-TLS listener: {theirs['listen']}")
+        port = tls[0].rsplit(":", 1)[1]
+        argv = ["runuser", "-u", "bitcraps", "--", NODE, "ping", "--state-dir", "/var/lib/bitcraps"]
+        argv += ["--config", "/etc/bitcraps/node.toml", "--peer", theirs["peer_id"], "--count", str(count)]
+        return self.run([*argv, "--json", f"{other.address}:{port}"], timeout=60)
+
     def rss_kib(self, pid: int) -> int:
         for line in self.check(["cat", f"/proc/{pid}/status"]).splitlines():
             if line.startswith("VmRSS:"):
