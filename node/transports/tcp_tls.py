@@ -1,10 +1,10 @@
 """The TCP + TLS 1.3 transport: one authenticated connection per peer, behind ``Transport``.
 
-- At most ``max_connections`` connections (inbound and outbound together). A slot is taken when
-  a client's TLS handshake is done (TLS handshakes in progress are bounded by the listen backlog
-  and ``handshake_timeout``); a client over the limit is told TOO_MANY_CONNECTIONS inside TLS (at
-  most ``REFUSING_MAX`` such refusals at once; beyond that its connection is closed at once).
-  Nothing ever waits for a slot.
+- At most ``max_connections`` connections (inbound and outbound together). A slot is taken at
+  TCP accept, before any TLS work; a client over the limit is told TOO_MANY_CONNECTIONS inside
+  TLS (at most ``REFUSING_MAX`` such refusals at once; beyond that its TCP connection is closed
+  at once). Nothing ever waits for a slot. Our own accept loop runs TLS on each accepted socket
+  (``connect_accepted_socket``), so every failed handshake reaches us with its typed reason.
 - A connection to a peer is reused by every ``connect``/``send`` to it; idle outbound
   connections beyond ``pool_size`` are closed by the health loop, least recently used first.
 - A circuit breaker per remote endpoint guards dialling; the health loop pings every connection
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import statistics
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine
@@ -107,6 +108,16 @@ class TcpBindError(LocalError):
         self.port = port
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=512)
+    except OSError as exc:
+        raise TcpBindError(host, port, exc.strerror or str(exc)) from exc
+    sock.setblocking(False)
+    return sock
+
+
 class TcpTlsTransport(Transport):
     kind = TransportKind.TCP_TLS
 
@@ -122,11 +133,11 @@ class TcpTlsTransport(Transport):
         self.capabilities = Capabilities(settings.link.max_message, reliable=True, ordered=True)
         self._breaker_section = breaker
         self._listen = listen
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._links: dict[PeerId, TlsLink] = {}
-        self._pending: set[asyncio.StreamWriter] = set()  # accepted, not yet authenticated
+        self._pending: set[socket.socket] = set()  # accepted, not yet authenticated
         self._wanted: dict[PeerId, IpEndpoint] = {}  # connect()ed peers the health loop restores
         self._breakers: dict[IpEndpoint, CircuitBreaker] = {}
         self._in_use = 0
@@ -148,9 +159,9 @@ class TcpTlsTransport(Transport):
 
     @property
     def local(self) -> IpEndpoint | None:
-        if self._server is None or not self._server.sockets:
+        if self._listener is None:
             return None
-        host, port = self._server.sockets[0].getsockname()[:2]
+        host, port = self._listener.getsockname()[:2]
         return IpEndpoint(ipaddress.ip_address(host), int(port))
 
     async def __aenter__(self) -> Self:
@@ -161,7 +172,8 @@ class TcpTlsTransport(Transport):
         self._tasks = tasks
         try:
             if self._listen is not None:
-                self._server = await self._start_server(*self._listen)
+                self._listener = _listen(*self._listen)
+                self._spawn(self._accept_loop(self._listener))
             self._spawn(self._health_loop())
         except BaseException as exc:
             self.state = TransportState.FAILED
@@ -178,41 +190,24 @@ class TcpTlsTransport(Transport):
     ) -> None:
         await self._stop(exc_type, exc, tb)
 
-    async def _start_server(self, host: str, port: int) -> asyncio.Server:
-        try:
-            return await asyncio.start_server(
-                self._on_tls,
-                host,
-                port,
-                limit=1 << 16,
-                backlog=512,
-                ssl=self.creds.server_context,
-                ssl_handshake_timeout=self.settings.link.handshake_timeout,
-            )
-        except OSError as exc:
-            raise TcpBindError(host, port, exc.strerror or str(exc)) from exc
-
     async def _stop(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._closing = True
-        if self._server is not None:
-            self._server.close()
         for link in list(self._links.values()):
             link.close(CloseReason.SHUTDOWN)
-        for writer in list(self._pending):
-            writer.close()
         tasks, self._tasks = self._tasks, None
         if tasks is not None:
-            # Links end when their sockets close; the health loop and handshakes are cancelled.
+            # Links end when their sockets close; the accept and health loops and handshakes
+            # in progress are cancelled (a cancelled TLS handshake closes its socket).
             for task in self._task_set:
                 task.cancel()
             await tasks.__aexit__(None, None, None)
-        if self._server is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self._server.wait_closed()
-            self._server = None
+        for sock in list(self._pending):
+            sock.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         self.state = TransportState.STOPPED
         self._events.close()
 
@@ -235,42 +230,49 @@ class TcpTlsTransport(Transport):
 
     # -- inbound --------------------------------------------------------------------------
 
-    def _on_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Called by the server for each connection once TLS is up: to our TaskGroup at once.
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as exc:
+                # Out of file descriptors or memory: back off a moment rather than spin.
+                log.warning("TCP-TLS accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            self._on_tcp(conn)
 
-        TLS failures (a foreign CA, an expired certificate, TLS 1.2) end in the event loop's TLS
-        layer, which tells the client with a TLS alert (its typed reason) and never reaches us.
-        """
-        if self._closing or self._tasks is None:
-            writer.close()
-            return
+    def _on_tcp(self, conn: socket.socket) -> None:
+        """A slot is taken before any TLS work; past the limit the client is told why inside TLS
+        (a bounded number at once), beyond that its connection is closed at once."""
         if not self._take_slot():
             self._refused[CloseReason.TOO_MANY_CONNECTIONS] += 1
             if self._refusing >= REFUSING_MAX:
-                writer.close()  # refusing is itself bounded: past that, a bare close
+                conn.close()
                 return
             self._refusing += 1
-            self._spawn(self._refuse(writer))
+            self._spawn(self._refuse(conn))
             return
-        self._spawn(self._serve(reader, writer))
+        self._spawn(self._serve(conn))
 
-    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+    async def _refuse(self, conn: socket.socket) -> None:
         try:
-            await refuse(writer, self.settings.link, CloseReason.TOO_MANY_CONNECTIONS)
+            await refuse(conn, self.creds, self.settings.link, CloseReason.TOO_MANY_CONNECTIONS)
         finally:
             self._refusing -= 1
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._pending.add(writer)
+    async def _serve(self, conn: socket.socket) -> None:
+        self._pending.add(conn)
         try:
             try:
-                link = await accept(reader, writer, self.creds, self.settings.link)
+                link = await accept(conn, self.creds, self.settings.link)
             except TlsPeerError as exc:
                 self._handshake_failures[exc.trust] += 1
                 log.info("refused TCP-TLS client: %s", exc)
                 return
             finally:
-                self._pending.discard(writer)
+                self._pending.discard(conn)
             self._register(link)
             await self._run_link(link)
         finally:

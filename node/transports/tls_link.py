@@ -9,7 +9,9 @@ to the key by ``TrustPolicy``) and the client's in-band proof.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import socket
 import ssl
 import tempfile
 import time
@@ -142,8 +144,6 @@ def _set_keepalive(writer: asyncio.StreamWriter, idle: float) -> None:
     sock = writer.get_extra_info("socket")
     if sock is None:
         return
-    import socket  # noqa: PLC0415 - only for the option constants
-
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if hasattr(socket, "TCP_KEEPIDLE"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(idle)))
@@ -388,18 +388,35 @@ async def dial(
         raise
 
 
-def remote_endpoint(writer: asyncio.StreamWriter) -> IpEndpoint:
-    import ipaddress  # noqa: PLC0415
-
-    host, port = writer.get_extra_info("peername")[:2]
-    return IpEndpoint(ipaddress.ip_address(host.split("%", 1)[0]), int(port))
+def _endpoint_of(sock: socket.socket) -> IpEndpoint:
+    host, port = sock.getpeername()[:2]
+    return IpEndpoint(ipaddress.ip_address(str(host).split("%", 1)[0]), int(port))
 
 
-async def refuse(writer: asyncio.StreamWriter, settings: LinkSettings, reason: CloseReason) -> None:
+async def _tls_over(
+    sock: socket.socket, context: ssl.SSLContext, handshake_s: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Run the TLS handshake (server side) on an accepted socket; the socket is the transport's
+    from here on, closed by it on failure. Handshake errors reach the caller typed (ssl.SSLError),
+    which asyncio.start_server never passes on."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.connect_accepted_socket(
+        lambda: protocol, sock, ssl=context, ssl_handshake_timeout=handshake_s
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+async def refuse(
+    sock: socket.socket, creds: TlsCredentials, settings: LinkSettings, reason: CloseReason
+) -> None:
     """Tell a client why it is refused (inside TLS, so it sees a typed reason), then close."""
     loop = asyncio.get_running_loop()
+    writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(settings.handshake_timeout):
+            _, writer = await _tls_over(sock, creds.server_context, settings.handshake_timeout)
             core = StreamLink(Role.SERVER, settings.max_message, loop.time(), settings.timing())
             core.refuse(reason)
             writer.write(core.data_to_send())
@@ -407,19 +424,29 @@ async def refuse(writer: asyncio.StreamWriter, settings: LinkSettings, reason: C
     except (TimeoutError, OSError, ssl.SSLError):
         pass  # it is being refused anyway
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
-async def accept(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, creds: TlsCredentials, settings: LinkSettings
-) -> TlsLink:
-    """Check the client's in-band proof on a connection whose TLS handshake is done (the server
-    runs TLS in the event loop: uvloop's start_tls loses bytes that arrived first, uvloop#707).
-    Raises TlsPeerError."""
+async def accept(sock: socket.socket, creds: TlsCredentials, settings: LinkSettings) -> TlsLink:
+    """TLS on an accepted socket, then the client's in-band proof. Raises TlsPeerError.
+
+    (Not StreamWriter.start_tls: uvloop loses bytes that arrived before it, uvloop#707.)"""
     loop = asyncio.get_running_loop()
-    endpoint = remote_endpoint(writer)
+    try:
+        endpoint = _endpoint_of(sock)
+    except OSError as exc:  # the client is gone already
+        sock.close()
+        raise TlsPeerError(TransportReason.CONNECT_FAILED, f"accepted socket: {exc}") from exc
+    writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(settings.handshake_timeout):
+            try:
+                reader, writer = await _tls_over(sock, creds.server_context, settings.handshake_timeout)
+            except ssl.SSLError as exc:
+                raise TlsPeerError(
+                    TransportReason.AUTH_FAILED, f"{endpoint}: TLS: {exc}", trust=classify_tls_error(exc)
+                ) from exc
             _set_keepalive(writer, settings.keepalive)
             core = StreamLink(Role.SERVER, settings.max_message, loop.time(), settings.timing())
             nonce = os.urandom(NONCE_SIZE)
@@ -448,18 +475,23 @@ async def accept(
             writer.write(core.data_to_send())
             return TlsLink(reader, writer, core, peer, endpoint, outbound=False)
     except TimeoutError as exc:
-        writer.close()
+        _close(writer)
         raise TlsPeerError(
             TransportReason.CONNECT_TIMEOUT, f"{endpoint}: handshake not done in time"
         ) from exc
     except TlsPeerError:
-        writer.close()
+        _close(writer)
         raise
     except (OSError, ssl.SSLError) as exc:
-        writer.close()
+        _close(writer)
         raise TlsPeerError(
             TransportReason.CONNECT_FAILED, f"{endpoint}: {exc}", trust=classify_tls_error(exc)
         ) from exc
     except BaseException:
-        writer.close()
+        _close(writer)
         raise
+
+
+def _close(writer: asyncio.StreamWriter | None) -> None:
+    if writer is not None:
+        writer.close()

@@ -13,7 +13,15 @@ from node.transports.base import Frame, MessageReceived, PeerConnected, Priority
 from node.transports.tcp_tls import TcpTlsTransport
 from node.transports.tls_link import TlsPeerError, dial
 from node.trust import TrustReason
-from tests.socket.tlsnodes import endpoint_of, expired_issue, fleet_creds, new_node, rogue_creds, transport
+from tests.socket.tlsnodes import (
+    endpoint_of,
+    eventually,
+    expired_issue,
+    fleet_creds,
+    new_node,
+    rogue_creds,
+    transport,
+)
 
 
 async def next_of(t: TcpTlsTransport, kind: type) -> object:
@@ -73,13 +81,14 @@ async def test_refusals_are_typed_and_the_node_keeps_serving(tmp_path: Path) -> 
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        # The server's TLS layer (uvloop) ends the handshake without an alert the client could
-        # read, so the refusal shows as a TLS error or a reset; it never gets a connection.
+        # The server names the reason; the client (uvloop closes without sending its alert) sees
+        # a TLS error or a reset, and never a connection.
         with pytest.raises((ssl.SSLError, ConnectionResetError)):
             await asyncio.open_connection(str(target.ip), target.port, ssl=ctx)
         # The node refused each with a typed reason and still serves a good peer.
         async with transport(fleet_creds(good, ca), listen=False) as tg:
             assert await tg.dial(target, server.ident.peer_id) == server.ident.peer_id
+        await eventually(lambda: ts.metrics().failures(TrustReason.PROTOCOL_VERSION) == 1)
         metrics = ts.metrics()
         assert metrics.failures(TrustReason.UNKNOWN_CA) == 1
         assert metrics.failures(TrustReason.EXPIRED) == 1

@@ -15,6 +15,7 @@ from node.proto.stream_link import CloseReason, DataReceived
 from node.transports.base import IpEndpoint, TransportReason
 from node.transports.tcp_tls import REFUSING_MAX
 from node.transports.tls_link import LinkSettings, TlsLink, TlsPeerError, dial
+from node.trust import TrustReason
 from tests.socket.nodeproc import start_node
 from tests.socket.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
 
@@ -57,6 +58,7 @@ async def test_150_clients_100_served_the_rest_refused_and_memory_bounded(tmp_pa
         warm.close()
         await asyncio.sleep(0.2)
         before = rss_kib(node.proc.pid)
+        fds_before = len(os.listdir(f"/proc/{node.proc.pid}/fd"))
         results = await asyncio.gather(
             *(dial(target, node.peer_id, c, SETTINGS) for c in clients), return_exceptions=True
         )
@@ -72,7 +74,6 @@ async def test_150_clients_100_served_the_rest_refused_and_memory_bounded(tmp_pa
         )
         assert len(told) >= min(50, REFUSING_MAX) // 2
         grown_mib = (rss_kib(node.proc.pid) - before) / 1024
-        print(f"node RSS grew {grown_mib:.1f} MiB for 150 clients; told {len(told)} of {len(refused)}")
         assert grown_mib < 64, f"the node grew by {grown_mib:.1f} MiB for 150 clients"
         # Every served link still works, and once they leave the node serves newcomers again.
         pongs = await asyncio.gather(*(ping_once(link) for link in links[:5]))
@@ -90,6 +91,8 @@ async def test_150_clients_100_served_the_rest_refused_and_memory_bounded(tmp_pa
                     assert exc.reason is TransportReason.TOO_MANY_CONNECTIONS  # slots still draining
                     await asyncio.sleep(0.1)
         newcomer.close()
+        # Nothing leaked: refused and closed connections gave their descriptors back.
+        await eventually(lambda: len(os.listdir(f"/proc/{node.proc.pid}/fd")) <= fds_before + 2)
     finally:
         node.kill()
 
@@ -124,6 +127,7 @@ async def test_an_oversized_frame_or_garbage_cuts_off_only_that_client(tmp_path:
                     pass
         writer.close()
 
+        await eventually(lambda: ts.metrics().failures(TrustReason.HANDSHAKE_FAILED) == 1)  # not TLS
         await eventually(lambda: ts.metrics().closes(CloseReason.MESSAGE_TOO_LARGE) == 1)
         await eventually(lambda: ts.metrics().closes(CloseReason.PROTOCOL_ERROR) == 1)
         assert ts.health().malformed_dropped == 2
