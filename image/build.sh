@@ -13,7 +13,9 @@
 # filesystems, genimage for the partitioned card image. arm64 runs under qemu-user (binfmt_misc).
 # Each phase prints what it took; DIR/build-times-ARCH.txt keeps them.
 set -euo pipefail
-
+# The whole script is one compound command, read before it runs: editing the file during a
+# 20-minute build cannot change the running build.
+{
 arch=arm64
 rootfs_only=0
 out=
@@ -41,6 +43,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 out=$(mkdir -p "${out:-$repo/build/image}" && cd "${out:-$repo/build/image}" && pwd)
 rootfs=$out/rootfs-$arch
+# One build per output directory and architecture at a time (they would unpack over each other).
+exec 9>"$out/.build-$arch.lock"
+if ! flock -n 9; then
+    echo "build.sh: another build of $arch into $out is running" >&2
+    exit 1
+fi
 work=$out/work-$arch
 times=$out/build-times-$arch.txt
 venv=/opt/bitcraps-node/venv
@@ -204,6 +212,12 @@ in_root "$venv/bin/bitcraps-node" config check /etc/bitcraps/node.toml >/dev/nul
 in_root systemctl enable bitcraps-node.service bitcraps-firstboot.service bitcraps-node-console.service \
     systemd-networkd.service systemd-resolved.service systemd-timesyncd.service ssh.service \
     bluetooth.service >/dev/null
+# Only the card image's layout (root last on the disk) is known to be growable.
+if [ "$arch" = arm64 ]; then
+    in_root systemctl enable bitcraps-growroot.service >/dev/null
+else
+    rm "$rootfs/usr/lib/systemd/system/bitcraps-growroot.service" "$rootfs/usr/libexec/bitcraps/growroot"
+fi
 phase_end
 
 phase "manifest and cleanup"
@@ -309,3 +323,5 @@ phase_end
 
 printf 'total\t%ss\n' "$((SECONDS - build_t0))" >>"$times"
 log "done: $out/$img.zst ($(du -h "$out/$img.zst" | cut -f1)); total $((SECONDS - build_t0))s"
+exit 0
+}

@@ -21,7 +21,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     debootstrap qemu-user-static binfmt-support qemu-system-arm genimage dosfstools mtools \
-    e2fsprogs zstd fdisk bmap-tools cpio python3-venv >/dev/null
+    qemu-utils e2fsprogs zstd fdisk bmap-tools cpio python3-venv >/dev/null
 [ -x .venv/bin/python ] || { python3 -m venv .venv && .venv/bin/python -m pip install -q -e '.[test]'; }
 stage_end "image: system packages"
 

@@ -4,7 +4,9 @@ qemu's virt machine has no Pi firmware: the kernel and initramfs are taken from 
 partition (the files config.txt names) and root= from its cmdline.txt, so the same PARTUUID the Pi
 uses finds the root partition, here on a virtio disk. bitcraps-node-console.service prints
 "bitcraps-node READY on HOST: STATUS" on the console once the node's unit is active (Type=notify:
-after READY=1). The image is opened read-only (snapshot=on) and qemu gets no network device.
+after READY=1). The image stays untouched: qemu writes to a qcow2 overlay, which is 1 GiB
+bigger, so first boot must grow the root partition (bitcraps-growroot.service) as on a big card.
+qemu gets no network device.
 """
 
 from __future__ import annotations
@@ -24,13 +26,24 @@ from tests.image.test_pi_boot_config import _config, _initramfs_name, _setting
 # TCG on a shared 2-core machine: generous, and not a timing assertion (only a hang detector).
 BOOT_DEADLINE_S = 900
 READY = re.compile(r"bitcraps-node READY on (\S+): (.*)")
+GROWN = re.compile(r"growroot: /dev/vda2 grown to (\d+) MiB")
+EXTRA_DISK_MIB = 1024
 FAILED = re.compile(
     r"Failed to start .*bitcraps|bitcraps-node\.service: Failed|Kernel panic|"
     r"You are in emergency mode|Gave up waiting for root|ALERT! .* does not exist"
 )
 
 
-def _qemu_command(image: Path, kernel: Path, initrd: Path, root: str) -> list[str]:
+def _overlay(image: Path, dest: Path) -> Path:
+    size = image.stat().st_size + EXTRA_DISK_MIB * (1 << 20)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(image), str(dest), str(size)],
+        check=True,
+    )
+    return dest
+
+
+def _qemu_command(disk: Path, kernel: Path, initrd: Path, root: str) -> list[str]:
     return [
         "qemu-system-aarch64",
         "-M", "virt",
@@ -43,7 +56,7 @@ def _qemu_command(image: Path, kernel: Path, initrd: Path, root: str) -> list[st
         "-kernel", str(kernel),
         "-initrd", str(initrd),
         "-append", f"console=ttyAMA0 root={root} rw rootwait panic=-1",
-        "-drive", f"if=none,id=disk,format=raw,file={image},snapshot=on,read-only=off",
+        "-drive", f"if=none,id=disk,format=qcow2,file={disk}",
         "-device", "virtio-blk-pci,drive=disk",
     ]  # fmt: skip
 
@@ -61,7 +74,7 @@ def test_arm64_image_boots_under_qemu_to_the_node_ready(
     console_log = image_dir / "qemu-console.log"
     started = time.monotonic()
     proc = subprocess.Popen(
-        _qemu_command(image, kernel, initrd, root),
+        _qemu_command(_overlay(image, tmp_path / "disk.qcow2"), kernel, initrd, root),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -69,6 +82,7 @@ def test_arm64_image_boots_under_qemu_to_the_node_ready(
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
     ready: re.Match[str] | None = None
+    grown: re.Match[str] | None = None
     failure = ""
     buffered = b""
     try:
@@ -92,6 +106,7 @@ def test_arm64_image_boots_under_qemu_to_the_node_ready(
                 buffered = rest
                 for raw in lines:
                     line = raw.decode("utf-8", "replace").replace("\r", "")
+                    grown = grown or GROWN.search(line)
                     if m := READY.search(line):
                         ready = m
                         break
@@ -105,6 +120,9 @@ def test_arm64_image_boots_under_qemu_to_the_node_ready(
     tail = console_log.read_text(errors="replace")[-3000:]
     assert ready is not None, f"{failure}\n--- console (end) ---\n{tail}"
     hostname, status = ready.group(1), ready.group(2)
+    root_mib = (image.stat().st_size - diskimage.read_partition_table(image).partitions[1].start) >> 20
+    assert grown is not None, f"no growroot line\n--- console (end) ---\n{tail}"
+    assert int(grown.group(1)) >= root_mib + EXTRA_DISK_MIB - 16
     # First boot named the board after its new identity; the node answers status with it.
     assert re.fullmatch(r"bitcraps-[a-z2-7]{8}", hostname), hostname
     assert hostname.removeprefix("bitcraps-") in status, status

@@ -45,6 +45,7 @@ def test_fstab_mounts_both_partitions_by_their_labels(root_ext4: Path, boot_fat:
         ),
         ("/etc/systemd/system/sysinit.target.wants/bitcraps-firstboot.service", "bitcraps-firstboot.service"),
         ("/etc/systemd/system/multi-user.target.wants/systemd-networkd.service", "systemd-networkd.service"),
+        ("/etc/systemd/system/sysinit.target.wants/bitcraps-growroot.service", "bitcraps-growroot.service"),
     ],
 )
 def test_units_are_installed_and_enabled(root_ext4: Path, link: str, unit: str) -> None:
