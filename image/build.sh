@@ -318,7 +318,7 @@ phase_end
 phase "compress, checksum, bmap"
 zstd -q -T0 -12 -f "$out/$img" -o "$out/$img.zst"
 (cd "$out" && sha256sum "$img.zst" >"$img.zst.sha256")
-if command -v bmaptool >/dev/null; then bmaptool create -o "$out/$img.bmap" "$out/$img"; fi
+bmaptool create -o "$out/$img.bmap" "$out/$img"
 phase_end
 
 printf 'total\t%ss\n' "$((SECONDS - build_t0))" >>"$times"

@@ -37,6 +37,18 @@ def test_root_partition_is_a_clean_ext4(root_ext4: Path) -> None:
     assert diskimage.ext4_label(root_ext4) == ROOT_LABEL
 
 
+def test_block_map_covers_the_image(image_dir: Path, image: Path) -> None:
+    bmap = (image_dir / f"{IMAGE_NAME}.bmap").read_text()
+    assert f"<ImageSize> {image.stat().st_size} </ImageSize>" in bmap
+    check = subprocess.run(
+        ["bmaptool", "copy", "--bmap", str(image_dir / f"{IMAGE_NAME}.bmap"), str(image), "/dev/null"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+
+
 def test_compressed_image_matches_its_checksum_and_the_image(image_dir: Path, image: Path) -> None:
     packed = image_dir / f"{IMAGE_NAME}.zst"
     check = subprocess.run(
