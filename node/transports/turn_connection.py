@@ -46,6 +46,7 @@ DataHandler = Callable[[Address, bytes], None]
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_CLOSE_TIMEOUT = 2.0
 RECV_QUEUE_MAX = 4096
+UDP_RECEIVE_BUFFER = 1 << 20  # asked for; the kernel caps it at net.core.rmem_max
 _T = TypeVar("_T")
 
 
@@ -192,6 +193,8 @@ class TurnConnection:
                     sock = self._socket_factory(family, socket.SOCK_DGRAM)
                     sock.setblocking(False)
                     try:
+                        # Every peer's traffic shares this one socket: room for bursts.
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
                         sock.connect(address)
                         datagram_transport, _ = await loop.create_datagram_endpoint(
                             lambda: _Protocol(self), sock=sock
