@@ -273,19 +273,34 @@ class TcpTlsTransport(Transport):
                 return
             finally:
                 self._pending.discard(conn)
-            self._register(link)
-            await self._run_link(link)
+            if self._register(link):
+                await self._run_link(link)
         finally:
             self._release_slot()
 
     # -- links ----------------------------------------------------------------------------
 
-    def _register(self, link: TlsLink) -> None:
+    def _register(self, link: TlsLink) -> bool:
+        """Make ``link`` the peer's connection; False if it lost to the one there (and is closed).
+
+        A newer connection replaces an older one (the peer reconnected), except when both came
+        up within a handshake time of each other with opposite dialers (both sides dialled at
+        once, as hole punching and recovery do): then both ends keep the connection dialled by
+        the smaller peer id, so they agree without a message and exactly one survives.
+        """
         self._handshakes += 1
         old = self._links.get(link.peer)
+        if old is not None and not old.core.closed:
+            me = self.creds.identity.peer_id
+            old_dialer = me if old.outbound else old.peer
+            new_dialer = me if link.outbound else link.peer
+            racing = link.established - old.established < self.settings.link.handshake_timeout
+            if racing and old_dialer != new_dialer and old_dialer < new_dialer:
+                link.close(CloseReason.CLOSED)
+                return False
+            old.close(CloseReason.CLOSED)
         self._links[link.peer] = link
-        if old is not None:
-            old.close(CloseReason.CLOSED)  # the newer connection to the same peer wins
+        return True
 
     async def _run_link(self, link: TlsLink) -> None:
         await self._emit(PeerConnected(link.peer, link.endpoint))
@@ -367,8 +382,10 @@ class TcpTlsTransport(Transport):
             self._release_slot()
             raise
         breaker.record_success(self._now())
-        self._register(link)
-        self._spawn(self._own_link(link))
+        if self._register(link):
+            self._spawn(self._own_link(link))
+        else:
+            self._release_slot()  # the peer dialled us at the same moment and its link won
         return link.peer
 
     async def _own_link(self, link: TlsLink) -> None:

@@ -171,7 +171,7 @@ class TlsLink:
         self.endpoint = endpoint
         self.outbound = outbound
         self.loop = asyncio.get_running_loop()
-        self.last_active = self.loop.time()
+        self.last_active = self.established = self.loop.time()
         self.messages_sent = 0
         self.messages_received = 0
         self.closed_reason: CloseReason | None = None

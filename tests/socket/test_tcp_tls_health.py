@@ -10,6 +10,8 @@ import pytest
 from node.config import BreakerSection
 from node.transports.base import (
     DisconnectReason,
+    Frame,
+    MessageReceived,
     PeerConnected,
     PeerDisconnected,
     TransportEvent,
@@ -75,3 +77,19 @@ async def test_idle_dialled_links_beyond_the_pool_are_closed_connected_peers_kep
         finally:
             for s in servers:
                 await s.__aexit__(None, None, None)
+
+
+async def test_both_sides_dialling_at_once_keep_exactly_one_connection(tmp_path: Path) -> None:
+    a, b = new_node(tmp_path, "a"), new_node(tmp_path, "b")
+    async with transport(pinned_creds(a, frozenset())) as ta, transport(pinned_creds(b, frozenset())) as tb:
+        for _ in range(5):
+            await asyncio.gather(
+                ta.dial(endpoint_of(tb), b.ident.peer_id), tb.dial(endpoint_of(ta), a.ident.peer_id)
+            )
+            await eventually(lambda: ta.health().connections == 1 and tb.health().connections == 1)
+            assert ta.peers() == (b.ident.peer_id,) and tb.peers() == (a.ident.peer_id,)
+            await ta.send(b.ident.peer_id, Frame(1, b"over the one that survived"))
+            got = await next_event(tb, MessageReceived)
+            assert got == MessageReceived(a.ident.peer_id, Frame(1, b"over the one that survived"))
+            await ta.disconnect(b.ident.peer_id)
+            await eventually(lambda: ta.health().connections == 0 and tb.health().connections == 0)
