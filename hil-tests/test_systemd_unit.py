@@ -36,8 +36,27 @@ def test_frozen_node_is_killed_by_the_watchdog_and_restarted(fresh_target: Targe
     assert after.restarts == 1
     journal = fresh_target.check(["journalctl", "--no-pager", "-o", "cat", "-u", UNIT])
     assert "Failed with result 'watchdog'" in journal
+    # systemd follows its SIGABRT with SIGCONT, so even a stopped node dumps where it was.
+    assert "Fatal Python error: Aborted" in journal
     # The restarted node serves again.
     assert fresh_target.status()["peer_id"]
+
+
+@pytest.mark.timeout(120)
+def test_aborted_node_leaves_its_python_traceback_in_the_journal_and_is_restarted(
+    fresh_target: Target,
+) -> None:
+    # SIGABRT is what the watchdog sends a node whose loop is blocked (and still running).
+    before = fresh_target.wait_ready()
+    fresh_target.check(["kill", "-ABRT", str(before.main_pid)])
+    after = fresh_target.wait_unit(
+        lambda s: s.ready and s.main_pid != before.main_pid, "restart after SIGABRT", timeout=90
+    )
+    assert after.restarts == 1
+    journal = fresh_target.check(["journalctl", "--no-pager", "-o", "cat", "-u", UNIT])
+    # faulthandler (PYTHONFAULTHANDLER=1 in the unit): where every thread was, for the post-mortem.
+    assert "Fatal Python error: Aborted" in journal
+    assert "node/cli.py" in journal
 
 
 def test_node_runs_as_its_own_user_with_systemd_directories(target: Target) -> None:
