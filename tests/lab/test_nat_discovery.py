@@ -200,7 +200,10 @@ def plain_servers(nat_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Ite
         for port in (47474, 47475):
             tmp = tmp_path_factory.mktemp(f"node-{port}")
             config = tmp / "node.toml"
-            config.write_text(f'[node]\nlisten_address = "{address}"\nudp_port = {port}\n')
+            # TCP-TLS on a free port: its default (47475) is the second node's UDP port here.
+            config.write_text(
+                f'[node]\nlisten_address = "{address}"\nudp_port = {port}\n[tcp_tls]\nport = 0\n'
+            )
             proc = nat_lab.popen(
                 "O1",
                 [*NODE, "run", "--config", str(config), "--state-dir", str(tmp / "state"),
