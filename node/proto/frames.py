@@ -17,6 +17,7 @@ next frame boundary): the decoder stays broken and the connection must close.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import NoReturn
@@ -74,16 +75,18 @@ _KINDS = {int(k): k for k in FrameKind}
 class FrameDecoder:
     """Feed stream bytes, get complete frames.
 
-    The receive buffer holds at most one incomplete frame, as the pieces that arrived: nothing
-    is copied until the frame is complete (then the pieces are joined once), so a large frame
-    spread over many reads costs one join and one payload copy, not one copy per read.
+    The receive buffer is the list of reads not yet consumed (and an offset into the first):
+    nothing is copied while a frame is incomplete, and each payload is copied exactly once, out
+    of however many reads it spans. The held bytes never exceed one frame plus one read, since a
+    header above the limit is refused before its payload is waited for.
     """
 
     def __init__(self, max_message: int) -> None:
         self.max_message = max_message
-        self._pieces: list[bytes] = []
-        self._held = 0  # bytes in _pieces
-        self._wanted = HEADER_SIZE  # bytes needed before the held frame can be parsed further
+        self._pieces: deque[bytes] = deque()
+        self._offset = 0  # consumed bytes of _pieces[0]
+        self._held = 0  # unconsumed bytes in _pieces
+        self._wanted = HEADER_SIZE  # held bytes needed before parsing can go on
         self._broken: FrameError | None = None
 
     @property
@@ -94,39 +97,71 @@ class FrameDecoder:
         """Every frame completed by ``data`` in order; raises FrameError on a framing error."""
         if self._broken is not None:
             raise FrameError(FrameErrorReason.BROKEN, str(self._broken))
-        if self._pieces:
+        if data:
             self._pieces.append(data)
             self._held += len(data)
-            if self._held < self._wanted:
-                return []  # still incomplete: nothing copied
-            data = b"".join(self._pieces)
-            self._pieces.clear()
         frames: list[RawFrame] = []
-        offset, end = 0, len(data)
-        view = memoryview(data)  # a slice of a view copies once
         try:
-            while True:
-                if end - offset < HEADER_SIZE:
-                    self._wanted = HEADER_SIZE
-                    break
-                length, kind, priority, message_id = HEADER.unpack_from(data, offset)
+            while self._held >= self._wanted:
+                length, kind, priority, message_id = HEADER.unpack(self._peek_header())
                 frame_kind = self._check(length, kind, priority)
-                start = offset + HEADER_SIZE
-                stop = start + length
-                if stop > end:
-                    self._wanted = HEADER_SIZE + length
+                total = HEADER_SIZE + length
+                if self._held < total:
+                    self._wanted = total
                     break
-                frames.append(RawFrame(frame_kind, priority, message_id, bytes(view[start:stop])))
-                offset = stop
-            self._held = end - offset
-            if self._held:
-                self._pieces.append(bytes(view[offset:]) if offset else data)
-        finally:
-            view.release()
-            if self._broken is not None:
-                self._pieces.clear()  # nothing after a framing error is worth keeping
-                self._held = 0
+                self._skip(HEADER_SIZE)
+                frames.append(RawFrame(frame_kind, priority, message_id, self._take(length)))
+                self._wanted = HEADER_SIZE
+        except FrameError:
+            self._pieces.clear()  # nothing after a framing error is worth keeping
+            self._held = self._offset = 0
+            raise
         return frames
+
+    def _peek_header(self) -> bytes | memoryview:
+        first, offset = self._pieces[0], self._offset
+        if len(first) - offset >= HEADER_SIZE:
+            return memoryview(first)[offset : offset + HEADER_SIZE]
+        out = bytearray()  # a header split across reads: rare, and 14 bytes
+        for piece in self._pieces:
+            out += memoryview(piece)[offset:]
+            offset = 0
+            if len(out) >= HEADER_SIZE:
+                break
+        return bytes(out[:HEADER_SIZE])
+
+    def _skip(self, size: int) -> None:
+        self._held -= size
+        while size:
+            first = self._pieces[0]
+            left = len(first) - self._offset
+            if size < left:
+                self._offset += size
+                return
+            size -= left
+            self._pieces.popleft()
+            self._offset = 0
+
+    def _take(self, size: int) -> bytes:
+        """The next ``size`` bytes as one new bytes object (the only copy a payload costs)."""
+        if not size:
+            return b""
+        first, offset = self._pieces[0], self._offset
+        if len(first) - offset >= size:
+            out = first[offset : offset + size] if offset or size != len(first) else first
+            self._skip(size)
+            return out
+        views: list[memoryview] = []
+        need = size
+        for piece in self._pieces:
+            part = memoryview(piece)[offset : offset + need]
+            views.append(part)
+            need -= len(part)
+            offset = 0
+            if not need:
+                break
+        self._skip(size)
+        return b"".join(views)
 
     def _check(self, length: int, kind: int, priority: int) -> FrameKind:
         frame_kind = _KINDS.get(kind)
