@@ -126,9 +126,9 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     except configuration.ConfigError as exc:
         return _fail(f"config error: {exc}", EXIT_USAGE)
     if args.json:
-        print(json.dumps(configuration.to_dict(cfg)))
+        print(json.dumps(configuration.to_dict(cfg, redact=not args.show_secrets)))
     else:
-        sys.stdout.write(configuration.to_toml(cfg))
+        sys.stdout.write(configuration.to_toml(cfg, redact=not args.show_secrets))
     return EXIT_OK
 
 
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = cfg_sub.add_parser("show", help="print the effective configuration")
     show.add_argument("--config", type=Path)
     show.add_argument("--json", action="store_true")
+    show.add_argument("--show-secrets", action="store_true", help="print passwords and shared secrets")
     show.set_defaults(func=cmd_config_show)
 
     register_identity(sub)

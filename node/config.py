@@ -49,11 +49,17 @@ class Rule:
     doc: str
     minimum: float | None = None
     maximum: float | None = None
+    secret: bool = False  # a credential: ``config show`` prints it only when asked to
 
 
-def _rule(doc: str, *, minimum: float | None = None, maximum: float | None = None) -> dict[str, Rule]:
+REDACTED = "<redacted>"
+
+
+def _rule(
+    doc: str, *, minimum: float | None = None, maximum: float | None = None, secret: bool = False
+) -> dict[str, Rule]:
     # dataclasses.field(metadata=...) takes a mapping; the rule inside it is typed.
-    return {"rule": Rule(doc, minimum, maximum)}
+    return {"rule": Rule(doc, minimum, maximum, secret)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +166,14 @@ class TurnSection:
     username: str = field(
         default="", metadata=_rule("long-term username; with shared_secret, the user part of the REST name")
     )
-    password: str = field(default="", metadata=_rule("long-term password ('' with shared_secret)"))
+    password: str = field(
+        default="", metadata=_rule("long-term password ('' with shared_secret)", secret=True)
+    )
     shared_secret: str = field(
-        default="", metadata=_rule("TURN REST API shared secret: ephemeral credentials instead of a password")
+        default="",
+        metadata=_rule(
+            "TURN REST API shared secret: ephemeral credentials instead of a password", secret=True
+        ),
     )
     credential_ttl_s: int = field(
         default=86400, metadata=_rule("lifetime of REST API credentials", minimum=60, maximum=30 * 86400)
@@ -408,28 +419,36 @@ def parse_host_port(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def to_toml(config: Config) -> str:
-    """The effective configuration as TOML, each key with its documentation as a comment."""
+def to_toml(config: Config, *, redact: bool = False) -> str:
+    """The effective configuration as TOML, each key with its documentation as a comment.
+    With ``redact``, a set credential reads as ``REDACTED`` (for printing, not for parsing back)."""
     lines: list[str] = []
     for section_field in fields(config):
         section = getattr(config, section_field.name)
         lines.append(f"[{section_field.name}]")
         for f in fields(section):
             lines.append(f"# {f.metadata['rule'].doc}")
-            lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+            lines.append(f"{f.name} = {_toml_value(_shown(section, f.name, f.metadata['rule'], redact))}")
         lines.append("")
     return "\n".join(lines)
 
 
-def to_dict(config: Config) -> dict[str, dict[str, Any]]:
+def to_dict(config: Config, *, redact: bool = False) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for section_field in fields(config):
         section = getattr(config, section_field.name)
         out[section_field.name] = {
-            f.name: (list(v) if isinstance(v := getattr(section, f.name), tuple) else v)
+            f.name: (
+                list(v) if isinstance(v := _shown(section, f.name, f.metadata["rule"], redact), tuple) else v
+            )
             for f in fields(section)
         }
     return out
+
+
+def _shown(section: object, name: str, rule: Rule, redact: bool) -> Any:
+    value = getattr(section, name)
+    return REDACTED if redact and rule.secret and value else value
 
 
 def _toml_value(value: Any) -> str:

@@ -123,6 +123,17 @@ def test_config_show_prints_effective_config_as_one_json_document(tmp_path: Path
     assert "retries = 5" in toml_out.stdout
 
 
+def test_config_show_hides_credentials_unless_asked(tmp_path: Path) -> None:
+    cfg = tmp_path / "turn.toml"
+    cfg.write_text(
+        '[turn]\nservers = ["turn:203.0.113.10"]\nusername = "u"\nshared_secret = "s3cret-value"\n'
+    )
+    for extra in ((), ("--json",)):
+        assert "s3cret-value" not in cli("config", "show", "--config", str(cfg), *extra).stdout
+    shown = cli("config", "show", "--config", str(cfg), "--json", "--show-secrets")
+    assert json.loads(shown.stdout)["turn"]["shared_secret"] == "s3cret-value"
+
+
 def test_second_node_on_the_same_runtime_dir_refuses(running_node: RunningNode, tmp_path: Path) -> None:
     config = tmp_path / "second.toml"
     config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n[tcp_tls]\nport = 0\n')

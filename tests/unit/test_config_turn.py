@@ -54,3 +54,15 @@ def test_rest_credentials_follow_the_turn_rest_api() -> None:
 
 
 EXPECTED = "Cd/49soE35ICqcJF/bCTn8Z4OyE="
+
+
+def test_printing_redacts_set_credentials_only() -> None:
+    cfg = c.parse('[turn]\nservers = ["turn:203.0.113.10"]\nusername = "u"\npassword = "hunter2"\n')
+    shown = c.to_toml(cfg, redact=True)
+    assert "hunter2" not in shown
+    assert f'password = "{c.REDACTED}"' in shown
+    assert 'shared_secret = ""' in shown  # unset: nothing to hide, and '' says so
+    as_dict = c.to_dict(cfg, redact=True)
+    assert as_dict["turn"]["password"] == c.REDACTED
+    assert as_dict["turn"]["username"] == "u"
+    assert c.to_dict(cfg)["turn"]["password"] == "hunter2"
