@@ -137,7 +137,6 @@ class TcpTlsTransport(Transport):
         self._tasks: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._links: dict[PeerId, TlsLink] = {}
-        self._pending: set[socket.socket] = set()  # accepted, not yet authenticated
         self._wanted: dict[PeerId, IpEndpoint] = {}  # connect()ed peers the health loop restores
         self._breakers: dict[IpEndpoint, CircuitBreaker] = {}
         self._in_use = 0
@@ -203,8 +202,6 @@ class TcpTlsTransport(Transport):
             for task in self._task_set:
                 task.cancel()
             await tasks.__aexit__(None, None, None)
-        for sock in list(self._pending):
-            sock.close()
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -263,7 +260,6 @@ class TcpTlsTransport(Transport):
             self._refusing -= 1
 
     async def _serve(self, conn: socket.socket) -> None:
-        self._pending.add(conn)
         try:
             try:
                 link = await accept(conn, self.creds, self.settings.link)
@@ -271,8 +267,6 @@ class TcpTlsTransport(Transport):
                 self._handshake_failures[exc.trust] += 1
                 log.info("refused TCP-TLS client: %s", exc)
                 return
-            finally:
-                self._pending.discard(conn)
             if self._register(link):
                 await self._run_link(link)
         finally:
@@ -443,6 +437,17 @@ class TcpTlsTransport(Transport):
         )
         for link in idle[: max(0, len(idle) - self.settings.pool_size)]:
             link.close(CloseReason.CLOSED)
+        # Forget breakers with nothing to remember (closed, no failures) for remotes not in use.
+        in_use = {link.endpoint for link in self._links.values()} | set(self._wanted.values())
+        for endpoint, breaker in list(self._breakers.items()):
+            snap = breaker.snapshot(now)
+            clean = (
+                snap.state is BreakerState.CLOSED
+                and not snap.consecutive_failures
+                and not snap.calls_in_flight
+            )
+            if clean and endpoint not in in_use:
+                del self._breakers[endpoint]
         breakers_ok = all(b.state(now) is BreakerState.CLOSED for b in self._breakers.values())
         self.state = TransportState.READY if breakers_ok else TransportState.DEGRADED
 
