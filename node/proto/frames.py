@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from node.errors import RemoteError
 
@@ -57,8 +56,10 @@ class FrameError(RemoteError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class RawFrame:
+class RawFrame(NamedTuple):
+    """One decoded frame. A NamedTuple, not a frozen dataclass: one is made per message, and a
+    tuple is built in C while a frozen dataclass sets each field through object.__setattr__."""
+
     kind: FrameKind
     priority: int
     message_id: int
