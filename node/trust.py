@@ -182,17 +182,29 @@ class TrustPolicy:
         if self.mode is not TrustMode.FLEET_CA:
             return certs.self_signed(identity)
         if cert_file is None:
-            raise TrustConfigError("fleet CA mode needs the node certificate (tls.cert_file)")
+            raise TrustConfigError("fleet CA mode needs the node certificate (tcp_tls.cert_file)")
         try:
             cert = certs.load_certificate(cert_file)
-        except certs.CertError as exc:
+            parsed = certs.parse_node_certificate(cert.public_bytes(serialization.Encoding.DER))
+        except (certs.CertError, certs.CertParseError) as exc:
             raise TrustConfigError(f"node certificate: {exc}") from exc
-        parsed = certs.parse_node_certificate(cert.public_bytes(serialization.Encoding.DER))
         if parsed.public_key != identity.public_key:
             raise TrustConfigError(f"{cert_file} is for peer {parsed.key_peer_id}, not this node's key")
         assert self.ca is not None
         if not certs.signed_by(cert, self.ca):
             raise TrustConfigError(f"{cert_file} is not signed by the configured fleet CA")
+        # Not fatal: a board without a real-time clock may start before NTP has set the time.
+        now = datetime.datetime.now(datetime.UTC)
+        if now > cert.not_valid_after_utc:
+            log.warning(
+                "node certificate %s expired on %s: peers will refuse it", cert_file, cert.not_valid_after_utc
+            )
+        elif now < cert.not_valid_before_utc:
+            log.warning(
+                "node certificate %s is valid only from %s (is the clock set?)",
+                cert_file,
+                cert.not_valid_before_utc,
+            )
         return cert
 
     # -- checks ----------------------------------------------------------------------------

@@ -134,3 +134,28 @@ def test_policy_modes_from_settings_and_misuse(tmp_path: object) -> None:
         TrustPolicy.from_settings(TrustSettings(base / "missing.crt", None, frozenset(), True))
     with pytest.raises(TrustConfigError):
         TrustPolicy(TrustMode.PINNED)
+
+
+def test_own_certificate_must_be_ours_and_from_the_ca(
+    tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pathlib import Path
+
+    from node.trust import TrustConfigError
+
+    base = Path(str(tmp_path))
+    ca, other = certs.make_ca(), certs.make_ca()
+    me = make_identity(1)
+    policy = TrustPolicy(TrustMode.FLEET_CA, ca=ca.certificate)
+    path = base / "node.crt"
+    for cert in (certs.issue(ca, make_identity(2).public_key), certs.issue(other, me.public_key)):
+        path.write_bytes(certs.cert_pem(cert))
+        with pytest.raises(TrustConfigError):
+            policy.own_certificate(me, path)
+    path.write_bytes(b"not a certificate")
+    with pytest.raises(TrustConfigError):
+        policy.own_certificate(me, path)
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
+    path.write_bytes(certs.cert_pem(certs.issue(ca, me.public_key, days=1, now=past)))
+    assert policy.own_certificate(me, path).not_valid_after_utc < datetime.datetime.now(datetime.UTC)
+    assert "expired" in caplog.text
