@@ -83,13 +83,15 @@ class TcpTlsMetrics:
     """Counters beyond TransportHealth: why handshakes failed, what we refused, why links closed."""
 
     handshakes: int
-    handshake_failures: tuple[tuple[TrustReason | None, int], ...]
+    # by the trust reason when the peer's identity failed, else by the transport reason
+    # (CONNECT_TIMEOUT for a client that never finished, CONNECT_FAILED, ...)
+    handshake_failures: tuple[tuple[TrustReason | TransportReason, int], ...]
     refused: tuple[tuple[CloseReason, int], ...]
     closed: tuple[tuple[CloseReason, int], ...]
     pool_reuses: int
     latency_samples: tuple[float, ...]
 
-    def failures(self, reason: TrustReason | None) -> int:
+    def failures(self, reason: TrustReason | TransportReason) -> int:
         return dict(self.handshake_failures).get(reason, 0)
 
     def refusals(self, reason: CloseReason) -> int:
@@ -146,7 +148,7 @@ class TcpTlsTransport(Transport):
         self.state = TransportState.STOPPED
         self._samples: deque[float] = deque(maxlen=settings.performance_samples)
         self._handshakes = 0
-        self._handshake_failures: Counter[TrustReason | None] = Counter()
+        self._handshake_failures: Counter[TrustReason | TransportReason] = Counter()
         self._refused: Counter[CloseReason] = Counter()
         self._closed: Counter[CloseReason] = Counter()
         self._pool_reuses = 0
@@ -264,7 +266,7 @@ class TcpTlsTransport(Transport):
             try:
                 link = await accept(conn, self.creds, self.settings.link)
             except TlsPeerError as exc:
-                self._handshake_failures[exc.trust] += 1
+                self._handshake_failures[exc.trust or exc.reason] += 1
                 log.info("refused TCP-TLS client: %s", exc)
                 return
             if self._register(link):
@@ -368,7 +370,7 @@ class TcpTlsTransport(Transport):
             link = await dial(endpoint, expected, self.creds, self.settings.link)
         except TlsPeerError as exc:
             breaker.record_failure(self._now())
-            self._handshake_failures[exc.trust] += 1
+            self._handshake_failures[exc.trust or exc.reason] += 1
             self._release_slot()
             raise
         except BaseException:

@@ -136,3 +136,22 @@ async def test_an_oversized_frame_or_garbage_cuts_off_only_that_client(tmp_path:
         assert good.ident.peer_id in ts.peers()
         good_link.close()
         await good_run
+
+
+async def test_silent_clients_hold_slots_only_until_the_handshake_timeout(tmp_path: Path) -> None:
+    server, good = new_node(tmp_path, "server"), new_node(tmp_path, "good")
+    async with transport(pinned_creds(server, frozenset()), max_connections=2, handshake_timeout=0.5) as ts:
+        target = endpoint_of(ts)
+        silent = [await asyncio.open_connection(str(target.ip), target.port) for _ in range(2)]
+        await eventually(lambda: ts.health().connections == 2)
+        # Full: a third client is refused at once, not queued.
+        with pytest.raises(TlsPeerError) as full:
+            await dial(target, None, pinned_creds(good, frozenset()), ts.settings.link)
+        assert full.value.reason in (TransportReason.TOO_MANY_CONNECTIONS, TransportReason.CONNECT_FAILED)
+        # The silent ones time out and give their slots back; the good client gets in.
+        await eventually(lambda: ts.health().connections == 0)
+        link = await dial(target, None, pinned_creds(good, frozenset()), ts.settings.link)
+        link.close()
+        assert ts.metrics().failures(TransportReason.CONNECT_TIMEOUT) == 2
+        for _, writer in silent:
+            writer.close()

@@ -76,9 +76,12 @@ def transport(
     port: int = 0,
     pool_size: int = 20,
     breaker: BreakerSection | None = None,
+    handshake_timeout: float = 10.0,
 ) -> TcpTlsTransport:
     settings = TcpTlsSettings(
-        LinkSettings(max_message=max_message, connect_timeout=connect_timeout, handshake_timeout=10.0),
+        LinkSettings(
+            max_message=max_message, connect_timeout=connect_timeout, handshake_timeout=handshake_timeout
+        ),
         max_connections=max_connections,
         pool_size=pool_size,
         health_check_interval=health_check_interval,
