@@ -391,12 +391,15 @@ class TcpTlsTransport(Transport):
             self._release_slot()
 
     async def send(self, peer: PeerId, frame: Frame) -> None:
-        self.check_size(frame)
+        # The hot path: no coroutine below this one unless the socket needs draining.
+        if len(frame.payload) > self.capabilities.max_message_size:
+            self.check_size(frame)  # raises the typed error
         link = self._links.get(peer)
         if link is None or link.core.closed:
             self._send_failures += 1
             raise TransportUsageError(TransportReason.NOT_CONNECTED, f"no TCP-TLS connection to {peer}")
-        await link.send(frame.message_id, int(frame.priority), frame.payload)
+        if link.queue(frame.message_id, frame.priority, frame.payload):
+            await link.writer.drain()
 
     async def ping(self, peer: PeerId) -> float:
         link = self._links.get(peer)

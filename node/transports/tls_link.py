@@ -152,7 +152,7 @@ def _set_keepalive(writer: asyncio.StreamWriter, idle: float) -> None:
 
 
 class TlsLink:
-    """An authenticated connection. ``run`` pumps it until it closes; ``send`` queues a frame."""
+    """An authenticated connection. ``run`` pumps it until it closes; ``queue`` sends a frame."""
 
     def __init__(
         self,
@@ -184,9 +184,11 @@ class TlsLink:
         if chunks and not self.writer.is_closing():
             self.writer.writelines(chunks)
 
-    async def send(self, message_id: int, priority: int, payload: bytes) -> None:
-        """Queue a DATA frame. Frames queued in one turn of the event loop go out in one TLS
-        write (a write per frame costs a TLS record and a syscall each)."""
+    def queue(self, message_id: int, priority: int, payload: bytes) -> bool:
+        """Queue a DATA frame; True when the caller should ``await writer.drain()`` first.
+
+        Frames queued in one turn of the event loop go out in one TLS write (a write per frame
+        costs a TLS record and a syscall each)."""
         core = self.core
         core.send_data(message_id, priority, payload)
         self.messages_sent += 1
@@ -195,8 +197,7 @@ class TlsLink:
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._scheduled_flush)
-        if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
-            await self.writer.drain()
+        return self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
@@ -238,7 +239,7 @@ class TlsLink:
             while True:
                 event = core.next_event()
                 if event is not None:
-                    if isinstance(event, DataReceived):
+                    if type(event) is DataReceived:
                         self.messages_received += 1
                         pause = on_data(self, event)
                         if pause is not None:
