@@ -18,8 +18,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends \
+apt-get -o DPkg::Lock::Timeout=300 update -qq
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
     debootstrap qemu-user-static binfmt-support qemu-system-arm genimage dosfstools mtools \
     qemu-utils e2fsprogs zstd fdisk bmap-tools cpio python3-venv >/dev/null
 [ -x .venv/bin/python ] || { python3 -m venv .venv && .venv/bin/python -m pip install -q -e '.[test]'; }
