@@ -12,7 +12,6 @@ Figures (boot-to-READY under nspawn, the node's idle RSS) are printed at the end
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from hil import nspawn
 from hil.figures import FIGURES
-from hil.ssh import SshTarget
+from hil.machines import Machines
 from hil.target import Target
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,40 +83,6 @@ def testnet(pytestconfig: pytest.Config) -> Iterator[nspawn.TestNet | None]:
         yield net
     finally:
         net.close()
-
-
-class Machines:
-    """Boots nspawn machines (or hands out the ssh target) and powers them all off at the end."""
-
-    def __init__(self, request: pytest.FixtureRequest, testnet: nspawn.TestNet | None, workdir: Path) -> None:
-        self._request = request
-        self._net = testnet
-        self._workdir = workdir
-        self._booted: list[nspawn.NspawnMachine] = []
-
-    def get(self, spec: str, name: str) -> Target:
-        if spec == "nspawn":
-            rootfs = self._request.getfixturevalue("rootfs")
-            machine = nspawn.NspawnMachine(rootfs, name, self._workdir, self._net)
-            machine.__enter__()
-            self._booted.append(machine)
-            return machine
-        return SshTarget(spec, self._request.config.getoption("target_iface"))
-
-    @contextlib.contextmanager
-    def fresh(self, spec: str, name: str) -> Iterator[Target]:
-        if spec == "nspawn":
-            rootfs = self._request.getfixturevalue("rootfs")
-            with nspawn.NspawnMachine(rootfs, name, self._workdir, self._net) as machine:
-                yield machine
-            return
-        board = SshTarget(spec, self._request.config.getoption("target_iface"))
-        board.check(["systemctl", "restart", "bitcraps-node.service"])
-        yield board
-
-    def close(self) -> None:
-        while self._booted:
-            self._booted.pop().__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

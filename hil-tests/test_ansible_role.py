@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from hil import ansible_run
+from hil.machines import Machines
 from hil.nspawn import NspawnMachine
 from hil.target import NODE, UNIT, Target
 
@@ -37,7 +38,7 @@ def _ansible() -> None:
 
 
 @pytest.fixture(scope="module")
-def boards(machines: Any, pytestconfig: pytest.Config) -> Iterator[dict[str, Target]]:
+def boards(machines: Machines, pytestconfig: pytest.Config) -> Iterator[dict[str, Target]]:
     """Two boards: fresh nspawn machines, or the --target and --peer-target boards."""
     with (
         machines.fresh(pytestconfig.getoption("target"), "bcops-ans1") as one,

@@ -26,7 +26,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=300 update -qq
 apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
-    systemd systemd-container debootstrap util-linux iproute2 python3-venv ansible ansible-lint >/dev/null
+    systemd systemd-container debootstrap util-linux iproute2 openssh-client python3-venv ansible ansible-lint \
+    >/dev/null
 [ -x "$py" ] || { python3 -m venv .venv && "$py" -m pip install -q -e '.[test]'; }
 stage_end "ops: system packages"
 
@@ -59,8 +60,8 @@ stage "ops: the Ansible role against nspawn boards (nsenter connection)"
 $py -m pytest -q hil-tests/test_ansible_role.py "${hil[@]}"
 stage_end "ops: the Ansible role against nspawn boards (nsenter connection)"
 
-stage "ops: hil-tests (status, NAT discovery, link flap, ...)"
+stage "ops: hil-tests (status, NAT discovery, TCP-TLS ping, link flap, the SSH path)"
 $py -m pytest -q hil-tests --ignore=hil-tests/test_systemd_unit.py --ignore=hil-tests/test_ansible_role.py "${hil[@]}"
-stage_end "ops: hil-tests (status, NAT discovery, link flap, ...)"
+stage_end "ops: hil-tests (status, NAT discovery, TCP-TLS ping, link flap, the SSH path)"
 
 echo "=== ops stage took $((SECONDS - t0))s" >&2

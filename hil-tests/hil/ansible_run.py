@@ -70,8 +70,20 @@ def run_playbook(
         ANSIBLE_LOCAL_TEMP=str(workdir / "ansible-tmp"),
         ANSIBLE_HOME=str(workdir / "ansible-home"),
     )
+    wrappers = {t.wrapper for t in targets.values()}
+    if len(wrappers) != 1:
+        raise ValueError(f"targets reached in different ways: {wrappers}")
+    (wrapper,) = wrappers
     done = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory_path), "-e", f"@{vars_path}", str(ANSIBLE_DIR / playbook)],
+        [
+            *wrapper,
+            "ansible-playbook",
+            "-i",
+            str(inventory_path),
+            "-e",
+            f"@{vars_path}",
+            str(ANSIBLE_DIR / playbook),
+        ],
         cwd=ANSIBLE_DIR,
         env=env,
         capture_output=True,

@@ -77,6 +77,7 @@ class TestNet:
             self.close()
             raise
         self._next = 10
+        self._controller: str | None = None
 
     def attach(self, leader: int) -> tuple[str, str]:
         """A veth from the bridge to ``hil0`` inside the machine; returns (bridge-side name, address)."""
@@ -87,6 +88,14 @@ class TestNet:
         _ip("-n", self.ns, "link", "add", host_end, "type", "veth", *peer)
         _ip("-n", self.ns, "link", "set", host_end, "master", "br0", "up")
         return host_end, address
+
+    def controller_address(self) -> str:
+        """Give the bridge an address, so commands run in this namespace (``ip netns exec``)
+        reach the machines as a controller on their LAN would."""
+        if self._controller is None:
+            _ip("-n", self.ns, "address", "add", f"{SUBNET}.1/24", "dev", "br0")
+            self._controller = f"{SUBNET}.1"
+        return self._controller
 
     def set_link(self, host_end: str, up: bool) -> None:
         _ip("-n", self.ns, "link", "set", host_end, "up" if up else "down")

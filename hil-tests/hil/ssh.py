@@ -15,7 +15,15 @@ from hil.target import Target, TargetError
 class SshTarget(Target):
     """The board must accept key authentication (BatchMode) and, for a non-root user, sudo -n."""
 
-    def __init__(self, url: str, iface: str | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        iface: str | None,
+        ssh_options: Sequence[str] = (),
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        """``ssh_options``: more ``-o`` options (ssh's own config applies anyway); ``wrapper``: a
+        prefix for every command on this machine that reaches the board (e.g. ``ip netns exec``)."""
         parts = urlsplit(url)
         if parts.scheme != "ssh" or not parts.hostname:
             raise TargetError(f"{url}: expected ssh://user@host[:port]")
@@ -25,10 +33,13 @@ class SshTarget(Target):
         self.name = f"{self.user}@{self.host}"
         self.address = self.host
         self.test_iface = iface
+        self.ssh_options = tuple(ssh_options)
+        self.wrapper = tuple(wrapper)
 
     def run(self, argv: Sequence[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         remote = list(argv) if self.user == "root" else ["sudo", "-n", *argv]
-        command = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(self.port)]
+        command = [*self.wrapper, "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+        command += [*self.ssh_options, "-p", str(self.port)]
         command += [f"{self.user}@{self.host}", "--", shlex.join(remote)]
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -51,4 +62,5 @@ class SshTarget(Target):
             "ansible_port": self.port,
             "ansible_user": self.user,
             "ansible_become": self.user != "root",
+            "ansible_ssh_common_args": shlex.join(self.ssh_options),
         }

@@ -64,6 +64,8 @@ class Target(ABC):
 
     # The interface flap_link takes down (None: this target has no link a test may flap).
     test_iface: str | None = None
+    # A prefix for commands on this machine that reach the target (ssh, ansible-playbook).
+    wrapper: tuple[str, ...] = ()
 
     @abstractmethod
     def flap_link(self, down_s: float, while_down: Callable[[], None] | None = None) -> None:
