@@ -16,7 +16,7 @@ from node.transports.base import IpEndpoint, TransportReason
 from node.transports.tcp_tls import REFUSING_MAX
 from node.transports.tls_link import LinkSettings, TlsLink, TlsPeerError, dial
 from node.trust import TrustReason
-from tests.socket.nodeproc import start_node
+from tests.socket.nodeproc import RunningNode, start_node
 from tests.socket.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
 
 SETTINGS = LinkSettings(connect_timeout=20.0, handshake_timeout=20.0)
@@ -47,6 +47,13 @@ async def ping_once(link: TlsLink) -> float:
 @pytest.mark.timeout(120)
 async def test_150_clients_100_served_the_rest_refused_and_memory_bounded(tmp_path: Path) -> None:
     node = start_node(tmp_path)
+    try:
+        await _limit_scenario(node, tmp_path)
+    finally:
+        node.kill()  # whatever failed above, the daemon does not outlive the test
+
+
+async def _limit_scenario(node: RunningNode, tmp_path: Path) -> None:
     assert node.tls_port is not None
     target = IpEndpoint(ipaddress.ip_address("127.0.0.1"), node.tls_port)
     # 150 distinct peers (one connection per peer: a newer one to the same peer replaces the older).
@@ -81,20 +88,17 @@ async def test_150_clients_100_served_the_rest_refused_and_memory_bounded(tmp_pa
     finally:
         for link in links:
             link.close()
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    newcomer = await dial(target, node.peer_id, creds, SETTINGS)
-                    break
-                except TlsPeerError as exc:
-                    assert exc.reason is TransportReason.TOO_MANY_CONNECTIONS  # slots still draining
-                    await asyncio.sleep(0.1)
-        newcomer.close()
-        # Nothing leaked: refused and closed connections gave their descriptors back.
-        await eventually(lambda: len(os.listdir(f"/proc/{node.proc.pid}/fd")) <= fds_before + 2)
-    finally:
-        node.kill()
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                newcomer = await dial(target, node.peer_id, creds, SETTINGS)
+                break
+            except TlsPeerError as exc:
+                assert exc.reason is TransportReason.TOO_MANY_CONNECTIONS  # slots still draining
+                await asyncio.sleep(0.1)
+    newcomer.close()
+    # Nothing leaked: refused and closed connections gave their descriptors back.
+    await eventually(lambda: len(os.listdir(f"/proc/{node.proc.pid}/fd")) <= fds_before + 2)
 
 
 async def test_an_oversized_frame_or_garbage_cuts_off_only_that_client(tmp_path: Path) -> None:
