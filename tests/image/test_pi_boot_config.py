@@ -80,6 +80,10 @@ def test_cmdline_names_the_root_partition_of_this_image(
     assert roots == [f"PARTUUID={table.partuuid(2)}"]
     assert "rootwait" in args
     assert any(a.startswith("console=") for a in args)
+    if "console=ttyS1,115200" in args:
+        # The Pi 3/4 serial console is the mini UART (the PL011 drives Bluetooth): it needs
+        # enable_uart=1, which also pins the core clock its baud rate depends on.
+        assert _setting(_config(boot_fat), "enable_uart") == "1"
     assert diskimage.ext4_label(root_ext4) == ROOT_LABEL
 
 

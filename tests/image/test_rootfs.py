@@ -89,6 +89,14 @@ def test_pi_bluetooth_and_wifi_firmware(root_ext4: Path, name: str) -> None:
     assert name in diskimage.ext4_list(root_ext4, "/usr/lib/firmware/brcm")
 
 
+def test_kernel_drives_the_pi_bluetooth_uart(root_ext4: Path) -> None:
+    # The on-board controller hangs off the PL011 as a serdev device: hci_uart attaches it and
+    # btbcm loads the .hcd patch above.
+    (version,) = diskimage.ext4_list(root_ext4, "/usr/lib/modules")
+    drivers = diskimage.ext4_list(root_ext4, f"/usr/lib/modules/{version}/kernel/drivers/bluetooth")
+    assert {"hci_uart.ko", "btbcm.ko"} <= drivers
+
+
 def test_nothing_board_specific_is_baked_in(root_ext4: Path) -> None:
     assert diskimage.ext4_read(root_ext4, "/etc/machine-id").strip() == "uninitialized"
     assert not {n for n in diskimage.ext4_list(root_ext4, "/etc/ssh") if n.startswith("ssh_host_")}
