@@ -164,10 +164,8 @@ def test_fleet_ca_certificates_signed_on_the_controller_let_boards_ping(
     assert all(recap.changed == 0 for recap in again.recap.values()), again.output[-4000:]
 
 
-@pytest.fixture(scope="module")
-def upgrade_wheelhouse(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheelhouse with the node's wheel replaced by the same code at the next micro version."""
-    work = tmp_path_factory.mktemp("upgrade")
+def _bumped_wheelhouse(wheelhouse: Path, work: Path, steps: int) -> Path:
+    """The wheelhouse with the node's wheel replaced by the same code ``steps`` micro versions on."""
     source = work / "src"
     for name in ("node", "bluez", "netlink"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -177,7 +175,7 @@ def upgrade_wheelhouse(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactor
     release = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", current)
     assert release is not None, current
     major, minor, micro = (int(part or 0) for part in release.groups())
-    bumped = f"{major}.{minor}.{micro + 1}"
+    bumped = f"{major}.{minor}.{micro + steps}"
     for path in (source / "pyproject.toml", source / "node/__init__.py"):
         path.write_text(path.read_text().replace(f'"{current}"', f'"{bumped}"', 1))
     out = work / "wheelhouse"
@@ -194,6 +192,16 @@ def upgrade_wheelhouse(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactor
         shutil.copy(built, arch_dir)
     assert _wheel_version(out / "x86_64") == bumped
     return out
+
+
+@pytest.fixture(scope="module")
+def upgrade_wheelhouse(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _bumped_wheelhouse(wheelhouse, tmp_path_factory.mktemp("upgrade"), 1)
+
+
+@pytest.fixture(scope="module")
+def second_upgrade_wheelhouse(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _bumped_wheelhouse(wheelhouse, tmp_path_factory.mktemp("upgrade2"), 2)
 
 
 def test_rolling_upgrade_one_board_at_a_time_waiting_for_ready(
@@ -216,6 +224,35 @@ def test_rolling_upgrade_one_board_at_a_time_waiting_for_ready(
     again = ansible_run.run_playbook("upgrade.yml", boards, _vars(upgrade_wheelhouse, config), tmp_path)
     assert again.returncode == 0
     assert all(recap.changed == 0 for recap in again.recap.values()), again.output[-4000:]
+
+
+def test_rolling_upgrade_stops_at_the_first_failing_board_and_a_fixed_run_finishes_it(
+    boards: dict[str, Target], upgrade_wheelhouse: Path, second_upgrade_wheelhouse: Path, tmp_path: Path
+) -> None:
+    good = {"node": {"software": "bitcraps-node hil-ansible"}}
+    converge = ansible_run.run_playbook("site.yml", boards, _vars(upgrade_wheelhouse, good), tmp_path)
+    assert converge.returncode == 0, converge.output[-4000:]
+    before = {name: board.wait_ready() for name, board in boards.items()}
+    config_2 = boards["board2"].check(["cat", "/etc/bitcraps/node.toml"])
+
+    bad = {"node": {"software": "bitcraps-node hil-ansible", "udp_port": -1}}
+    run = ansible_run.run_playbook("upgrade.yml", boards, _vars(second_upgrade_wheelhouse, bad), tmp_path)
+    assert run.returncode != 0
+    assert run.recap["board1"].failed == 1
+    # max_fail_percentage: 0 with serial: 1 -- board2 was never touched.
+    assert "board2" not in run.recap
+    assert boards["board2"].check(["cat", "/etc/bitcraps/node.toml"]) == config_2
+    for name, board in boards.items():
+        after = board.unit()
+        assert (after.main_pid, after.active) == (before[name].main_pid, "active"), name
+
+    # board1 got the new package before its config failed, and nothing restarted it. A run with
+    # the config fixed (so the config file does not change) must still get it running the new version.
+    fixed = ansible_run.run_playbook("upgrade.yml", boards, _vars(second_upgrade_wheelhouse, good), tmp_path)
+    assert fixed.returncode == 0, fixed.output[-4000:]
+    new_version = _wheel_version(second_upgrade_wheelhouse / "x86_64")
+    for board in boards.values():
+        assert board.status()["version"] == new_version
 
 
 def _wheel_version(directory: Path) -> str:
