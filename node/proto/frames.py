@@ -19,15 +19,16 @@ from __future__ import annotations
 import struct
 from collections import deque
 from enum import Enum, IntEnum
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn, TypeAlias
 
 from node.errors import RemoteError
+from node.transports.base import Frame, Priority, make_frame
 
 HEADER = struct.Struct("!IBBQ")
 HEADER_SIZE = HEADER.size
 CONTROL_MAX = 4096  # the largest control payload (a PROOF with a node certificate: ~600 bytes)
 MAX_MESSAGE_ID = (1 << 64) - 1
-PRIORITIES = 4  # node.transports.base.Priority has values 0..3
+PRIORITIES = len(Priority)  # node.transports.base.Priority has values 0..3
 
 
 class FrameKind(IntEnum):
@@ -57,8 +58,8 @@ class FrameError(RemoteError):
 
 
 class RawFrame(NamedTuple):
-    """One decoded frame. A NamedTuple, not a frozen dataclass: one is made per message, and a
-    tuple is built in C while a frozen dataclass sets each field through object.__setattr__."""
+    """One decoded control frame (every kind but DATA). A NamedTuple, not a frozen dataclass:
+    a tuple is built in C while a frozen dataclass sets each field through object.__setattr__."""
 
     kind: FrameKind
     priority: int
@@ -66,24 +67,37 @@ class RawFrame(NamedTuple):
     payload: bytes
 
 
+Decoded: TypeAlias = Frame | RawFrame
+"""What the decoder yields: a DATA frame as the Transport interface's Frame, the rest as RawFrame."""
+
+
 def encode(kind: FrameKind, payload: bytes = b"", message_id: int = 0, priority: int = 0) -> bytes:
     return HEADER.pack(len(payload), kind, priority, message_id) + payload
 
 
 _KINDS = {int(k): k for k in FrameKind}
+_DATA = int(FrameKind.DATA)
+_PRIORITY = tuple(Priority)  # wire value -> Priority, without an enum call per message
+_UNPACK_FROM = HEADER.unpack_from
 
 
 class FrameDecoder:
     """Feed stream bytes, get complete frames.
 
-    The receive buffer is the list of reads not yet consumed (and an offset into the first):
-    nothing is copied while a frame is incomplete, and each payload is copied exactly once, out
-    of however many reads it spans. The held bytes never exceed one frame plus one read, since a
-    header above the limit is refused before its payload is waited for.
+    Each read is parsed in one pass in place (a header unpacked at an offset, the payload sliced
+    out: its one copy). Only a frame that spans reads is buffered, as the list of reads not yet
+    consumed and an offset into the first: nothing is copied while it is incomplete, and its
+    payload is copied exactly once, out of however many reads it spans. The held bytes never
+    exceed one frame plus one read, since a header above the limit is refused before its payload
+    is waited for.
+
+    A DATA frame comes out as ``node.transports.base.Frame`` (plain data, no I/O), the message
+    the transport hands to its consumer, so that a message is one object from the wire on.
     """
 
     def __init__(self, max_message: int) -> None:
         self.max_message = max_message
+        self.controls = 0  # control frames (RawFrame) in what the last feed returned
         self._pieces: deque[bytes] = deque()
         self._offset = 0  # consumed bytes of _pieces[0]
         self._held = 0  # unconsumed bytes in _pieces
@@ -94,30 +108,86 @@ class FrameDecoder:
     def buffered(self) -> int:
         return self._held
 
-    def feed(self, data: bytes) -> list[RawFrame]:
+    def feed(self, data: bytes) -> list[Decoded]:
         """Every frame completed by ``data`` in order; raises FrameError on a framing error."""
         if self._broken is not None:
             raise FrameError(FrameErrorReason.BROKEN, str(self._broken))
-        if data:
-            self._pieces.append(data)
-            self._held += len(data)
-        frames: list[RawFrame] = []
+        self.controls = 0
+        frames: list[Decoded] = []
+        if not data:
+            return frames
         try:
-            while self._held >= self._wanted:
-                length, kind, priority, message_id = HEADER.unpack(self._peek_header())
-                frame_kind = self._check(length, kind, priority)
-                total = HEADER_SIZE + length
-                if self._held < total:
-                    self._wanted = total
-                    break
-                self._skip(HEADER_SIZE)
-                frames.append(RawFrame(frame_kind, priority, message_id, self._take(length)))
-                self._wanted = HEADER_SIZE
+            if self._held:
+                rest = self._resume(data, frames)
+                if rest is None:
+                    return frames  # still inside a frame that spans reads
+                data, pos = rest
+            else:
+                pos = 0
+            self._parse(data, pos, frames)
         except FrameError:
             self._pieces.clear()  # nothing after a framing error is worth keeping
             self._held = self._offset = 0
             raise
         return frames
+
+    def _parse(self, buf: bytes, pos: int, frames: list[Decoded]) -> None:
+        """The one pass over a read from ``pos``: every whole frame in it, the tail kept."""
+        end = len(buf)
+        max_message = self.max_message
+        append = frames.append
+        while end - pos >= HEADER_SIZE:
+            length, kind, priority, message_id = _UNPACK_FROM(buf, pos)
+            start = pos + HEADER_SIZE
+            stop = start + length
+            if kind == _DATA and length <= max_message and priority < PRIORITIES:
+                if stop > end:
+                    break
+                append(make_frame(message_id, buf[start:stop], _PRIORITY[priority]))
+            else:
+                frame_kind = self._check(length, kind, priority)  # raises unless a valid control
+                if stop > end:
+                    break
+                append(RawFrame(frame_kind, priority, message_id, buf[start:stop]))
+                self.controls += 1
+            pos = stop
+        left = end - pos
+        if left:
+            self._pieces.append(buf)
+            self._offset = pos
+            self._held = left
+            # a whole header is there (and was checked): wait for its payload
+            self._wanted = HEADER_SIZE + length if left >= HEADER_SIZE else HEADER_SIZE
+
+    def _resume(self, data: bytes, frames: list[Decoded]) -> tuple[bytes, int] | None:
+        """Append ``data`` to the held reads and finish the frames that span them. The read and
+        the offset where the rest lies in it alone (for ``_parse``), or None when nothing is left to
+        parse (a frame still incomplete, or the reads used up exactly)."""
+        pieces = self._pieces
+        pieces.append(data)
+        self._held += len(data)
+        while self._held >= self._wanted:
+            if len(pieces) == 1:
+                offset = self._offset
+                pieces.clear()
+                self._held = self._offset = 0
+                self._wanted = HEADER_SIZE
+                return data, offset
+            length, kind, priority, message_id = HEADER.unpack(self._peek_header())
+            frame_kind = self._check(length, kind, priority)
+            total = HEADER_SIZE + length
+            if self._held < total:
+                self._wanted = total
+                return None
+            self._skip(HEADER_SIZE)
+            payload = self._take(length)
+            if frame_kind is FrameKind.DATA:
+                frames.append(make_frame(message_id, payload, _PRIORITY[priority]))
+            else:
+                frames.append(RawFrame(frame_kind, priority, message_id, payload))
+                self.controls += 1
+            self._wanted = HEADER_SIZE
+        return None
 
     def _peek_header(self) -> bytes | memoryview:
         first, offset = self._pieces[0], self._offset

@@ -29,9 +29,10 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Final
+from typing import Final, cast
 
 from node.errors import LocalError
 from node.proto.frames import (
@@ -44,6 +45,7 @@ from node.proto.frames import (
     RawFrame,
     encode,
 )
+from node.transports.base import Frame
 
 PROTOCOL_VERSION = 1
 NONCE_SIZE = 32
@@ -130,6 +132,8 @@ _ANY_LIVE = (
     _S.OPEN,
 )
 
+_OPEN = LinkState.OPEN
+
 TRANSITIONS: Final[dict[tuple[LinkState, LinkInput], LinkState]] = {
     (_S.START, _I.SEND_HELLO): _S.AWAIT_PROOF,
     (_S.AWAIT_HELLO, _I.RECV_HELLO): _S.HELLO_RECEIVED,
@@ -150,12 +154,11 @@ TRANSITIONS: Final[dict[tuple[LinkState, LinkInput], LinkState]] = {
     **{(s, _I.FAIL): _S.CLOSED for s in _ANY_LIVE},
 }
 
-_RECEIVED: Final[dict[FrameKind, LinkInput]] = {
+_RECEIVED: Final[dict[FrameKind, LinkInput]] = {  # control frames; DATA: receive_data
     FrameKind.HELLO: _I.RECV_HELLO,
     FrameKind.PROOF: _I.RECV_PROOF,
     FrameKind.ACCEPT: _I.RECV_ACCEPT,
     FrameKind.REFUSE: _I.RECV_REFUSE,
-    FrameKind.DATA: _I.RECV_DATA,
     FrameKind.PING: _I.RECV_PING,
     FrameKind.PONG: _I.RECV_PONG,
     FrameKind.CLOSE: _I.RECV_CLOSE,
@@ -191,9 +194,9 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class DataReceived:
-    message_id: int
-    priority: int
-    payload: bytes
+    """The DATA frames of one read, in order: one event per read, not per message."""
+
+    frames: Sequence[Frame]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +229,7 @@ class StreamLink:
         self.role = role
         self.state = LinkState.AWAIT_HELLO if role is Role.CLIENT else LinkState.START
         self.timing = timing
+        self.max_message = max_message
         self._decoder = FrameDecoder(max_message)
         self._out: list[bytes] = []
         self._events: deque[LinkEvent] = deque()
@@ -234,8 +238,12 @@ class StreamLink:
         self._pings: dict[int, float] = {}  # token -> when sent
         self._next_token = 1
         self.bytes_received = 0
-        self.bytes_sent = 0
         self.pending_bytes = 0  # queued, not yet taken by data_to_send
+        self._bytes_taken = 0  # taken by data_to_send
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._bytes_taken + self.pending_bytes
 
     @property
     def closed(self) -> bool:
@@ -251,7 +259,6 @@ class StreamLink:
 
     def _queue(self, data: bytes) -> None:
         self._out.append(data)
-        self.bytes_sent += len(data)
         self.pending_bytes += len(data)
 
     def _end(
@@ -277,6 +284,7 @@ class StreamLink:
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()
+        self._bytes_taken += self.pending_bytes
         self.pending_bytes = 0
         return out
 
@@ -286,6 +294,7 @@ class StreamLink:
         so that it is not copied once more (TLS makes a record per piece, so small pieces are
         worth joining and large ones are not)."""
         out, self._out = self._out, []
+        self._bytes_taken += self.pending_bytes
         self.pending_bytes = 0
         chunks: list[bytes] = []
         small: list[bytes] = []
@@ -326,17 +335,13 @@ class StreamLink:
         self._end(LinkInput.REFUSE, reason, FrameKind.REFUSE)
 
     def send_data(self, message_id: int, priority: int, payload: bytes) -> None:
-        if self.state is not LinkState.OPEN:
-            raise LinkUsageError(self.state, LinkInput.SEND_DATA)
-        if len(payload) > self._decoder.max_message:
-            # The peer would close on it; refuse locally instead (the transport checks first).
+        # A frame above max_message: the peer would close on it; refused locally instead.
+        if self.state is not _OPEN or len(payload) > self.max_message:
             raise LinkUsageError(self.state, LinkInput.SEND_DATA)
         out = self._out
         out.append(_HEADER_PACK(len(payload), _DATA, priority, message_id))
         out.append(payload)
-        size = HEADER_SIZE + len(payload)
-        self.bytes_sent += size
-        self.pending_bytes += size
+        self.pending_bytes += HEADER_SIZE + len(payload)
 
     def send_ping(self, now: float) -> int:
         self._move(LinkInput.SEND_PING)
@@ -367,22 +372,37 @@ class StreamLink:
             )
             self._end(LinkInput.FAIL, reason, FrameKind.CLOSE, frame_error=exc.reason)
             return
+        if not frames:
+            return
+        # TRANSITIONS allows RECV_DATA in OPEN only (OPEN -> OPEN): the DATA frames of a read
+        # go out as one event, and a read of DATA frames alone (the usual) is that event as is.
+        if not self._decoder.controls and self.state is LinkState.OPEN:
+            self._events.append(DataReceived(cast("list[Frame]", frames)))
+            return
+        batch: list[Frame] = []
         for frame in frames:
+            if isinstance(frame, Frame):
+                if (self.state, LinkInput.RECV_DATA) not in TRANSITIONS:
+                    self._end(LinkInput.FAIL, CloseReason.PROTOCOL_ERROR, FrameKind.CLOSE)
+                    return
+                batch.append(frame)
+                continue
+            if batch:  # the data before this control frame, in order
+                self._events.append(DataReceived(batch))
+                batch = []
             self._receive_frame(frame, now)
             if self.closed:
                 return
+        if batch:
+            self._events.append(DataReceived(batch))
 
     def _receive_frame(self, frame: RawFrame, now: float) -> None:
-        if frame.kind is _DATA and self.state is LinkState.OPEN:  # the hot path: TRANSITIONS allows it
-            self._events.append(DataReceived(frame.message_id, frame.priority, frame.payload))
-            return
+        """A control frame (DATA is batched by ``receive_data``)."""
         input_ = _RECEIVED[frame.kind]
         if (self.state, input_) not in TRANSITIONS:
             self._end(LinkInput.FAIL, CloseReason.PROTOCOL_ERROR, FrameKind.CLOSE)
             return
-        if frame.kind is FrameKind.DATA:
-            self._events.append(DataReceived(frame.message_id, frame.priority, frame.payload))
-        elif frame.kind is FrameKind.PING:
+        if frame.kind is FrameKind.PING:
             self._queue(encode(FrameKind.PONG, b"", frame.message_id))
         elif frame.kind is FrameKind.PONG:
             sent = self._pings.pop(frame.message_id, None)

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from types import TracebackType
-from typing import Self, TypeAlias
+from typing import Any, Self, TypeAlias
 
 from node.errors import LocalError, NodeError, RemoteError
 
@@ -123,6 +123,37 @@ class MessageReceived:
 
 
 TransportEvent: TypeAlias = PeerConnected | PeerDisconnected | MessageReceived
+
+
+# Receive hot paths build a Frame and a MessageReceived per message. A frozen dataclass's
+# __init__ is a Python frame that stores each field through object.__setattr__; these set the
+# slots directly (the same instance, about half the cost). Only for the field sets below: a test
+# keeps them equal to the dataclasses' fields.
+_new = object.__new__
+_FRAME_SET: Any = tuple(getattr(Frame, f).__set__ for f in ("message_id", "payload", "priority"))
+_MESSAGE_SET: Any = tuple(getattr(MessageReceived, f).__set__ for f in ("peer", "frame"))
+
+
+def make_frame(
+    message_id: int,
+    payload: bytes,
+    priority: Priority,
+    _set: tuple[Any, Any, Any] = _FRAME_SET,
+) -> Frame:
+    """``Frame(message_id, payload, priority)``, faster (see above)."""
+    frame: Frame = _new(Frame)
+    _set[0](frame, message_id)
+    _set[1](frame, payload)
+    _set[2](frame, priority)
+    return frame
+
+
+def make_message(peer: PeerId, frame: Frame, _set: tuple[Any, Any] = _MESSAGE_SET) -> MessageReceived:
+    """``MessageReceived(peer, frame)``, faster (see above)."""
+    message: MessageReceived = _new(MessageReceived)
+    _set[0](message, peer)
+    _set[1](message, frame)
+    return message
 
 
 @dataclass(frozen=True, slots=True)

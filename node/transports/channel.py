@@ -36,6 +36,14 @@ class EventChannel(Generic[T]):
             ready.set_result(None)
         return len(self._items) < self._limit
 
+    def offer_many(self, items: list[T]) -> bool:
+        """``offer`` for several items at once (the messages of one read)."""
+        self._items.extend(items)
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+        return len(self._items) < self._limit
+
     async def wait_for_space(self) -> None:
         while len(self._items) >= self._limit and not self._closed:
             if self._space is None or self._space.done():

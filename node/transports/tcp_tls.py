@@ -22,7 +22,7 @@ import logging
 import socket
 import statistics
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -30,18 +30,16 @@ from typing import Any, Self
 from node.config import BreakerSection
 from node.errors import LocalError, NodeError
 from node.proto.breaker import BreakerState, CircuitBreaker
-from node.proto.stream_link import CloseReason, DataReceived
+from node.proto.stream_link import CloseReason, LinkUsageError
 from node.transports.base import (
     Capabilities,
     DisconnectReason,
     Endpoint,
     Frame,
     IpEndpoint,
-    MessageReceived,
     PeerConnected,
     PeerDisconnected,
     PeerId,
-    Priority,
     Transport,
     TransportEvent,
     TransportHealth,
@@ -49,6 +47,7 @@ from node.transports.base import (
     TransportReason,
     TransportState,
     TransportUsageError,
+    make_message,
 )
 from node.transports.channel import EventChannel
 from node.transports.tls_link import LinkSettings, TlsCredentials, TlsLink, TlsPeerError, accept, dial, refuse
@@ -57,7 +56,6 @@ from node.trust import TrustReason
 log = logging.getLogger(__name__)
 
 REFUSING_MAX = 32
-_PRIORITY = tuple(Priority)  # wire value -> Priority without an enum call per message
 EVENT_QUEUE = 1024  # a consumer that falls behind stops our reads (TCP backpressure), not our memory
 
 _DISCONNECT = {
@@ -318,9 +316,9 @@ class TcpTlsTransport(Transport):
                         why = _DISCONNECT.get(reason, DisconnectReason.CLOSED_BY_PEER)
                     await self._emit(PeerDisconnected(link.peer, why))
 
-    def _on_data(self, link: TlsLink, event: DataReceived) -> Awaitable[None] | None:
-        frame = Frame(event.message_id, event.payload, _PRIORITY[event.priority])
-        if self._events.offer(MessageReceived(link.peer, frame)):
+    def _on_data(self, link: TlsLink, frames: Sequence[Frame]) -> Awaitable[None] | None:
+        peer = link.peer
+        if self._events.offer_many([make_message(peer, frame) for frame in frames]):
             return None
         return self._events.wait_for_space()
 
@@ -395,11 +393,18 @@ class TcpTlsTransport(Transport):
         if len(frame.payload) > self.capabilities.max_message_size:
             self.check_size(frame)  # raises the typed error
         link = self._links.get(peer)
-        if link is None or link.core.closed:
-            self._send_failures += 1
-            raise TransportUsageError(TransportReason.NOT_CONNECTED, f"no TCP-TLS connection to {peer}")
-        if link.queue(frame.message_id, frame.priority, frame.payload):
-            await link.writer.drain()
+        if link is None:
+            raise self._not_connected(peer)
+        try:
+            congested = link.queue(frame.message_id, frame.priority, frame.payload)
+        except LinkUsageError:  # the link is closed (the size was checked above)
+            raise self._not_connected(peer) from None
+        if congested:
+            await link.drain()
+
+    def _not_connected(self, peer: PeerId) -> TransportUsageError:
+        self._send_failures += 1
+        return TransportUsageError(TransportReason.NOT_CONNECTED, f"no TCP-TLS connection to {peer}")
 
     async def ping(self, peer: PeerId) -> float:
         link = self._links.get(peer)

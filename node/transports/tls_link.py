@@ -15,7 +15,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -37,7 +37,7 @@ from node.proto.stream_link import (
     Role,
     StreamLink,
 )
-from node.transports.base import IpEndpoint, PeerId, TransportPeerError, TransportReason
+from node.transports.base import Frame, IpEndpoint, PeerId, TransportPeerError, TransportReason
 from node.trust import TrustError, TrustMode, TrustPolicy, TrustReason, classify_tls_error
 
 READ_SIZE = 256 * 1024
@@ -178,17 +178,23 @@ class TlsLink:
         self.closed_by_peer = False
         self._pongs: dict[int, tuple[float, asyncio.Future[float]]] = {}
         self._flush_scheduled = False
+        self._transport = writer.transport
+        # The socket's unsent bytes were above WRITE_HIGH_WATER after the last write: a sender
+        # checks again and drains. Kept by flush and drain, which are the only times it changes
+        # upwards (a per-message check would cost a call per message).
+        self._congested = False
 
     def flush(self) -> None:
         chunks = self.core.chunks_to_send()
         if chunks and not self.writer.is_closing():
             self.writer.writelines(chunks)
+            self._congested = self._transport.get_write_buffer_size() > WRITE_HIGH_WATER
 
     def queue(self, message_id: int, priority: int, payload: bytes) -> bool:
-        """Queue a DATA frame; True when the caller should ``await writer.drain()`` first.
+        """Queue a DATA frame; True when the caller should ``await drain()`` first.
 
         Frames queued in one turn of the event loop go out in one TLS write (a write per frame
-        costs a TLS record and a syscall each)."""
+        costs a TLS record and a syscall each). Raises LinkUsageError when the link is closed."""
         core = self.core
         core.send_data(message_id, priority, payload)
         self.messages_sent += 1
@@ -197,7 +203,12 @@ class TlsLink:
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._scheduled_flush)
-        return self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER
+        return self._congested
+
+    async def drain(self) -> None:
+        """Wait until the socket has taken what was written (TCP backpressure)."""
+        await self.writer.drain()
+        self._congested = self._transport.get_write_buffer_size() > WRITE_HIGH_WATER
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
@@ -227,21 +238,22 @@ class TlsLink:
 
     async def run(
         self,
-        on_data: Callable[[TlsLink, DataReceived], Awaitable[None] | None],
+        on_data: Callable[[TlsLink, Sequence[Frame]], Awaitable[None] | None],
         on_rtt: Callable[[float], None],
     ) -> CloseReason:
         """Pump until the link closes; returns why. Never raises for anything the peer does.
 
-        ``on_data`` takes each message; it returns an awaitable when the reads must pause until
-        the consumer has caught up (backpressure), else None (no coroutine per message)."""
+        ``on_data`` takes the messages of each read at once; it returns an awaitable when the
+        reads must pause until the consumer has caught up (backpressure), else None (no
+        coroutine per read)."""
         core = self.core
         try:
             while True:
                 event = core.next_event()
                 if event is not None:
                     if type(event) is DataReceived:
-                        self.messages_received += 1
-                        pause = on_data(self, event)
+                        self.messages_received += len(event.frames)
+                        pause = on_data(self, event.frames)
                         if pause is not None:
                             await pause
                     elif isinstance(event, LinkClosed):

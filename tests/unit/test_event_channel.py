@@ -33,3 +33,21 @@ async def test_close_ends_a_waiting_consumer_after_the_items_offered() -> None:
     channel.close()
     await asyncio.wait_for(task, 1)
     assert got == ["a", "b"]
+
+
+async def test_offer_many_appends_in_order_wakes_the_consumer_and_reports_full() -> None:
+    channel: EventChannel[int] = EventChannel(3)
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for item in channel:
+            got.append(item)
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0)  # the consumer waits on an empty channel
+    assert channel.offer_many([1, 2]) is True
+    assert channel.offer_many([3, 4]) is False  # past the limit: the producer must wait
+    await asyncio.wait_for(channel.wait_for_space(), 1)
+    channel.close()
+    await asyncio.wait_for(task, 1)
+    assert got == [1, 2, 3, 4]

@@ -25,6 +25,7 @@ from node.proto.stream_link import (
     StreamLink,
     proof_message,
 )
+from node.transports.base import Frame, Priority
 
 NS, NC, PK, SIG = b"s" * 32, b"c" * 32, b"k" * 32, b"g" * 64
 
@@ -47,7 +48,8 @@ def pump(a: StreamLink, b: StreamLink, now: float = 0.0) -> None:
             a.receive_data(ba, now)
 
 
-def handshake(max_message: int = 1024, timing: LinkTiming | None = None) -> tuple[StreamLink, StreamLink]:
+def to_verifying(max_message: int = 1024, timing: LinkTiming | None = None) -> tuple[StreamLink, StreamLink]:
+    """A client and a server up to the server holding the client's proof."""
     timing = timing or LinkTiming()
     client = StreamLink(Role.CLIENT, max_message, 0.0, timing)
     server = StreamLink(Role.SERVER, max_message, 0.0, timing)
@@ -58,6 +60,11 @@ def handshake(max_message: int = 1024, timing: LinkTiming | None = None) -> tupl
     pump(client, server)
     assert events(server) == [ProofReceived(NC, PK, SIG, b"")]
     assert server.state is LinkState.VERIFYING
+    return client, server
+
+
+def handshake(max_message: int = 1024, timing: LinkTiming | None = None) -> tuple[StreamLink, StreamLink]:
+    client, server = to_verifying(max_message, timing)
     server.accept()
     pump(client, server)
     assert events(client) == [Accepted()]
@@ -70,8 +77,61 @@ def test_handshake_then_data_both_ways() -> None:
     client.send_data(1, 2, b"to server")
     server.send_data(5, 0, b"to client")
     pump(client, server)
-    assert events(server) == [DataReceived(1, 2, b"to server")]
-    assert events(client) == [DataReceived(5, 0, b"to client")]
+    assert events(server) == [DataReceived([Frame(1, b"to server", Priority.HIGH)])]
+    assert events(client) == [DataReceived([Frame(5, b"to client", Priority.BULK)])]
+
+
+def test_the_data_frames_of_one_read_are_one_event() -> None:
+    client, server = handshake()
+    for i in range(50):
+        client.send_data(i, 1, b"m%d" % i)
+    server.receive_data(client.data_to_send(), 0.0)
+    assert events(server) == [DataReceived([Frame(i, b"m%d" % i) for i in range(50)])]
+
+
+def test_control_frames_split_the_data_of_a_read_in_order() -> None:
+    _client, server = handshake()
+    wire = (
+        encode(FrameKind.DATA, b"a", 1)
+        + encode(FrameKind.DATA, b"b", 2)
+        + encode(FrameKind.PING, b"", 77)
+        + encode(FrameKind.DATA, b"c", 3)
+    )
+    server.receive_data(wire, 0.0)
+    assert events(server) == [
+        DataReceived([Frame(1, b"a", Priority.BULK), Frame(2, b"b", Priority.BULK)]),
+        DataReceived([Frame(3, b"c", Priority.BULK)]),
+    ]
+    assert server.data_to_send() == encode(FrameKind.PONG, b"", 77)
+
+
+def test_data_after_a_close_in_the_same_read_is_not_delivered() -> None:
+    _, server = handshake()
+    wire = (
+        encode(FrameKind.DATA, b"a", 1)
+        + encode(FrameKind.CLOSE, bytes([CloseReason.CLOSED]))
+        + encode(FrameKind.DATA, b"late", 2)
+    )
+    server.receive_data(wire, 0.0)
+    assert events(server) == [
+        DataReceived([Frame(1, b"a", Priority.BULK)]),
+        LinkClosed(CloseReason.CLOSED, by_peer=True),
+    ]
+
+
+def test_data_in_the_read_that_opens_the_link_is_delivered_after_accepted() -> None:
+    client, server = to_verifying()
+    server.accept()
+    server.send_data(9, 0, b"first")
+    wire = server.data_to_send()
+    client.receive_data(wire, 0.0)  # ACCEPT and DATA in one read
+    assert events(client) == [Accepted(), DataReceived([Frame(9, b"first", Priority.BULK)])]
+
+
+def test_data_before_open_in_a_read_of_data_alone_is_a_protocol_error() -> None:
+    client = StreamLink(Role.CLIENT, 1024, 0.0)
+    client.receive_data(encode(FrameKind.DATA, b"a", 1) + encode(FrameKind.DATA, b"b", 2), 0.0)
+    assert events(client) == [LinkClosed(CloseReason.PROTOCOL_ERROR, by_peer=False)]
 
 
 def test_refusal_reaches_the_client_with_its_reason() -> None:
@@ -85,13 +145,7 @@ def test_refusal_reaches_the_client_with_its_reason() -> None:
 
 
 def test_refused_proof() -> None:
-    client = StreamLink(Role.CLIENT, 1024, 0.0)
-    server = StreamLink(Role.SERVER, 1024, 0.0)
-    server.send_hello(NS)
-    pump(client, server)
-    client.send_proof(NC, PK, SIG)
-    pump(client, server)
-    events(server)
+    client, server = to_verifying()
     server.refuse(CloseReason.NOT_TRUSTED)
     pump(client, server)
     assert events(client)[-1] == LinkClosed(CloseReason.NOT_TRUSTED, by_peer=True)
