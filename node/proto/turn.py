@@ -231,6 +231,8 @@ class TurnClient:
         self._pending: dict[bytes, _Pending] = {}
         self._peers: dict[Address, _Peer] = {}
         self._by_channel: dict[int, _Peer] = {}
+        self._last_peer: Address | None = None  # encode_data's last lookup
+        self._last_entry: _Peer | None = None
         self._next_channel = stun.CHANNEL_MIN
         self._out: list[bytes] = []
         self._events: deque[TurnEvent] = deque()
@@ -276,7 +278,14 @@ class TurnClient:
         """The fast path of ``send``: the wire bytes for ``data`` when ``peer``'s permission is
         live (ChannelData on a bound channel, else a Send indication), for the driver to write
         itself; None when ``send`` must queue it. No timer or event changes on this path."""
-        entry = self._peers.get(peer)
+        # The same address object, sent to again and again: skip hashing it (an ipaddress hash
+        # is a Python call). Entries are never removed, so a cached one stays right.
+        if peer is self._last_peer:
+            entry: _Peer | None = self._last_entry
+        else:
+            entry = self._peers.get(peer)
+            if entry is not None:
+                self._last_peer, self._last_entry = peer, entry
         if entry is None or now >= entry.permission_until or self.state is not AllocationState.ALLOCATED:
             return None
         entry.last_used = now

@@ -6,8 +6,13 @@ bounded by ``close_timeout``) and closes the socket. In between, ``send(peer, da
 once (it never blocks), received data goes to ``on_data`` (or the ``recv()`` queue), and when the
 allocation is lost (a refresh unanswered, the stream closed) ``lost`` completes with the error.
 
-One protocol object per connection feeds the core; one ``loop.call_at`` timer is re-armed after
-every input. No task is started, so nothing can be left behind.
+Over TCP/TLS one protocol object feeds the core. Over UDP the connected socket is read directly
+(``loop.add_reader``): each readiness drains up to ``READ_BATCH`` datagrams, and ChannelData on a
+bound channel goes from ``recv`` to ``on_data`` through the core's ``receive_channel_data`` with
+no event, timer or address work (the socket is connected: every datagram is the server's); data
+to a peer with a live permission goes from ``encode_data`` straight to ``send``. One
+``loop.call_at`` timer is re-armed after every other input. No task is started, so nothing can be
+left behind.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ DataHandler = Callable[[Address, bytes], None]
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_CLOSE_TIMEOUT = 2.0
 RECV_QUEUE_MAX = 4096
+READ_BATCH = 64  # datagrams read per readiness before the loop serves others
+RECV_SIZE = 65535  # a UDP datagram's largest payload: never truncated
 UDP_RECEIVE_BUFFER = 1 << 20  # asked for; the kernel caps it at net.core.rmem_max
 _T = TypeVar("_T")
 
@@ -57,20 +64,14 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
-class _Protocol(asyncio.Protocol, asyncio.DatagramProtocol):
-    """Bytes from the server into the core; works for a datagram endpoint and a stream."""
+class _Protocol(asyncio.Protocol):
+    """Stream bytes from the server into the core."""
 
     def __init__(self, owner: TurnConnection) -> None:
         self.owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.owner._input(data)
-
     def data_received(self, data: bytes) -> None:
         self.owner._input(data)
-
-    def error_received(self, exc: Exception) -> None:
-        self.owner._icmp(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner._connection_lost()
@@ -122,7 +123,9 @@ class TurnConnection:
         self.lost: asyncio.Future[TurnError] | None = None
         self.permission_failures: list[PermissionFailed] = []
         self._ready: dict[Address, asyncio.Future[None]] = {}
-        self._send: Callable[[bytes], None] = _no_send
+        self._send: Callable[[bytes], object] = _no_send
+        self._sock: socket.socket | None = None  # UDP: read and written directly
+        self.dropped_send_blocked = 0  # UDP: the socket's send buffer was full
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -196,14 +199,12 @@ class TurnConnection:
                         # Every peer's traffic shares this one socket: room for bursts.
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
                         sock.connect(address)
-                        datagram_transport, _ = await loop.create_datagram_endpoint(
-                            lambda: _Protocol(self), sock=sock
-                        )
+                        loop.add_reader(sock.fileno(), self._readable)
                     except BaseException:
                         sock.close()
                         raise
-                    self._send = datagram_transport.sendto
-                    self._transport = datagram_transport
+                    self._sock = sock
+                    self._send = sock.send
                 else:
                     sock = self._socket_factory(family, socket.SOCK_STREAM)
                     sock.setblocking(False)
@@ -233,6 +234,11 @@ class TurnConnection:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        if self._sock is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
         self._send = _no_send
         for future in (self._allocated, self._closed):
             if future is not None and not future.done():
@@ -248,7 +254,7 @@ class TurnConnection:
             try:
                 self._send(wire)
             except OSError as exc:
-                log.debug("TURN send failed: %s", exc)
+                self._send_failed(exc)
             return
         self.client.send(peer, data, now)
         self._flush()
@@ -285,16 +291,41 @@ class TurnConnection:
         return await self._queue.get()
 
     # -- core plumbing ----------------------------------------------------------------------------
+    def _readable(self) -> None:
+        """The UDP socket is readable: drain up to READ_BATCH datagrams."""
+        sock = self._sock
+        client = self.client
+        assert sock is not None
+        for _ in range(READ_BATCH):
+            if sock is not self._sock:  # closed by a callback
+                return
+            try:
+                data = sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error queued on the connected socket
+                self._icmp(exc)
+                return
+            if data and 0x40 <= data[0] <= 0x4F:  # ChannelData (RFC 7983 §7)
+                hit = client.receive_channel_data(data)
+                if hit is not None:
+                    self._deliver(hit[0], hit[1])
+            else:
+                self._input(data)
+
     def _input(self, data: bytes) -> None:
         assert self._loop is not None
-        client = self.client
-        if not client.stream and data and 0x40 <= data[0] <= 0x4F:  # ChannelData (RFC 7983 §7)
-            hit = client.receive_channel_data(data)
-            if hit is not None:
-                self._deliver(hit[0], hit[1])
-            return
-        client.receive(data, self._loop.time())
+        self.client.receive(data, self._loop.time())
         self._flush()
+
+    def _send_failed(self, exc: OSError) -> None:
+        # UDP has no back-pressure: a full send buffer is a counted drop, as a lost datagram.
+        if isinstance(exc, BlockingIOError):
+            self.dropped_send_blocked += 1
+        elif self._sock is not None:
+            self._icmp(exc)
+        else:
+            log.debug("TURN send failed: %s", exc)
 
     def _deliver(self, peer: Address, data: bytes) -> None:
         if self._on_data is not None:
@@ -344,7 +375,7 @@ class TurnConnection:
                     for datagram in datagrams:
                         send(datagram)
             except OSError as exc:  # a socket error is the path's failure, not ours
-                log.debug("TURN send failed: %s", exc)
+                self._send_failed(exc)
         while (event := client.next_event()) is not None:
             self._dispatch(event)
         at = client.get_timer()

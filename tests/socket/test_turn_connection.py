@@ -32,7 +32,7 @@ from node.transports.base import (
     TransportUsageError,
 )
 from node.transports.turn_allocator import RelayAllocation
-from node.transports.turn_connection import TurnConnection, tls_context
+from node.transports.turn_connection import READ_BATCH, TurnConnection, tls_context
 from node.transports.turn_relay import TurnRelayTransport
 from tests.models.stun_server import Datagram
 from tests.models.turn_server import Address, TurnServerModel
@@ -135,7 +135,8 @@ async def test_allocate_relay_and_release_over_each_transport(
     async with TurnConnection(address, GOOD, ssl_context=tls_context(tmp_path / "turn-cert.pem")) as conn:
         assert conn.relayed[0] == server.model.relay_ip
         assert conn.lifetime == 600
-        payloads = [bytes([i]) * (i % 7 + 1) for i in range(50)]  # odd sizes: padding on streams
+        # Odd sizes: padding on streams; more than READ_BATCH: UDP reads drain in several turns.
+        payloads = [bytes([i]) * (i % 7 + 1) for i in range(READ_BATCH * 2 + 22)]
         for payload in payloads:
             conn.send(PEER, payload)
         got = []
@@ -167,6 +168,15 @@ async def test_nobody_listening_is_unreachable() -> None:
     with pytest.raises(TurnUnreachableError):
         async with TurnConnection(silent, GOOD, timing=Timing(rto=0.05, rc=2, rm=2)):
             pass
+
+
+async def test_a_refused_udp_port_is_unreachable_at_once() -> None:
+    # Default timing would wait 39.5 s: the ICMP port unreachable read from the connected
+    # socket ends the Allocate instead.
+    with pytest.raises(TurnUnreachableError):
+        async with asyncio.timeout(10):
+            async with TurnConnection(TurnServerAddress("127.0.0.1", 9, TurnTransport.UDP), GOOD):
+                pass
 
 
 async def test_a_closed_stream_is_a_lost_allocation(
