@@ -5,12 +5,14 @@ Both sides run on uvloop over loopback with the same TLS 1.3 contexts (Ed25519 c
 - echo: one connection; the client pipelines N messages of 1 KiB or 64 KiB, the server sends
   each back, the client stops when all N came back. Baseline: asyncio streams, raw bytes, the
   server writes back whatever it reads (no framing at all). Ours: TcpTlsTransport on both ends
-  (frames with message ids, the link core, the event queue, per-message send). msgs/s and MB/s
-  counted one way; the ratio ours/baseline is printed (goal >= 0.8).
+  (frames with message ids, the link core, the event queue, per-message send). Ours is run
+  twice: its consumers read ``batched_events()`` (the messages of one read as one event, then
+  each sent back on its own) and, on the line below, ``events()`` (one event per message).
+  msgs/s and MB/s counted one way; the ratio ours/baseline is printed (goal >= 0.8).
 - handshakes: sequential connections per second. Baseline: TCP + TLS 1.3. Ours: TCP + TLS 1.3 +
   the in-band identity proof (one more round trip and an Ed25519 sign and verify).
 
-Rounds alternate which side goes first; figures are medians.
+Rounds rotate which side goes first; figures are medians.
 
     .venv/bin/python bench/tcp_tls.py [--quick]
 """
@@ -29,7 +31,7 @@ import uvloop
 
 from node import identity
 from node.config import BreakerSection
-from node.transports.base import Frame, MessageReceived
+from node.transports.base import Frame, MessageReceived, MessagesReceived
 from node.transports.tcp_tls import TcpTlsSettings, TcpTlsTransport
 from node.transports.tls_link import LinkSettings, TlsCredentials, dial, make_credentials
 from node.trust import TrustMode, TrustPolicy
@@ -50,7 +52,9 @@ def transport(c: TlsCredentials, listen: bool) -> TcpTlsTransport:
     return TcpTlsTransport(c, settings, BreakerSection(), ("127.0.0.1", 0) if listen else None)
 
 
-async def ours_echo(server: TlsCredentials, client: TlsCredentials, size: int, count: int) -> float:
+async def ours_echo(
+    server: TlsCredentials, client: TlsCredentials, size: int, count: int, batched: bool = True
+) -> float:
     payload = b"x" * size
     async with transport(server, True) as ts, transport(client, False) as tc:
         local = ts.local
@@ -58,9 +62,32 @@ async def ours_echo(server: TlsCredentials, client: TlsCredentials, size: int, c
         peer = await tc.dial(local)
 
         async def echo() -> None:
+            if batched:
+                async for batch in ts.batched_events():
+                    if isinstance(batch, MessagesReceived):
+                        for frame in batch.frames:
+                            await ts.send(batch.peer, frame)
+                return
             async for event in ts.events():
                 if isinstance(event, MessageReceived):
                     await ts.send(event.peer, event.frame)
+
+        async def received() -> None:
+            """Until all came back (counted from the events, as the consumer reads them)."""
+            got = 0
+            if batched:
+                async for batch in tc.batched_events():
+                    if isinstance(batch, MessagesReceived):
+                        got += len(batch.frames)
+                        if got >= count:
+                            return
+            else:
+                async for event in tc.events():
+                    if isinstance(event, MessageReceived):
+                        got += 1
+                        if got == count:
+                            return
+            raise RuntimeError(f"the transport closed after {got} of {count} messages")
 
         async def produce() -> None:
             for i in range(count):
@@ -70,12 +97,7 @@ async def ours_echo(server: TlsCredentials, client: TlsCredentials, size: int, c
             echoer = tasks.create_task(echo())
             start = time.perf_counter()
             tasks.create_task(produce())
-            got = 0
-            async for event in tc.events():
-                if isinstance(event, MessageReceived):
-                    got += 1
-                    if got == count:
-                        break
+            await received()
             elapsed = time.perf_counter() - start
             echoer.cancel()
     return elapsed
@@ -144,22 +166,22 @@ async def plain_handshakes(server: TlsCredentials, client: TlsCredentials, count
     return elapsed
 
 
-async def rounds(
-    ours: Callable[[], Awaitable[float]], plain: Callable[[], Awaitable[float]], n: int
-) -> tuple[float, float]:
-    a: list[float] = []
-    b: list[float] = []
+async def rounds(runs: list[Callable[[], Awaitable[float]]], n: int) -> list[float]:
+    """The median time of each run over ``n`` rounds, interleaved, each round starting with the next."""
+    times: list[list[float]] = [[] for _ in runs]
     for i in range(n):
-        order = [(ours, a), (plain, b)] if i % 2 == 0 else [(plain, b), (ours, a)]
-        for run, out in order:
-            out.append(await run())
-    return statistics.median(a), statistics.median(b)
+        for k in range(len(runs)):
+            j = (i + k) % len(runs)
+            times[j].append(await runs[j]())
+    return [statistics.median(t) for t in times]
 
 
 async def main(quick: bool) -> None:
     n_rounds = 1 if quick else 3
     with tempfile.TemporaryDirectory() as tmp:
         server, client = creds(Path(tmp), "server"), creds(Path(tmp), "client")
+        await ours_echo(server, client, 1024, 1000)  # warm-up (first connections, caches), unmeasured
+        await plain_echo(server, client, 1024, 1000)
         header = ("case", "ours msgs/s", "plain msgs/s", "ours MB/s", "plain MB/s", "ratio")
         print(
             "".join(
@@ -168,20 +190,26 @@ async def main(quick: bool) -> None:
             )
         )
         for size, count in ((1024, 5_000 if quick else 50_000), (64 * 1024, 300 if quick else 3_000)):
-            t_ours, t_plain = await rounds(
-                lambda s=size, c=count: ours_echo(server, client, s, c),
-                lambda s=size, c=count: plain_echo(server, client, s, c),
+            t_batched, t_events, t_plain = await rounds(
+                [
+                    lambda s=size, c=count: ours_echo(server, client, s, c, batched=True),
+                    lambda s=size, c=count: ours_echo(server, client, s, c, batched=False),
+                    lambda s=size, c=count: plain_echo(server, client, s, c),
+                ],
                 n_rounds,
             )
             mb = size * count / 1e6
-            print(
-                f"echo {size // 1024:>3} KiB x {count:<8}{count / t_ours:>14,.0f}{count / t_plain:>14,.0f}"
-                f"{mb / t_ours:>11.1f}{mb / t_plain:>12.1f}{t_plain / t_ours:>8.2f}"
-            )
+            for label, t_ours in (
+                (f"echo {size // 1024:>3} KiB x {count:<8}", t_batched),
+                ("  via events()", t_events),
+            ):
+                print(
+                    f"{label:<22}{count / t_ours:>14,.0f}{count / t_plain:>14,.0f}"
+                    f"{mb / t_ours:>11.1f}{mb / t_plain:>12.1f}{t_plain / t_ours:>8.2f}"
+                )
         count = 50 if quick else 300
         t_ours, t_plain = await rounds(
-            lambda: ours_handshakes(server, client, count),
-            lambda: plain_handshakes(server, client, count),
+            [lambda: ours_handshakes(server, client, count), lambda: plain_handshakes(server, client, count)],
             n_rounds,
         )
         print(

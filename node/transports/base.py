@@ -8,14 +8,15 @@ certificate bound to the key on TCP; a signed hello on UDP, TURN and BLE), so a
 the same peer.
 
 Lifecycle: ``async with transport:`` starts it (listening sockets, tasks in its own TaskGroup)
-and closes it on exit; ``events()`` yields what happens until the transport closes.
+and closes it on exit; ``events()`` yields what happens until the transport closes (or
+``batched_events()``, the same with the messages that arrived together as one event).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from types import TracebackType
@@ -123,6 +124,17 @@ class MessageReceived:
 
 
 TransportEvent: TypeAlias = PeerConnected | PeerDisconnected | MessageReceived
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesReceived:
+    """Messages from one peer that arrived together (one read of a stream), in order."""
+
+    peer: PeerId
+    frames: Sequence[Frame]
+
+
+BatchedEvent: TypeAlias = PeerConnected | PeerDisconnected | MessagesReceived
 
 
 # Receive hot paths build a Frame and a MessageReceived per message. A frozen dataclass's
@@ -249,6 +261,19 @@ class Transport(ABC):
     @abstractmethod
     def events(self) -> AsyncIterator[TransportEvent]:
         """Events in the order they happened; ends when the transport is closed."""
+
+    async def batched_events(self) -> AsyncIterator[BatchedEvent]:
+        """``events()`` for a consumer that takes messages in batches: the same events in the
+        same order, except that messages that arrived together come as one MessagesReceived
+        (no per-message event object or step of the iterator). Read one or the other, not both.
+
+        This default gives every message a batch of its own; a transport that receives in
+        batches overrides it."""
+        async for event in self.events():
+            if isinstance(event, MessageReceived):
+                yield MessagesReceived(event.peer, (event.frame,))
+            else:
+                yield event
 
     @abstractmethod
     def health(self) -> TransportHealth:

@@ -1,8 +1,9 @@
 """A bounded event channel from a transport's links to its one consumer (``Transport.events()``).
 
 asyncio.Queue costs a few microseconds per item in checks and wake-ups; a transport hands over
-one event per message, so this is a deque with one consumer waiter and a space waiter for
-producers. ``offer`` never blocks: it says whether the producer should wait (``wait_for_space``)
+a batch of messages per read, so this is a deque with one consumer waiter and a space waiter for
+producers. An item weighs what it holds (a batch: its messages) and the limit is on the total
+weight. ``offer`` never blocks: it says whether the producer should wait (``wait_for_space``)
 before offering more, which is how a link stops reading when the consumer falls behind (TCP
 backpressure instead of memory).
 """
@@ -19,33 +20,28 @@ T = TypeVar("T")
 
 class EventChannel(Generic[T]):
     def __init__(self, limit: int) -> None:
-        self._items: deque[T] = deque()
+        self._items: deque[tuple[T, int]] = deque()
+        self._weight = 0  # the weights of the items held
         self._limit = limit
         self._ready: asyncio.Future[None] | None = None  # the consumer waits here when empty
         self._space: asyncio.Future[None] | None = None  # producers wait here when full
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._items)
+        """The weight held (the messages, for a transport's channel)."""
+        return self._weight
 
-    def offer(self, item: T) -> bool:
+    def offer(self, item: T, weight: int = 1) -> bool:
         """Append ``item``; True while there is room for more (False: call ``wait_for_space``)."""
-        self._items.append(item)
+        self._items.append((item, weight))
+        self._weight += weight
         ready = self._ready
         if ready is not None and not ready.done():
             ready.set_result(None)
-        return len(self._items) < self._limit
-
-    def offer_many(self, items: list[T]) -> bool:
-        """``offer`` for several items at once (the messages of one read)."""
-        self._items.extend(items)
-        ready = self._ready
-        if ready is not None and not ready.done():
-            ready.set_result(None)
-        return len(self._items) < self._limit
+        return self._weight < self._limit
 
     async def wait_for_space(self) -> None:
-        while len(self._items) >= self._limit and not self._closed:
+        while self._weight >= self._limit and not self._closed:
             if self._space is None or self._space.done():
                 self._space = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._space)
@@ -61,9 +57,10 @@ class EventChannel(Generic[T]):
         items = self._items
         while True:
             while items:
-                item = items.popleft()
+                item, weight = items.popleft()
+                self._weight -= weight
                 space = self._space
-                if space is not None and not space.done() and len(items) < self._limit:
+                if space is not None and not space.done() and self._weight < self._limit:
                     space.set_result(None)
                 yield item
             if self._closed:

@@ -32,11 +32,13 @@ from node.errors import LocalError, NodeError
 from node.proto.breaker import BreakerState, CircuitBreaker
 from node.proto.stream_link import CloseReason, LinkUsageError
 from node.transports.base import (
+    BatchedEvent,
     Capabilities,
     DisconnectReason,
     Endpoint,
     Frame,
     IpEndpoint,
+    MessagesReceived,
     PeerConnected,
     PeerDisconnected,
     PeerId,
@@ -141,7 +143,9 @@ class TcpTlsTransport(Transport):
         self._breakers: dict[IpEndpoint, CircuitBreaker] = {}
         self._in_use = 0
         self._refusing = 0
-        self._events: EventChannel[TransportEvent] = EventChannel(EVENT_QUEUE)
+        # A read's messages travel as one MessagesReceived (weighing its messages) to the one
+        # consumer, who takes them as they are (batched_events) or one by one (events).
+        self._events: EventChannel[BatchedEvent] = EventChannel(EVENT_QUEUE)
         self._closing = False
         self.state = TransportState.STOPPED
         self._samples: deque[float] = deque(maxlen=settings.performance_samples)
@@ -317,12 +321,11 @@ class TcpTlsTransport(Transport):
                     await self._emit(PeerDisconnected(link.peer, why))
 
     def _on_data(self, link: TlsLink, frames: Sequence[Frame]) -> Awaitable[None] | None:
-        peer = link.peer
-        if self._events.offer_many([make_message(peer, frame) for frame in frames]):
+        if self._events.offer(MessagesReceived(link.peer, frames), len(frames)):
             return None
         return self._events.wait_for_space()
 
-    async def _emit(self, event: TransportEvent) -> None:
+    async def _emit(self, event: BatchedEvent) -> None:
         if not self._events.offer(event):
             await self._events.wait_for_space()
 
@@ -419,7 +422,16 @@ class TcpTlsTransport(Transport):
             link.close(CloseReason.CLOSED)
             await self._emit(PeerDisconnected(peer, DisconnectReason.CLOSED_LOCALLY))
 
-    def events(self) -> AsyncIterator[TransportEvent]:
+    async def events(self) -> AsyncIterator[TransportEvent]:
+        async for event in self._events:
+            if isinstance(event, MessagesReceived):
+                peer = event.peer
+                for frame in event.frames:
+                    yield make_message(peer, frame)
+            else:
+                yield event
+
+    def batched_events(self) -> AsyncIterator[BatchedEvent]:
         return self._events.__aiter__()
 
     # -- health -----------------------------------------------------------------------------

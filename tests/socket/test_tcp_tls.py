@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from node import certs
-from node.transports.base import Frame, MessageReceived, PeerConnected, Priority, TransportReason
+from node.transports.base import (
+    DisconnectReason,
+    Frame,
+    MessageReceived,
+    MessagesReceived,
+    PeerConnected,
+    PeerDisconnected,
+    Priority,
+    TransportReason,
+)
 from node.transports.tcp_tls import TcpTlsTransport
 from node.transports.tls_link import TlsPeerError, dial
 from node.trust import TrustReason
@@ -19,6 +28,7 @@ from tests.socket.tlsnodes import (
     expired_issue,
     fleet_creds,
     new_node,
+    pinned_creds,
     rogue_creds,
     transport,
 )
@@ -50,6 +60,34 @@ async def test_two_nodes_mutual_auth_then_messages_both_ways(tmp_path: Path) -> 
         await tb.connect(a.ident.peer_id, endpoint_of(ta))
         assert tb.metrics().pool_reuses == 1
         assert tb.health().connections == 1
+
+
+async def test_batched_events_carry_every_message_in_order_with_the_connection_events(tmp_path: Path) -> None:
+    a, b = new_node(tmp_path, "a"), new_node(tmp_path, "b")
+    sizes = [0, 1, 1000, 70_000, 5, 300_000, 20] * 60  # small ones share reads, large ones span them
+    async with transport(pinned_creds(a, frozenset())) as ta, transport(pinned_creds(b, frozenset())) as tb:
+        await tb.dial(endpoint_of(ta), a.ident.peer_id)
+        for i, size in enumerate(sizes):
+            await tb.send(a.ident.peer_id, Frame(i, bytes([i % 256]) * size, Priority(i % 4)))
+        got: list[Frame] = []
+        batches: list[int] = []
+        async with asyncio.timeout(30):
+            stream = ta.batched_events()
+            first = await anext(stream)
+            assert isinstance(first, PeerConnected) and first.peer == b.ident.peer_id
+            async for event in stream:
+                assert isinstance(event, MessagesReceived)
+                assert event.peer == b.ident.peer_id
+                got += event.frames
+                batches.append(len(event.frames))
+                if len(got) >= len(sizes):
+                    break
+        assert got == [Frame(i, bytes([i % 256]) * n, Priority(i % 4)) for i, n in enumerate(sizes)]
+        assert max(batches) > 1  # a read with several messages is one event
+        assert ta.health().messages_received == len(sizes)
+        await tb.disconnect(a.ident.peer_id)
+        async with asyncio.timeout(10):
+            assert await anext(stream) == PeerDisconnected(b.ident.peer_id, DisconnectReason.CLOSED_BY_PEER)
 
 
 async def test_refusals_are_typed_and_the_node_keeps_serving(tmp_path: Path) -> None:

@@ -35,9 +35,9 @@ async def test_close_ends_a_waiting_consumer_after_the_items_offered() -> None:
     assert got == ["a", "b"]
 
 
-async def test_offer_many_appends_in_order_wakes_the_consumer_and_reports_full() -> None:
-    channel: EventChannel[int] = EventChannel(3)
-    got: list[int] = []
+async def test_the_limit_is_on_the_weight_of_the_items_held() -> None:
+    channel: EventChannel[str] = EventChannel(5)
+    got: list[str] = []
 
     async def consume() -> None:
         async for item in channel:
@@ -45,9 +45,11 @@ async def test_offer_many_appends_in_order_wakes_the_consumer_and_reports_full()
 
     task = asyncio.ensure_future(consume())
     await asyncio.sleep(0)  # the consumer waits on an empty channel
-    assert channel.offer_many([1, 2]) is True
-    assert channel.offer_many([3, 4]) is False  # past the limit: the producer must wait
+    assert channel.offer("batch of 3", 3) is True
+    assert channel.offer("batch of 4", 4) is False  # 7 >= 5: the producer must wait
+    assert len(channel) == 7
     await asyncio.wait_for(channel.wait_for_space(), 1)
     channel.close()
     await asyncio.wait_for(task, 1)
-    assert got == [1, 2, 3, 4]
+    assert got == ["batch of 3", "batch of 4"]
+    assert len(channel) == 0

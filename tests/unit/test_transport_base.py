@@ -78,3 +78,22 @@ def test_the_fast_constructors_build_the_same_frozen_objects() -> None:
     assert hash(message) == hash(base.MessageReceived("p", base.Frame(7, b"abc", base.Priority.HIGH)))
     with pytest.raises(dataclasses.FrozenInstanceError):
         frame.payload = b"changed"  # type: ignore[misc]
+
+
+async def test_batched_events_by_default_give_each_message_a_batch_of_its_own() -> None:
+    endpoint = base.BleEndpoint("AA:BB:CC:DD:EE:FF")
+
+    class _Connecting(_Loopback):
+        async def events(self) -> AsyncIterator[base.TransportEvent]:
+            yield base.PeerConnected("p", endpoint)
+            async for event in super().events():
+                yield event
+
+    async with _Connecting() as t:
+        await t.send("p", base.Frame(1, b"a"))
+        await t.send("p", base.Frame(2, b"b"))
+        assert [e async for e in t.batched_events()] == [
+            base.PeerConnected("p", endpoint),
+            base.MessagesReceived("p", (base.Frame(1, b"a"),)),
+            base.MessagesReceived("p", (base.Frame(2, b"b"),)),
+        ]
