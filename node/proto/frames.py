@@ -22,7 +22,7 @@ from enum import Enum, IntEnum
 from typing import NamedTuple, NoReturn, TypeAlias
 
 from node.errors import RemoteError
-from node.transports.base import Frame, Priority, make_frame
+from node.transports.base import FRAME_SETTERS, Frame, Priority, make_frame
 
 HEADER = struct.Struct("!IBBQ")
 HEADER_SIZE = HEADER.size
@@ -136,6 +136,7 @@ class FrameDecoder:
         end = len(buf)
         max_message = self.max_message
         append = frames.append
+        new, (set_id, set_payload, set_priority) = object.__new__, FRAME_SETTERS  # make_frame, inlined
         while end - pos >= HEADER_SIZE:
             length, kind, priority, message_id = _UNPACK_FROM(buf, pos)
             start = pos + HEADER_SIZE
@@ -143,7 +144,11 @@ class FrameDecoder:
             if kind == _DATA and length <= max_message and priority < PRIORITIES:
                 if stop > end:
                     break
-                append(make_frame(message_id, buf[start:stop], _PRIORITY[priority]))
+                frame = new(Frame)  # = make_frame(message_id, payload, priority)
+                set_id(frame, message_id)
+                set_payload(frame, buf[start:stop])
+                set_priority(frame, _PRIORITY[priority])
+                append(frame)
             else:
                 frame_kind = self._check(length, kind, priority)  # raises unless a valid control
                 if stop > end:

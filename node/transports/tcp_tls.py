@@ -32,12 +32,14 @@ from node.errors import LocalError, NodeError
 from node.proto.breaker import BreakerState, CircuitBreaker
 from node.proto.stream_link import CloseReason, LinkUsageError
 from node.transports.base import (
+    MESSAGE_SETTERS,
     BatchedEvent,
     Capabilities,
     DisconnectReason,
     Endpoint,
     Frame,
     IpEndpoint,
+    MessageReceived,
     MessagesReceived,
     PeerConnected,
     PeerDisconnected,
@@ -49,7 +51,6 @@ from node.transports.base import (
     TransportReason,
     TransportState,
     TransportUsageError,
-    make_message,
 )
 from node.transports.channel import EventChannel
 from node.transports.tls_link import LinkSettings, TlsCredentials, TlsLink, TlsPeerError, accept, dial, refuse
@@ -423,11 +424,15 @@ class TcpTlsTransport(Transport):
             await self._emit(PeerDisconnected(peer, DisconnectReason.CLOSED_LOCALLY))
 
     async def events(self) -> AsyncIterator[TransportEvent]:
+        new, (set_peer, set_frame) = object.__new__, MESSAGE_SETTERS
         async for event in self._events:
             if isinstance(event, MessagesReceived):
                 peer = event.peer
                 for frame in event.frames:
-                    yield make_message(peer, frame)
+                    message = new(MessageReceived)  # = MessageReceived(peer, frame), faster
+                    set_peer(message, peer)
+                    set_frame(message, frame)
+                    yield message
             else:
                 yield event
 
