@@ -5,7 +5,11 @@ The lab: host A1 behind a symmetric NAT allocates on coturn over UDP; an echo pe
 host O1 answers every datagram to the relayed address. Both clients do the same wire work: an
 Allocate with long-term credentials, then one ChannelBind to the echo peer (ours installs a
 permission with CreatePermission first, aioice lets the ChannelBind install it), then every
-datagram both ways in ChannelData; nothing else is sent during the measurement.
+datagram both ways in ChannelData; nothing else is sent during the measurement. What differs is
+the system calls, not the wire: ours drains up to 64 datagrams per socket readiness and writes
+the echoes sent from its receive callback in one ``sendmsg`` per run of equal sizes with UDP
+segmentation offload (the kernel still sends one datagram each, as coturn's answers show);
+aioice makes one ``sendto`` per datagram through a task per send.
 
 Method (so the figure is the client's, not the machine's):
 

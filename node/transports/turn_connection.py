@@ -10,7 +10,9 @@ Over TCP/TLS one protocol object feeds the core. Over UDP the connected socket i
 (``loop.add_reader``): each readiness drains up to ``READ_BATCH`` datagrams, and ChannelData on a
 bound channel goes from ``recv`` to ``on_data`` through the core's ``receive_channel_data`` with
 no event, timer or address work (the socket is connected: every datagram is the server's); data
-to a peer with a live permission goes from ``encode_data`` straight to ``send``. One
+to a peer with a live permission goes from ``encode_data`` straight to ``send``. Data sent from
+``on_data`` during a drain (an echo, a reply) is held until the drain ends, then written in as
+few system calls as UDP segmentation offload allows (``node.transports.udp_batch``). One
 ``loop.call_at`` timer is re-armed after every other input. No task is started, so nothing can be
 left behind.
 """
@@ -43,6 +45,7 @@ from node.proto.turn_events import (
     TurnEvent,
 )
 from node.proto.turn_uri import TurnServerAddress, TurnTransport
+from node.transports.udp_batch import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,8 @@ class TurnConnection:
         self._ready: dict[Address, asyncio.Future[None]] = {}
         self._send: Callable[[bytes], object] = _no_send
         self._sock: socket.socket | None = None  # UDP: read and written directly
+        self._batch: BatchWriter | None = None
+        self._held: list[bytes] | None = None  # UDP data sent during a drain, written after it
         self.dropped_send_blocked = 0  # UDP: the socket's send buffer was full
 
     # -- properties -------------------------------------------------------------------------------
@@ -204,6 +209,7 @@ class TurnConnection:
                         sock.close()
                         raise
                     self._sock = sock
+                    self._batch = BatchWriter(sock, self._batch_failed)
                     self._send = sock.send
                 else:
                     sock = self._socket_factory(family, socket.SOCK_STREAM)
@@ -234,6 +240,8 @@ class TurnConnection:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        self._batch = None
+        self._held = None
         if self._sock is not None:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._sock.fileno())
@@ -251,6 +259,10 @@ class TurnConnection:
         now = self._loop.time()
         wire = self.client.encode_data(peer, data, now)
         if wire is not None:  # the common case: nothing but bytes to write
+            held = self._held
+            if held is not None:
+                held.append(wire)
+                return
             try:
                 self._send(wire)
             except OSError as exc:
@@ -296,27 +308,40 @@ class TurnConnection:
         sock = self._sock
         client = self.client
         assert sock is not None
-        for _ in range(READ_BATCH):
-            if sock is not self._sock:  # closed by a callback
-                return
-            try:
-                data = sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # an ICMP error queued on the connected socket
-                self._icmp(exc)
-                return
-            if data and 0x40 <= data[0] <= 0x4F:  # ChannelData (RFC 7983 §7)
-                hit = client.receive_channel_data(data)
-                if hit is not None:
-                    self._deliver(hit[0], hit[1])
-            else:
-                self._input(data)
+        held: list[bytes] = []
+        self._held = held
+        try:
+            for _ in range(READ_BATCH):
+                if sock is not self._sock:  # closed by a callback
+                    return
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:  # an ICMP error queued on the connected socket
+                    self._icmp(exc)
+                    return
+                if data and 0x40 <= data[0] <= 0x4F:  # ChannelData (RFC 7983 §7)
+                    hit = client.receive_channel_data(data)
+                    if hit is not None:
+                        self._deliver(hit[0], hit[1])
+                else:
+                    self._input(data)
+        finally:
+            self._held = None
+            if held and self._batch is not None and sock is self._sock:
+                self._batch.write(held)
 
     def _input(self, data: bytes) -> None:
         assert self._loop is not None
         self.client.receive(data, self._loop.time())
         self._flush()
+
+    def _batch_failed(self, exc: OSError, count: int) -> None:
+        if isinstance(exc, BlockingIOError):
+            self.dropped_send_blocked += count
+        else:
+            self._send_failed(exc)
 
     def _send_failed(self, exc: OSError) -> None:
         # UDP has no back-pressure: a full send buffer is a counted drop, as a lost datagram.

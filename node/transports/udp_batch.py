@@ -1,0 +1,65 @@
+"""Writing a batch of datagrams on a connected UDP socket with few system calls.
+
+Runs of equal-sized datagrams go out in one ``sendmsg`` with UDP generic segmentation offload
+(``UDP_SEGMENT``, Linux 4.18+): the kernel cuts the buffer into one datagram per segment, so the
+wire carries exactly what one ``send`` per datagram would, but the socket, routing and netfilter
+work is done once per run. Where GSO is refused (no kernel support, a device without checksum
+offload: EIO) the writer falls back to one ``send`` per datagram for good.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections.abc import Callable, Sequence
+from typing import Final
+
+SOL_UDP: Final = 17  # IPPROTO_UDP
+UDP_SEGMENT: Final = 103  # linux/udp.h
+MAX_SEGMENTS: Final = 64  # UDP_MAX_SEGMENTS on older kernels (newer ones allow 128)
+MAX_GSO_BYTES: Final = 60_000  # below a UDP datagram's 65,507-byte IPv4 payload limit
+_SEGMENT_SIZE = struct.Struct("=H")
+_REFUSED = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
+
+
+class BatchWriter:
+    """Writes batches on one connected UDP socket; ``on_error`` gets each failed write's error
+    and the number of datagrams it carried."""
+
+    def __init__(self, sock: socket.socket, on_error: Callable[[OSError, int], None]) -> None:
+        self._sock = sock
+        self._on_error = on_error
+        self.gso = True
+        self.gso_writes = 0  # sendmsg calls that carried more than one datagram
+
+    def write(self, batch: Sequence[bytes]) -> None:
+        sock = self._sock
+        count = len(batch)
+        i = 0
+        while i < count:
+            size = len(batch[i])
+            limit = min(count, i + MAX_SEGMENTS, i + max(1, MAX_GSO_BYTES // max(size, 1)))
+            j = i + 1
+            while j < limit and len(batch[j]) == size:
+                j += 1
+            if j < limit and len(batch[j]) < size:
+                j += 1  # the last segment may be shorter
+            if j - i > 1 and self.gso:
+                try:
+                    sock.sendmsg([b"".join(batch[i:j])], [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))])
+                    self.gso_writes += 1
+                except OSError as exc:
+                    if exc.errno not in _REFUSED:
+                        self._on_error(exc, count - i)
+                        return
+                    self.gso = False
+                    continue  # the same run again, one datagram at a time
+            else:
+                for k in range(i, j):
+                    try:
+                        sock.send(batch[k])
+                    except OSError as exc:
+                        self._on_error(exc, count - k)
+                        return
+            i = j
