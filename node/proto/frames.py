@@ -137,17 +137,18 @@ class FrameDecoder:
         max_message = self.max_message
         append = frames.append
         new, (set_id, set_payload, set_priority) = object.__new__, FRAME_SETTERS  # make_frame, inlined
-        while end - pos >= HEADER_SIZE:
-            length, kind, priority, message_id = _UNPACK_FROM(buf, pos)
-            start = pos + HEADER_SIZE
+        unpack_from, header_size, data, priorities = _UNPACK_FROM, HEADER_SIZE, _DATA, _PRIORITY
+        while end - pos >= header_size:
+            length, kind, priority, message_id = unpack_from(buf, pos)
+            start = pos + header_size
             stop = start + length
-            if kind == _DATA and length <= max_message and priority < PRIORITIES:
+            if kind == data and length <= max_message and priority < PRIORITIES:
                 if stop > end:
                     break
                 frame = new(Frame)  # = make_frame(message_id, payload, priority)
                 set_id(frame, message_id)
                 set_payload(frame, buf[start:stop])
-                set_priority(frame, _PRIORITY[priority])
+                set_priority(frame, priorities[priority])
                 append(frame)
             else:
                 frame_kind = self._check(length, kind, priority)  # raises unless a valid control

@@ -393,15 +393,17 @@ class TcpTlsTransport(Transport):
             self._release_slot()
 
     async def send(self, peer: PeerId, frame: Frame) -> None:
-        # The hot path: no coroutine below this one unless the socket needs draining.
-        if len(frame.payload) > self.capabilities.max_message_size:
-            self.check_size(frame)  # raises the typed error
+        # The hot path: no coroutine below this one unless the socket needs draining. The link
+        # core refuses a payload above max_message (capabilities.max_message_size) or a closed
+        # link; which of the two is told apart only then.
         link = self._links.get(peer)
         if link is None:
+            self.check_size(frame)
             raise self._not_connected(peer)
         try:
             congested = link.queue(frame.message_id, frame.priority, frame.payload)
-        except LinkUsageError:  # the link is closed (the size was checked above)
+        except LinkUsageError:
+            self.check_size(frame)  # raises MESSAGE_TOO_LARGE if that was why
             raise self._not_connected(peer) from None
         if congested:
             await link.drain()

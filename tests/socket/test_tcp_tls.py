@@ -18,6 +18,7 @@ from node.transports.base import (
     PeerDisconnected,
     Priority,
     TransportReason,
+    TransportUsageError,
 )
 from node.transports.tcp_tls import TcpTlsTransport
 from node.transports.tls_link import TlsPeerError, dial
@@ -88,6 +89,26 @@ async def test_batched_events_carry_every_message_in_order_with_the_connection_e
         await tb.disconnect(a.ident.peer_id)
         async with asyncio.timeout(10):
             assert await anext(stream) == PeerDisconnected(b.ident.peer_id, DisconnectReason.CLOSED_BY_PEER)
+
+
+async def test_send_errors_are_typed_and_an_oversize_send_leaves_the_link_working(tmp_path: Path) -> None:
+    a, b = new_node(tmp_path, "a"), new_node(tmp_path, "b")
+    creds_a, creds_b = pinned_creds(a, frozenset()), pinned_creds(b, frozenset())
+    async with transport(creds_a, max_message=1000) as ta, transport(creds_b, max_message=1000) as tb:
+        peer = await tb.dial(endpoint_of(ta))
+        for target in (peer, "nobody"):
+            with pytest.raises(TransportUsageError) as too_big:
+                await tb.send(target, Frame(1, b"x" * 1001))
+            assert too_big.value.reason is TransportReason.MESSAGE_TOO_LARGE
+        with pytest.raises(TransportUsageError) as nobody:
+            await tb.send("nobody", Frame(2, b"x"))
+        assert nobody.value.reason is TransportReason.NOT_CONNECTED
+        await tb.send(peer, Frame(3, b"x" * 1000))  # exactly the maximum
+        assert (await next_of(ta, MessageReceived)).frame == Frame(3, b"x" * 1000)  # type: ignore[attr-defined]
+        tb._links[peer].close()  # closed under the transport's feet: the next send is refused, typed
+        with pytest.raises(TransportUsageError) as closed:
+            await tb.send(peer, Frame(4, b"x"))
+        assert closed.value.reason is TransportReason.NOT_CONNECTED
 
 
 async def test_refusals_are_typed_and_the_node_keeps_serving(tmp_path: Path) -> None:
