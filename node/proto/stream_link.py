@@ -56,6 +56,7 @@ _HELLO = struct.Struct(f"!B{NONCE_SIZE}s")
 _PROOF = struct.Struct(f"!{NONCE_SIZE}s{KEY_SIZE}s{SIGNATURE_SIZE}s")  # then the credential
 _REASON = struct.Struct("!B")
 MAX_PINGS_IN_FLIGHT = 8
+LARGE_PIECE = 16 * 1024  # a payload this large is written as its own piece (chunks_to_send)
 _HEADER_PACK = HEADER.pack
 _DATA = FrameKind.DATA
 
@@ -240,6 +241,7 @@ class StreamLink:
         self.bytes_received = 0
         self.pending_bytes = 0  # queued, not yet taken by data_to_send
         self._bytes_taken = 0  # taken by data_to_send
+        self._large_pending = 0  # payloads of LARGE_PIECE bytes or more in _out
 
     @property
     def bytes_sent(self) -> int:
@@ -284,18 +286,23 @@ class StreamLink:
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()
+        self._large_pending = 0
         self._bytes_taken += self.pending_bytes
         self.pending_bytes = 0
         return out
 
-    def chunks_to_send(self, large: int = 16 * 1024) -> list[bytes]:
+    def chunks_to_send(self) -> list[bytes]:
         """As ``data_to_send``, as few pieces for ``writelines``: small frames (and each large
-        payload's header) joined together, every payload of ``large`` bytes or more left alone
-        so that it is not copied once more (TLS makes a record per piece, so small pieces are
-        worth joining and large ones are not)."""
+        payload's header) joined together, every payload of LARGE_PIECE bytes or more left
+        alone so that it is not copied once more (TLS makes a record per piece, so small pieces
+        are worth joining and large ones are not)."""
         out, self._out = self._out, []
         self._bytes_taken += self.pending_bytes
         self.pending_bytes = 0
+        if not self._large_pending:  # the usual: one join, no look at each piece
+            return [b"".join(out)] if out else []
+        self._large_pending = 0
+        large = LARGE_PIECE
         chunks: list[bytes] = []
         small: list[bytes] = []
         for piece in out:
@@ -336,12 +343,15 @@ class StreamLink:
 
     def send_data(self, message_id: int, priority: int, payload: bytes) -> None:
         # A frame above max_message: the peer would close on it; refused locally instead.
-        if self.state is not _OPEN or len(payload) > self.max_message:
+        size = len(payload)
+        if self.state is not _OPEN or size > self.max_message:
             raise LinkUsageError(self.state, LinkInput.SEND_DATA)
         out = self._out
-        out.append(_HEADER_PACK(len(payload), _DATA, priority, message_id))
+        out.append(_HEADER_PACK(size, _DATA, priority, message_id))
         out.append(payload)
-        self.pending_bytes += HEADER_SIZE + len(payload)
+        self.pending_bytes += HEADER_SIZE + size
+        if size >= LARGE_PIECE:
+            self._large_pending += 1
 
     def send_ping(self, now: float) -> int:
         self._move(LinkInput.SEND_PING)

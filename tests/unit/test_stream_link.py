@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from node.proto.frames import HEADER, FrameErrorReason, FrameKind, encode
 from node.proto.stream_link import (
+    LARGE_PIECE,
     TRANSITIONS,
     Accepted,
     CloseReason,
@@ -309,3 +310,12 @@ def test_chunks_to_send_joins_small_frames_and_leaves_large_payloads_alone() -> 
         + encode(FrameKind.DATA, b"tail", 3)
     )
     assert client.pending_bytes == 0
+    # Small frames alone (the large one went out above): one piece.
+    client.send_data(4, 0, b"a" * (LARGE_PIECE - 1))
+    client.send_ping(0.0)
+    client.send_data(5, 0, b"z")
+    chunks = client.chunks_to_send()
+    assert len(chunks) == 1
+    assert chunks[0].startswith(encode(FrameKind.DATA, b"a" * (LARGE_PIECE - 1), 4))
+    assert chunks[0].endswith(encode(FrameKind.DATA, b"z", 5))
+    assert client.chunks_to_send() == []
