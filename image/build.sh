@@ -85,6 +85,11 @@ in_root() { LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive chroot "$rootfs" "$@";
 # ---------------------------------------------------------------------------------------------
 phase "prepare (wheel, binfmt, clean output)"
 unmount_all
+# Never delete through a bind mount of the host's /dev.
+if [ -n "$(mounts_below "$rootfs")" ]; then
+    echo "build.sh: still mounted below $rootfs: $(mounts_below "$rootfs" | tr '\n' ' ')" >&2
+    exit 1
+fi
 rm -rf "$rootfs" "$work"
 : >"$times"
 # The node's wheel and all its dependencies for the board: the chroot installs offline.
