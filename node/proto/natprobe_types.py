@@ -5,11 +5,11 @@ in ``natprobe_classify``."""
 from __future__ import annotations
 
 import enum
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from node.proto.stun_attrs import IPAddress
+
 Endpoint = tuple[IPAddress, int]
 
 

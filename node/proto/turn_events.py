@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
+from node.proto.stun_attrs import IPAddress
 from node.proto.turn_errors import TurnError
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Address = tuple[IPAddress, int]
 
 

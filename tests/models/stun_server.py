@@ -22,15 +22,14 @@ asked, as broken servers do), ``omit_other_address`` (a plain RFC 5389 server), 
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from node.proto import stun
+from node.proto.stun_attrs import IPAddress
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Endpoint = tuple[IPAddress, int]
 
 

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from node.proto import stun
+from node.proto.stun_attrs import IPAddress
 from tests.models.stun_server import Datagram, ServerRequest, StunServerModel
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Address = tuple[IPAddress, int]
 RELAY_IP = ipaddress.IPv4Address("198.51.100.1")
 SERVER = (ipaddress.IPv4Address("198.51.100.10"), 3478)

@@ -17,11 +17,11 @@ Pure data in, data out; the virtual network (``vnet``) calls ``outbound``/``inbo
 from __future__ import annotations
 
 import enum
-import ipaddress
 import random
 from dataclasses import dataclass, field
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from node.proto.stun_attrs import IPAddress
+
 Endpoint = tuple[IPAddress, int]
 
 
