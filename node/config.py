@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from node.errors import LocalError
+from node.proto.breaker import CircuitBreaker
 
 DEFAULT_CONFIG_PATH = Path("/etc/bitcraps/node.toml")
 DEFAULT_UDP_PORT = 47474
@@ -116,6 +117,10 @@ class BreakerSection:
     recovery_timeout_s: float = field(
         default=30.0, metadata=_rule("open breakers half-open after this", minimum=0.1, maximum=86400)
     )
+
+    def new_breaker(self) -> CircuitBreaker:
+        """A fresh breaker with these settings (one per transport, remote or server)."""
+        return CircuitBreaker(self.failure_threshold, self.recovery_timeout_s)
 
 
 @dataclass(frozen=True, slots=True)

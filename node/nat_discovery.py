@@ -28,7 +28,6 @@ from typing import Self
 from node.config import BreakerSection, StunSection, parse_host_port
 from node.errors import LocalError
 from node.proto import stun
-from node.proto.breaker import CircuitBreaker
 from node.proto.natprobe import (
     NatProbe,
     ProbeServer,
@@ -103,10 +102,7 @@ class NatDiscovery:
         self._servers = tuple(parsed)
         self._timing = timing
         section = breaker or BreakerSection()
-        self.breakers = {
-            label: CircuitBreaker(section.failure_threshold, section.recovery_timeout_s)
-            for label, _ in parsed
-        }
+        self.breakers = {label: section.new_breaker() for label, _ in parsed}
         self._factory = socket_factory
 
     async def run(self) -> NatReport:

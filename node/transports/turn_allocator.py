@@ -21,7 +21,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from node.config import BreakerSection
-from node.proto.breaker import CircuitBreaker
 from node.proto.turn_credentials import Credentials
 from node.proto.turn_errors import TurnError, TurnTryAlternate, TurnUnreachableError
 from node.proto.turn_events import Address
@@ -57,9 +56,7 @@ class RelayAllocation:
         **connection_options: Any,
     ) -> None:
         section = breaker or BreakerSection()
-        self.pool: ServerPool[TurnServerAddress] = ServerPool(
-            servers, lambda: CircuitBreaker(section.failure_threshold, section.recovery_timeout_s)
-        )
+        self.pool: ServerPool[TurnServerAddress] = ServerPool(servers, section.new_breaker)
         self._credentials = credentials
         self._on_data = on_data
         self._on_relay = on_relay
