@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from node import certs
+from node.proto.frames import HEADER_SIZE
 from node.transports.base import (
     DisconnectReason,
     Frame,
@@ -20,8 +21,8 @@ from node.transports.base import (
     TransportReason,
     TransportUsageError,
 )
-from node.transports.tcp_tls import TcpTlsTransport
-from node.transports.tls_link import TlsPeerError, dial
+from node.transports.tcp_tls import EVENT_QUEUE, TcpTlsTransport
+from node.transports.tls_link import READ_SIZE, TlsPeerError, dial
 from node.trust import TrustReason
 from tests.socket.tlsnodes import (
     endpoint_of,
@@ -109,6 +110,37 @@ async def test_send_errors_are_typed_and_an_oversize_send_leaves_the_link_workin
         with pytest.raises(TransportUsageError) as closed:
             await tb.send(peer, Frame(4, b"x"))
         assert closed.value.reason is TransportReason.NOT_CONNECTED
+
+
+async def test_a_consumer_that_falls_behind_stops_the_reads_not_the_memory(tmp_path: Path) -> None:
+    """The event channel holds at most EVENT_QUEUE messages and one read more; then the link
+    stops reading, TCP fills, and the sender's send() waits. Nothing is lost."""
+    a, b = new_node(tmp_path, "a"), new_node(tmp_path, "b")
+    count, payload = 40_000, b"m" * 1000  # 40 MB: far more than the sockets and buffers hold
+    most = EVENT_QUEUE + READ_SIZE // (HEADER_SIZE + len(payload)) + 1
+    async with transport(pinned_creds(a, frozenset())) as ta, transport(pinned_creds(b, frozenset())) as tb:
+        peer = await tb.dial(endpoint_of(ta))
+
+        async def produce() -> None:
+            for i in range(count):
+                await tb.send(peer, Frame(i, payload))
+
+        async with asyncio.TaskGroup() as tasks:
+            producer = tasks.create_task(produce())
+            await eventually(lambda: ta.health().messages_received >= EVENT_QUEUE)
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+                assert ta.health().messages_received <= most  # nobody took any: the reads stopped
+            assert not producer.done()
+            got = 0
+            async with asyncio.timeout(60):
+                async for event in ta.events():
+                    if isinstance(event, MessageReceived):
+                        assert event.frame.message_id == got
+                        got += 1
+                        if got == count:
+                            break
+        assert producer.done()
 
 
 async def test_refusals_are_typed_and_the_node_keeps_serving(tmp_path: Path) -> None:
