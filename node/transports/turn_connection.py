@@ -55,6 +55,9 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_CLOSE_TIMEOUT = 2.0
 RECV_QUEUE_MAX = 4096
 READ_BATCH = 64  # datagrams read per readiness before the loop serves others
+# Held writes go out every this many: a batch for the offload, yet the first of a long drain
+# does not wait for the last, and the path downstream works while we read on.
+HOLD_MAX = 16
 RECV_SIZE = 65535  # a UDP datagram's largest payload: never truncated
 UDP_RECEIVE_BUFFER = 1 << 20  # asked for; the kernel caps it at net.core.rmem_max
 _T = TypeVar("_T")
@@ -262,6 +265,8 @@ class TurnConnection:
             held = self._held
             if held is not None:
                 held.append(wire)
+                if len(held) >= HOLD_MAX:
+                    self._write_held()
                 return
             try:
                 self._send(wire)
@@ -328,9 +333,14 @@ class TurnConnection:
                 else:
                     self._input(data)
         finally:
+            self._write_held()
             self._held = None
-            if held and self._batch is not None and sock is self._sock:
-                self._batch.write(held)
+
+    def _write_held(self) -> None:
+        held = self._held
+        if held and self._batch is not None:
+            self._batch.write(held)
+            held.clear()
 
     def _input(self, data: bytes) -> None:
         assert self._loop is not None

@@ -32,7 +32,7 @@ from node.transports.base import (
     TransportUsageError,
 )
 from node.transports.turn_allocator import RelayAllocation
-from node.transports.turn_connection import READ_BATCH, TurnConnection, tls_context
+from node.transports.turn_connection import HOLD_MAX, READ_BATCH, TurnConnection, tls_context
 from node.transports.turn_relay import TurnRelayTransport
 from tests.models.stun_server import Datagram
 from tests.models.turn_server import Address, TurnServerModel
@@ -147,6 +147,40 @@ async def test_allocate_relay_and_release_over_each_transport(
         assert conn.counters.sent_indications > 0
         assert conn.alive
     assert not server.model.allocations  # released with LIFETIME 0
+
+
+async def test_data_sent_from_on_data_during_a_drain_is_all_written_in_order(
+    served: tuple[ModelServer, dict[TurnTransport, int]],
+) -> None:
+    # Each echo sends the next datagram from inside the read callback: those writes are held
+    # and go out in batches (HOLD_MAX at a time, and at the end of each drain).
+    _, ports = served
+    total, window = 600, HOLD_MAX * 3
+    got: list[bytes] = []
+    done = asyncio.Event()
+    sent = window
+
+    def on_data(_peer: Address, data: bytes) -> None:
+        nonlocal sent
+        got.append(data)
+        if sent < total:
+            conn.send(PEER, sent.to_bytes(4, "big") * 50)
+            sent += 1
+        if len(got) == total:
+            done.set()
+
+    address = TurnServerAddress("127.0.0.1", ports[TurnTransport.UDP], TurnTransport.UDP)
+    async with TurnConnection(address, GOOD, on_data=on_data) as conn:
+        conn.open_peer(PEER)
+        await conn.peer_ready(PEER)
+        for i in range(window):
+            conn.send(PEER, i.to_bytes(4, "big") * 50)
+        async with asyncio.timeout(10):
+            await done.wait()
+    assert got == [i.to_bytes(4, "big") * 50 for i in range(total)]
+    counters = conn.counters
+    assert counters.sent_channel_data + counters.sent_indications == total
+    assert counters.sent_channel_data > 0 and counters.received_channel_data > 0
 
 
 async def test_wrong_password_raises_the_typed_auth_error(
