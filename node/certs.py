@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from node.errors import LocalError
+from node.errors import LocalError, RemoteError
 from node.identity import Identity, peer_id_of
 from node.paths import atomic_write, ensure_private_dir
 
@@ -87,8 +87,9 @@ class NodeCertificate:
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
 
-class CertParseError(ValueError):
-    """The bytes are not an Ed25519 node certificate (raised to callers that type it further)."""
+class CertParseError(RemoteError, ValueError):
+    """The bytes are not an Ed25519 node certificate (raised to callers that type it further).
+    A RemoteError: the bytes come from a peer; still a ValueError for callers that catch that."""
 
 
 def parse_node_certificate(der: bytes) -> NodeCertificate:
