@@ -21,7 +21,7 @@ from node.transports.base import (
     TransportReason,
     TransportUsageError,
 )
-from node.transports.tcp_tls import EVENT_QUEUE, TcpTlsTransport
+from node.transports.tcp_tls import EVENT_QUEUE
 from node.transports.tls_link import READ_SIZE, TlsPeerError, dial
 from node.trust import TrustReason
 from tests.socket.tlsnodes import (
@@ -30,18 +30,11 @@ from tests.socket.tlsnodes import (
     expired_issue,
     fleet_creds,
     new_node,
+    next_event,
     pinned_creds,
     rogue_creds,
     transport,
 )
-
-
-async def next_of(t: TcpTlsTransport, kind: type) -> object:
-    async with asyncio.timeout(10):
-        async for event in t.events():
-            if isinstance(event, kind):
-                return event
-    raise AssertionError("events ended")
 
 
 async def test_two_nodes_mutual_auth_then_messages_both_ways(tmp_path: Path) -> None:
@@ -50,13 +43,13 @@ async def test_two_nodes_mutual_auth_then_messages_both_ways(tmp_path: Path) -> 
     async with transport(fleet_creds(a, ca)) as ta, transport(fleet_creds(b, ca)) as tb:
         proven = await tb.dial(endpoint_of(ta), a.ident.peer_id)
         assert proven == a.ident.peer_id
-        connected = await next_of(ta, PeerConnected)
+        connected = await next_event(ta, PeerConnected)
         assert connected.peer == b.ident.peer_id  # type: ignore[attr-defined]
         await tb.send(a.ident.peer_id, Frame(1, b"hello a", Priority.HIGH))
-        got = await next_of(ta, MessageReceived)
+        got = await next_event(ta, MessageReceived)
         assert got == MessageReceived(b.ident.peer_id, Frame(1, b"hello a", Priority.HIGH))
         await ta.send(b.ident.peer_id, Frame(2, b"hello b"))
-        assert (await next_of(tb, MessageReceived)).frame.payload == b"hello b"  # type: ignore[attr-defined]
+        assert (await next_event(tb, MessageReceived)).frame.payload == b"hello b"  # type: ignore[attr-defined]
         assert await tb.ping(a.ident.peer_id) > 0
         # A second connect to the same peer reuses the connection.
         await tb.connect(a.ident.peer_id, endpoint_of(ta))
@@ -105,7 +98,7 @@ async def test_send_errors_are_typed_and_an_oversize_send_leaves_the_link_workin
             await tb.send("nobody", Frame(2, b"x"))
         assert nobody.value.reason is TransportReason.NOT_CONNECTED
         await tb.send(peer, Frame(3, b"x" * 1000))  # exactly the maximum
-        assert (await next_of(ta, MessageReceived)).frame == Frame(3, b"x" * 1000)  # type: ignore[attr-defined]
+        assert (await next_event(ta, MessageReceived)).frame == Frame(3, b"x" * 1000)  # type: ignore[attr-defined]
         tb._links[peer].close()  # closed under the transport's feet: the next send is refused, typed
         with pytest.raises(TransportUsageError) as closed:
             await tb.send(peer, Frame(4, b"x"))

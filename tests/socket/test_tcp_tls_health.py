@@ -14,21 +14,11 @@ from node.transports.base import (
     MessageReceived,
     PeerConnected,
     PeerDisconnected,
-    TransportEvent,
     TransportReason,
     TransportState,
 )
-from node.transports.tcp_tls import TcpTlsTransport
 from node.transports.tls_link import TlsPeerError
-from tests.socket.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
-
-
-async def next_event(t: TcpTlsTransport, kind: type) -> TransportEvent:
-    async with asyncio.timeout(10):
-        async for event in t.events():
-            if isinstance(event, kind):
-                return event
-    raise AssertionError("events ended")
+from tests.socket.tlsnodes import endpoint_of, eventually, new_node, next_event, pinned_creds, transport
 
 
 async def test_lost_path_opens_the_breaker_then_recovers(tmp_path: Path) -> None:

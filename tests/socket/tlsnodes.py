@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from node import certs, identity
 from node.config import BreakerSection
-from node.transports.base import IpEndpoint
+from node.transports.base import IpEndpoint, TransportEvent
 from node.transports.tcp_tls import TcpTlsSettings, TcpTlsTransport
 from node.transports.tls_link import LinkSettings, TlsCredentials, make_credentials
 from node.trust import TrustMode, TrustPolicy
@@ -97,6 +97,15 @@ async def eventually(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(10.0):
         while not condition():  # noqa: ASYNC110 - polling a counter, nothing to wait on
             await asyncio.sleep(0.01)
+
+
+async def next_event(t: TcpTlsTransport, kind: type) -> TransportEvent:
+    """The next event of type ``kind`` on ``t`` (others are passed over), within 10 s."""
+    async with asyncio.timeout(10):
+        async for event in t.events():
+            if isinstance(event, kind):
+                return event
+    raise AssertionError("events ended")
 
 
 def endpoint_of(t: TcpTlsTransport) -> IpEndpoint:
