@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -19,13 +20,16 @@ from tests.ops import unitfile
 HOST_UNITS = Path("/usr/lib/systemd/system")
 
 
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true makes this a failure", pytrace=False)
+    pytest.skip(reason)
+
+
 def _need(tool: str) -> str:
     found = shutil.which(tool)
     if found is None:
-        reason = f"{tool} is not installed (apt-get install systemd)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true makes this a failure", pytrace=False)
-        pytest.skip(reason)
+        _unavailable(f"{tool} is not installed (apt-get install systemd)")
     return found
 
 
@@ -43,7 +47,7 @@ def _scratch_root(tmp_path: Path, unit_text: str) -> Path:
 def _verify(tmp_path: Path, unit_text: str) -> subprocess.CompletedProcess[str]:
     tool = _need("systemd-analyze")
     if not HOST_UNITS.is_dir():
-        pytest.skip(f"{HOST_UNITS} missing: systemd-analyze verify needs the standard targets")
+        _unavailable(f"{HOST_UNITS} missing: systemd-analyze verify needs the standard targets")
     root = _scratch_root(tmp_path, unit_text)
     return subprocess.run(
         [tool, "verify", "--man=no", f"--root={root}", unitfile.UNIT_NAME],
