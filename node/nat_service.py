@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from node.background import run_in_background
 from node.config import BreakerSection, StunSection
 from node.errors import NodeError
 from node.nat_discovery import NatDiscovery, SocketFactory, probe_timing
@@ -74,9 +75,7 @@ class NatService:
         if self._discovery is None:
             return self
         async with AsyncExitStack() as stack:
-            tasks = await stack.enter_async_context(asyncio.TaskGroup())
-            worker = tasks.create_task(self._work(self._discovery), name="nat-discovery")
-            stack.callback(worker.cancel)  # runs before the TaskGroup waits for it
+            await run_in_background(stack, self._work(self._discovery), "nat-discovery")
             self._stack = stack.pop_all()
         if self._stun.discover_at_start:
             self.rediscover()

@@ -8,7 +8,6 @@ into debug logs so the bounded event queue never stops the links.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from node.background import run_in_background
 from node.config import Config
 from node.identity import Identity
 from node.transports.base import MessageReceived, TransportState
@@ -104,9 +104,7 @@ class TcpTlsService:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.transport)
-            tasks = await stack.enter_async_context(asyncio.TaskGroup())
-            drain = tasks.create_task(self._drain())
-            stack.callback(drain.cancel)  # runs before the TaskGroup waits for it
+            await run_in_background(stack, self._drain(), "tcp-tls-drain")
             self._stack = stack.pop_all()
         return self
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from node.background import run_in_background
 from node.config import Config
 from node.proto.turn_errors import TurnError
 from node.transports.base import IpEndpoint, MessageReceived, TransportState
@@ -66,9 +67,7 @@ class TurnService:
     async def __aenter__(self) -> Self:
         self.state = TransportState.STARTING
         async with AsyncExitStack() as stack:
-            tasks = await stack.enter_async_context(asyncio.TaskGroup())
-            keeper = tasks.create_task(self._keep())
-            stack.callback(keeper.cancel)  # runs before the TaskGroup waits for it
+            await run_in_background(stack, self._keep(), "turn-keeper")
             self._stack = stack.pop_all()
         return self
 
