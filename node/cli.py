@@ -18,6 +18,7 @@ import node
 from netlink.lab.cli import register as register_lab
 from node import config as configuration
 from node import control, logs, paths
+from node.cli_output import fail
 from node.errors import NodeError
 from node.identity_cli import register as register_identity
 from node.nat_command import register as register_nat
@@ -30,11 +31,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"bitcraps-node: {message}", file=sys.stderr)
-    return code
 
 
 def _load_config(path: Path | None) -> configuration.Config:
@@ -66,12 +62,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         cfg = _load_config(args.config)
     except configuration.ConfigError as exc:
-        return _fail(f"config error: {exc}", EXIT_USAGE)
+        return fail(f"config error: {exc}", EXIT_USAGE)
     dirs = paths.resolve_dirs(args.state_dir, args.runtime_dir)
     try:
         _run_daemon(cfg, dirs)
     except NodeError as exc:
-        return _fail(str(exc), EXIT_FAILURE)
+        return fail(str(exc), EXIT_FAILURE)
     return EXIT_OK
 
 
@@ -80,11 +76,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         reply = control.request(dirs.control_socket, "status")
     except control.NotRunning as exc:
-        return _fail(str(exc), EXIT_NOT_RUNNING)
+        return fail(str(exc), EXIT_NOT_RUNNING)
     except control.ControlError as exc:
-        return _fail(str(exc), EXIT_FAILURE)
+        return fail(str(exc), EXIT_FAILURE)
     if "error" in reply:
-        return _fail(f"node answered: {reply['error']}", EXIT_FAILURE)
+        return fail(f"node answered: {reply['error']}", EXIT_FAILURE)
     if args.json:
         print(json.dumps(reply))
         return EXIT_OK
@@ -115,7 +111,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     try:
         configuration.load(args.path)
     except configuration.ConfigError as exc:
-        return _fail(f"{args.path}: {exc}", EXIT_USAGE)
+        return fail(f"{args.path}: {exc}", EXIT_USAGE)
     print(f"{args.path}: ok")
     return EXIT_OK
 
@@ -124,7 +120,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     try:
         cfg = _load_config(args.config)
     except configuration.ConfigError as exc:
-        return _fail(f"config error: {exc}", EXIT_USAGE)
+        return fail(f"config error: {exc}", EXIT_USAGE)
     if args.json:
         print(json.dumps(configuration.to_dict(cfg, redact=not args.show_secrets)))
     else:

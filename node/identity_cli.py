@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from node.cli_output import fail
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-def _fail(message: str, code: int = EXIT_FAILED) -> int:
-    print(f"bitcraps-node: {message}", file=sys.stderr)
-    return code
 
 
 def _emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None:
@@ -40,9 +36,9 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
     try:
         ca = certs.init_ca_dir(args.dir, args.name, days=args.days or certs.CA_DAYS)
     except certs.CertError as exc:
-        return _fail(str(exc))
+        return fail(str(exc), EXIT_FAILED)
     except OSError as exc:  # ensure_private_dir and friends raise typed errors; this is belt and braces
-        return _fail(f"{args.dir}: {exc.strerror}")
+        return fail(f"{args.dir}: {exc.strerror}", EXIT_FAILED)
     cert_path, ca_key = args.dir / certs.CA_CERT_FILE, args.dir / certs.CA_KEY_FILE
     _emit(
         args,
@@ -62,17 +58,17 @@ def cmd_issue(args: argparse.Namespace) -> int:
     try:
         pem = args.pubkey.read_bytes()
     except OSError as exc:
-        return _fail(f"{args.pubkey}: cannot read ({exc.strerror})")
+        return fail(f"{args.pubkey}: cannot read ({exc.strerror})", EXIT_FAILED)
     try:
         public_key = identity.public_key_from_pem(pem)
     except ValueError as exc:
-        return _fail(f"{args.pubkey}: {exc}", EXIT_USAGE)
+        return fail(f"{args.pubkey}: {exc}", EXIT_USAGE)
     try:
         ca = certs.load_ca_dir(args.ca)
         cert = certs.issue(ca, public_key, days=args.days or certs.NODE_CERT_DAYS)
         certs.write_file(args.out, certs.cert_pem(cert), 0o644)
     except certs.CertError as exc:
-        return _fail(str(exc))
+        return fail(str(exc), EXIT_FAILED)
     peer_id = identity.peer_id_of(public_key)
     _emit(
         args,
@@ -94,7 +90,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         ident, created = identity.load_or_create(dirs.state)
     except NodeError as exc:
-        return _fail(str(exc))
+        return fail(str(exc), EXIT_FAILED)
     pem = ident.public_key_pem().decode("ascii")
     _emit(
         args,

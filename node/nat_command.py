@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from node import config as configuration
+from node.cli_output import fail
 
 if TYPE_CHECKING:
     from node.proto.natprobe_types import NatReport
@@ -42,22 +43,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     nat.set_defaults(func=cmd_nat)
 
 
-def _fail(message: str) -> int:
-    print(f"bitcraps-node: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def cmd_nat(args: argparse.Namespace) -> int:
     try:
         cfg = configuration.load_effective(args.config)
     except configuration.ConfigError as exc:
-        return _fail(f"config error: {exc}")
+        return fail(f"config error: {exc}", EXIT_USAGE)
     servers = tuple(args.stun) if args.stun else cfg.stun.servers
     if not servers:
-        return _fail("no STUN server: give --stun HOST:PORT or set stun.servers in the config")
+        return fail("no STUN server: give --stun HOST:PORT or set stun.servers in the config", EXIT_USAGE)
     for server in servers:
         if configuration.parse_host_port(server) is None:
-            return _fail(f"--stun {server!r}: must be 'host:port' or '[ipv6]:port'")
+            return fail(f"--stun {server!r}: must be 'host:port' or '[ipv6]:port'", EXIT_USAGE)
     # Imported here: the other commands must start fast without asyncio and the probe.
     import asyncio  # noqa: PLC0415
 
@@ -68,10 +64,10 @@ def cmd_nat(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(discovery.run())
     except NodeError as exc:
-        return _fail(str(exc))
+        return fail(str(exc), EXIT_USAGE)
     if not report.answered:
         outcomes = ", ".join(f"{s.server} {s.outcome.value}" for s in report.servers)
-        return _fail(f"no STUN server answered ({outcomes})")
+        return fail(f"no STUN server answered ({outcomes})", EXIT_USAGE)
     if args.json:
         print(json.dumps(report.to_json()))
     else:

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from node.cli_output import fail
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"bitcraps-node: {message}", file=sys.stderr)
-    return code
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -40,27 +36,27 @@ def cmd_ping(args: argparse.Namespace) -> int:
 
     hostport = configuration.parse_host_port(args.address)
     if hostport is None:
-        return _fail(f"{args.address!r}: expected HOST:PORT or [IPv6]:PORT", EXIT_USAGE)
+        return fail(f"{args.address!r}: expected HOST:PORT or [IPv6]:PORT", EXIT_USAGE)
     try:
         cfg = configuration.load_effective(args.config)
     except configuration.ConfigError as exc:
-        return _fail(f"config error: {exc}", EXIT_USAGE)
+        return fail(f"config error: {exc}", EXIT_USAGE)
     try:
         info = socket.getaddrinfo(hostport[0], hostport[1], type=socket.SOCK_STREAM)
     except OSError as exc:
-        return _fail(f"{hostport[0]}: {exc.strerror or exc}", EXIT_FAILED)
+        return fail(f"{hostport[0]}: {exc.strerror or exc}", EXIT_FAILED)
     endpoint = IpEndpoint(ipaddress.ip_address(str(info[0][4][0]).split("%", 1)[0]), hostport[1])
     dirs = paths.resolve_dirs(args.state_dir, None)
     try:
         ident, _ = identity.load_or_create(dirs.state)
         result = asyncio.run(_ping(cfg, ident, dirs.state / identity.KEY_FILE_NAME, endpoint, args))
     except TrustConfigError as exc:
-        return _fail(f"trust settings: {exc}", EXIT_USAGE)
+        return fail(f"trust settings: {exc}", EXIT_USAGE)
     except TlsPeerError as exc:
         why = exc.reason.value + ("" if exc.trust is None else f" ({exc.trust.value})")
-        return _fail(f"{endpoint}: {why}: {exc.detail}", EXIT_FAILED)
+        return fail(f"{endpoint}: {why}: {exc.detail}", EXIT_FAILED)
     except NodeError as exc:
-        return _fail(f"{endpoint}: {exc}", EXIT_FAILED)
+        return fail(f"{endpoint}: {exc}", EXIT_FAILED)
     rtts = result["rtt_ms"]
     if args.json:
         print(json.dumps(result))

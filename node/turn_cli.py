@@ -14,9 +14,10 @@ import argparse
 import ipaddress
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from node.cli_output import fail
 
 if TYPE_CHECKING:
     from node.proto.turn_events import Address
@@ -30,11 +31,6 @@ EXIT_REFUSED = 5
 EXIT_NO_ANSWER = 6
 PROBE_TIMEOUT_S = 1.0
 PROBE_ATTEMPTS = 3
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"bitcraps-node: {message}", file=sys.stderr)
-    return code
 
 
 def _endpoint(address: Address | None) -> str | None:
@@ -131,18 +127,18 @@ def cmd_turn(args: argparse.Namespace) -> int:
     from node.config import parse_host_port  # noqa: PLC0415
 
     if parse_host_port(args.server) is None:
-        return _fail(f"--server must be HOST:PORT, got {args.server!r}", EXIT_USAGE)
+        return fail(f"--server must be HOST:PORT, got {args.server!r}", EXIT_USAGE)
     peer = None
     if args.peer is not None:
         peer = _peer(args.peer)
         if peer is None:
-            return _fail(f"--peer must be IP:PORT, got {args.peer!r}", EXIT_USAGE)
+            return fail(f"--peer must be IP:PORT, got {args.peer!r}", EXIT_USAGE)
     if args.ca is not None and not args.ca.is_file():
-        return _fail(f"--ca: no such file {args.ca}", EXIT_USAGE)
+        return fail(f"--ca: no such file {args.ca}", EXIT_USAGE)
     if args.count < 1:
-        return _fail("--count must be at least 1", EXIT_USAGE)
+        return fail("--count must be at least 1", EXIT_USAGE)
     if not args.timeout > 0:
-        return _fail("--timeout must be positive", EXIT_USAGE)
+        return fail("--timeout must be positive", EXIT_USAGE)
 
     import asyncio  # noqa: PLC0415
 
@@ -155,21 +151,21 @@ def cmd_turn(args: argparse.Namespace) -> int:
     try:
         code, document, text = asyncio.run(bounded())
     except TimeoutError:
-        return _fail(f"turn {args.server}: no answer within {args.timeout:g} s", EXIT_UNREACHABLE)
+        return fail(f"turn {args.server}: no answer within {args.timeout:g} s", EXIT_UNREACHABLE)
     except TurnError as exc:
         exit_code = {
             TurnFailure.AUTH: EXIT_AUTH,
             TurnFailure.REFUSED: EXIT_REFUSED,
             TurnFailure.TRY_ALTERNATE: EXIT_REFUSED,
         }.get(exc.reason, EXIT_UNREACHABLE)
-        return _fail(f"turn {args.server}: {exc}", exit_code)
+        return fail(f"turn {args.server}: {exc}", exit_code)
     except OSError as exc:
-        return _fail(f"turn {args.server}: {exc.strerror or exc}", EXIT_UNREACHABLE)
+        return fail(f"turn {args.server}: {exc.strerror or exc}", EXIT_UNREACHABLE)
     if code == EXIT_REFUSED:
-        return _fail(f"turn {args.server}: {text}", code)
+        return fail(f"turn {args.server}: {text}", code)
     print(json.dumps(document) if args.json else text)
     if code == EXIT_NO_ANSWER:
-        return _fail(f"peer {args.peer} answered {document['received']} of {args.count} probes", code)
+        return fail(f"peer {args.peer} answered {document['received']} of {args.count} probes", code)
     return code
 
 
