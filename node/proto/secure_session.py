@@ -396,7 +396,7 @@ class SecureSession:
             return
         if self._previous is not None and now >= self._previous_deadline(self._previous):
             self._previous = None
-        if self._current is not None and now >= self._current.created_at + self._config.reject_after_time:
+        if now >= self._current.created_at + self._config.reject_after_time:
             self._current = self._previous = None
             self._close(CloseReason.KEYS_EXPIRED)
             return
