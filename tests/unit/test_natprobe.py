@@ -399,3 +399,54 @@ def test_any_datagram_at_any_socket_is_counted_never_raised(
     assert event is not None
     used = 1 if event.report.servers[0].mapped is not None else 0
     assert sum(probe.drops.values()) + used >= 2
+
+
+def _binding(cls: stun.MessageClass, tid: bytes, *attrs: stun.Attribute) -> bytes:
+    return stun.encode(stun.Message(stun.Method.BINDING, cls, tid, attrs))
+
+
+def test_requests_indications_and_answers_without_an_address_are_counted() -> None:
+    probe = NatProbe([SERVER], host_sockets(HOST, 1), 0.0)
+    [out] = probe.datagrams_to_send(0.0)
+    tid = out.data[8:20]
+    probe.receive_datagram(MAPPING_SOCKET, _binding(stun.MessageClass.REQUEST, tid), P, 0.01)
+    probe.receive_datagram(MAPPING_SOCKET, _binding(stun.MessageClass.INDICATION, tid), P, 0.01)
+    assert probe.drops[Drop.NOT_RESPONSE] == 2
+    error = _binding(stun.MessageClass.ERROR, tid, stun.ErrorCodeAttr(400, "bad"))
+    probe.receive_datagram(MAPPING_SOCKET, error, (IP("192.0.2.66"), 3478), 0.01)
+    assert probe.drops[Drop.WRONG_ORIGIN] == 1
+    probe.receive_datagram(MAPPING_SOCKET, _binding(stun.MessageClass.SUCCESS, tid), P, 0.01)
+    assert probe.drops[Drop.MALFORMED] == 1
+    assert not probe.finished  # none of them ended the Binding
+
+
+@pytest.mark.parametrize("answer", ["wrong-id", "error", "garbage"])
+def test_a_useless_tcp_answer_settles_the_tcp_check_as_failed(answer: str) -> None:
+    timing = ProbeTiming()
+    probe = NatProbe([SERVER], host_sockets(HOST, 1), 0.0, timing)
+    probe.datagrams_to_send(0.0)
+    probe.handle_timer(timing.tcp_after)  # UDP silent so far: STUN over TCP is tried
+    [check] = probe.tcp_checks_to_start()
+    tid = check.request[8:20]
+    data = {
+        "wrong-id": _binding(stun.MessageClass.SUCCESS, bytes(12), stun.XorMappedAddress(WAN, 1)),
+        "error": _binding(stun.MessageClass.ERROR, tid, stun.ErrorCodeAttr(400, "bad")),
+        "garbage": b"\xff" * 20,
+    }[answer]
+    probe.receive_tcp(check.server_index, data, timing.tcp_after + 0.01)
+    assert probe.drops[Drop.MALFORMED if answer == "garbage" else Drop.UNMATCHED] == 1
+    # Settled: a right answer arriving later is not taken, and UDP silence ends the probe with
+    # no answer at all (a failed TCP check never makes the result udp-blocked).
+    good = _binding(stun.MessageClass.SUCCESS, tid, stun.XorMappedAddress(WAN, 1))
+    probe.receive_tcp(check.server_index, good, timing.tcp_after + 0.02)
+    now = timing.tcp_after
+    while not probe.finished:
+        timer = probe.get_timer()
+        assert timer is not None
+        now = max(now, timer)
+        probe.handle_timer(now)
+        probe.datagrams_to_send(now)
+    event = probe.next_event()
+    assert event is not None
+    assert event.report.servers[0].outcome is ServerOutcome.NO_ANSWER
+    assert event.report.nat_type is NatType.UNKNOWN
