@@ -335,8 +335,7 @@ class TcpTlsTransport(Transport):
     def _breaker(self, endpoint: IpEndpoint) -> CircuitBreaker:
         breaker = self._breakers.get(endpoint)
         if breaker is None:
-            section = self._breaker_section
-            breaker = CircuitBreaker(section.failure_threshold, section.recovery_timeout_s)
+            breaker = self._breaker_section.new_breaker()
             self._breakers[endpoint] = breaker
         return breaker
 
