@@ -146,7 +146,8 @@ class TurnRelayTransport(Transport):
         self._state = TransportState.STARTING
         try:
             await self.relay.__aenter__()
-        except TurnError:
+        except BaseException:
+            # Any failure to start (a TurnError, an OSError, cancellation) leaves it FAILED.
             self._state = TransportState.FAILED
             raise
         self._state = TransportState.READY
