@@ -36,10 +36,10 @@ from node.proto.natprobe import (
     sockets_needed,
 )
 from node.proto.natprobe_types import ANSWERED_OUTCOMES, Endpoint, NatReport
+from node.transports.base import SocketFactory
 
 log = logging.getLogger(__name__)
 
-SocketFactory = Callable[[int, int], socket.socket]
 RESOLVE_TIMEOUT_S = 2.0
 TCP_READ_BYTES = 4096
 

@@ -21,8 +21,9 @@ from typing import Any, Self
 from node.background import run_in_background
 from node.config import BreakerSection, StunSection
 from node.errors import NodeError
-from node.nat_discovery import NatDiscovery, SocketFactory, probe_timing
+from node.nat_discovery import NatDiscovery, probe_timing
 from node.proto.natprobe_types import NatReport
+from node.transports.base import SocketFactory
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ and closes it on exit; ``events()`` yields what happens until the transport clos
 from __future__ import annotations
 
 import ipaddress
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ from types import TracebackType
 from typing import Any, Self, TypeAlias
 
 from node.errors import LocalError, NodeError, RemoteError
+
+# Opens a socket (family, type) where the caller wants it: the lab passes one that opens it
+# inside a host's network namespace; the node's own default is plain ``socket.socket``.
+SocketFactory: TypeAlias = Callable[[int, int], socket.socket]
 
 PeerId: TypeAlias = str
 """A peer's identity: the base32 SHA-256 of its Ed25519 public key (see node.identity)."""

@@ -45,11 +45,11 @@ from node.proto.turn_events import (
     TurnEvent,
 )
 from node.proto.turn_uri import TurnServerAddress, TurnTransport
+from node.transports.base import SocketFactory
 from node.transports.udp_batch import BatchWriter
 
 log = logging.getLogger(__name__)
 
-SocketFactory = Callable[[int, int], socket.socket]
 DataHandler = Callable[[Address, bytes], None]
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_CLOSE_TIMEOUT = 2.0
