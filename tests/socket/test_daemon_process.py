@@ -6,6 +6,7 @@ import ipaddress
 import json
 import signal
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -152,21 +153,25 @@ def test_second_node_on_the_same_runtime_dir_refuses(running_node: RunningNode, 
     assert cli("status", "--runtime-dir", str(running_node.runtime_dir)).returncode == 0
 
 
+def _run_with_config(tmp_path: Path, toml: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "busy.toml"
+    config.write_text('[node]\nlisten_address = "127.0.0.1"\n' + toml)
+    return cli(
+        "run",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--runtime-dir",
+        str(tmp_path / "r"),
+    )
+
+
 def test_udp_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
         busy.bind(("127.0.0.1", 0))
         port = busy.getsockname()[1]
-        config = tmp_path / "busy.toml"
-        config.write_text(f'[node]\nlisten_address = "127.0.0.1"\nudp_port = {port}\n[tcp_tls]\nport = 0\n')
-        result = cli(
-            "run",
-            "--config",
-            str(config),
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--runtime-dir",
-            str(tmp_path / "r"),
-        )
+        result = _run_with_config(tmp_path, f"udp_port = {port}\n[tcp_tls]\nport = 0\n")
     assert result.returncode == 1
     assert f"port {port}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -177,17 +182,7 @@ def test_tcp_tls_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        config = tmp_path / "busy.toml"
-        config.write_text(f'[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n[tcp_tls]\nport = {port}\n')
-        result = cli(
-            "run",
-            "--config",
-            str(config),
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--runtime-dir",
-            str(tmp_path / "r"),
-        )
+        result = _run_with_config(tmp_path, f"udp_port = 0\n[tcp_tls]\nport = {port}\n")
     assert result.returncode == 1
     assert f"TCP 127.0.0.1 port {port}" in result.stderr
     assert "Traceback" not in result.stderr
