@@ -77,6 +77,7 @@ class TcpTlsView:
     bytes_sent: int
     bytes_received: int
     rtt_ms: float | None
+    faults: dict[str, int]  # connections ended by a fault the isolation wall contained, by type
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +92,7 @@ class TcpTlsView:
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
+            "faults": dict(self.faults),
         }
 
 
@@ -148,4 +150,5 @@ class TcpTlsService:
             bytes_sent=health.bytes_sent,
             bytes_received=health.bytes_received,
             rtt_ms=health.rtt_ms,
+            faults=self.transport.isolation.snapshot(),
         )

@@ -40,3 +40,7 @@ stage_end "socket and process tests"
 stage "lab tests (namespaces, nftables, coturn)"
 $py -m pytest -q -m lab tests/lab "$@"
 stage_end "lab tests (namespaces, nftables, coturn)"
+
+stage "adversarial tests (the node as a real process, attacked through its public surfaces)"
+$py -m pytest -q tests/adversarial "$@"
+stage_end "adversarial tests (the node as a real process, attacked through its public surfaces)"

@@ -22,6 +22,11 @@ Shape (aioquic): ``receive_data(data, now)``, ``data_to_send()``, ``next_event()
 ``get_timer()``, ``handle_timer(now)``. Every transition is in ``TRANSITIONS``, keyed by
 (state, input). Bad input from the peer never raises: it closes the link with a typed reason
 (a CLOSE frame is sent, ``LinkClosed`` is the last event). Local misuse raises LinkUsageError.
+
+The server's decision on a proof (``accept``/``refuse``) comes after the driver has checked the
+signature, and the peer's bytes may have closed the core meanwhile (a frame pipelined behind its
+PROOF): a decision on a closed core is a no-op that says so (``Decision.LINK_CLOSED``), never an
+error, so no sequence of peer bytes can make the driver's next call raise.
 """
 
 from __future__ import annotations
@@ -164,6 +169,13 @@ _RECEIVED: Final[dict[FrameKind, LinkInput]] = {  # control frames; DATA: receiv
     FrameKind.PONG: _I.RECV_PONG,
     FrameKind.CLOSE: _I.RECV_CLOSE,
 }
+
+
+class Decision(Enum):
+    """What became of the server's accept/refuse."""
+
+    TAKEN = "taken"
+    LINK_CLOSED = "link_closed"  # the core had closed itself already (the peer broke the protocol)
 
 
 class LinkUsageError(LocalError):
@@ -330,16 +342,25 @@ class StreamLink:
         self._move(LinkInput.SEND_PROOF)
         self._queue(encode(FrameKind.PROOF, _PROOF.pack(client_nonce, public_key, signature) + credential))
 
-    def accept(self) -> None:
+    def accept(self) -> Decision:
+        """Server: admit the peer whose proof verified. LINK_CLOSED (nothing done) when the
+        peer's own bytes closed the link while its proof was being checked."""
+        if self.state is LinkState.CLOSED:
+            return Decision.LINK_CLOSED
         self._move(LinkInput.ACCEPT)
         self._handshake_deadline = None
         self._queue(encode(FrameKind.ACCEPT))
+        return Decision.TAKEN
 
-    def refuse(self, reason: CloseReason) -> None:
-        """Server: refuse the peer (before OPEN) with a reason it will see."""
+    def refuse(self, reason: CloseReason) -> Decision:
+        """Server: refuse the peer (before OPEN) with a reason it will see; LINK_CLOSED (nothing
+        done) when the link had closed already."""
+        if self.state is LinkState.CLOSED:
+            return Decision.LINK_CLOSED
         if (self.state, LinkInput.REFUSE) not in TRANSITIONS:
             raise LinkUsageError(self.state, LinkInput.REFUSE)
         self._end(LinkInput.REFUSE, reason, FrameKind.REFUSE)
+        return Decision.TAKEN
 
     def send_data(self, message_id: int, priority: int, payload: bytes) -> None:
         # A frame above max_message: the peer would close on it; refused locally instead.

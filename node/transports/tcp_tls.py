@@ -29,6 +29,7 @@ from typing import Any, Self
 
 from node.config import BreakerSection
 from node.errors import LocalError, NodeError
+from node.isolation import ConnectionIsolation
 from node.proto.breaker import BreakerState, CircuitBreaker
 from node.proto.stream_link import CloseReason, LinkUsageError
 from node.transports.base import (
@@ -156,6 +157,8 @@ class TcpTlsTransport(Transport):
         self._closed: Counter[CloseReason] = Counter()
         self._pool_reuses = 0
         self._task_set: set[asyncio.Task[None]] = set()
+        # Whatever one connection raises ends that connection, not the transport's TaskGroup.
+        self.isolation = ConnectionIsolation("tcp-tls")
         self._sent = self._received = self._bytes_sent = self._bytes_received = 0
         self._send_failures = 0
 
@@ -219,6 +222,13 @@ class TcpTlsTransport(Transport):
         self._task_set.add(task)
         task.add_done_callback(self._task_set.discard)
 
+    def _spawn_isolated(self, coro: Coroutine[Any, Any, None], who: str) -> None:
+        """A task for one connection: what it raises is contained, logged once and counted."""
+        self._spawn(self._isolated(coro, who))
+
+    async def _isolated(self, coro: Coroutine[Any, Any, None], who: str) -> None:
+        await self.isolation.run(coro, who)
+
     # -- slots ----------------------------------------------------------------------------
 
     def _take_slot(self) -> bool:
@@ -236,16 +246,16 @@ class TcpTlsTransport(Transport):
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _ = await loop.sock_accept(listener)
+                conn, address = await loop.sock_accept(listener)
             except OSError as exc:
                 # Out of file descriptors or memory: back off a moment rather than spin.
                 log.warning("TCP-TLS accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
             conn.setblocking(False)
-            self._on_tcp(conn)
+            self._on_tcp(conn, f"connection from {_address_text(address)}")
 
-    def _on_tcp(self, conn: socket.socket) -> None:
+    def _on_tcp(self, conn: socket.socket, who: str) -> None:
         """A slot is taken before any TLS work; past the limit the client is told why inside TLS
         (a bounded number at once), beyond that its connection is closed at once."""
         if not self._take_slot():
@@ -254,9 +264,9 @@ class TcpTlsTransport(Transport):
                 conn.close()
                 return
             self._refusing += 1
-            self._spawn(self._refuse(conn))
+            self._spawn_isolated(self._refuse(conn), who)
             return
-        self._spawn(self._serve(conn))
+        self._spawn_isolated(self._serve(conn), who)
 
     async def _refuse(self, conn: socket.socket) -> None:
         try:
@@ -265,6 +275,7 @@ class TcpTlsTransport(Transport):
             self._refusing -= 1
 
     async def _serve(self, conn: socket.socket) -> None:
+        link: TlsLink | None = None
         try:
             try:
                 link = await accept(conn, self.creds, self.settings.link)
@@ -275,6 +286,8 @@ class TcpTlsTransport(Transport):
             if self._register(link):
                 await self._run_link(link)
         finally:
+            if link is not None:
+                link.close()  # a no-op after an orderly end; after a fault, the socket goes now
             self._release_slot()
 
     # -- links ----------------------------------------------------------------------------
@@ -380,7 +393,7 @@ class TcpTlsTransport(Transport):
             raise
         breaker.record_success(self._now())
         if self._register(link):
-            self._spawn(self._own_link(link))
+            self._spawn_isolated(self._own_link(link), f"link to {link.peer} at {link.endpoint}")
         else:
             self._release_slot()  # the peer dialled us at the same moment and its link won
         return link.peer
@@ -389,6 +402,7 @@ class TcpTlsTransport(Transport):
         try:
             await self._run_link(link)
         finally:
+            link.close()
             self._release_slot()
 
     async def send(self, peer: PeerId, frame: Frame) -> None:
@@ -458,7 +472,7 @@ class TcpTlsTransport(Transport):
         now = self._now()
         for link in list(self._links.values()):
             if not link.core.closed:
-                self._spawn(self._sample(link))
+                self._spawn_isolated(self._sample(link), f"health ping of {link.peer}")
         idle = sorted(
             (link for link in self._links.values() if link.outbound and link.peer not in self._wanted),
             key=lambda link: link.last_active,
@@ -514,3 +528,9 @@ class TcpTlsTransport(Transport):
 
     def peers(self) -> tuple[PeerId, ...]:
         return tuple(self._links)
+
+
+def _address_text(address: Any) -> str:
+    """``host:port`` of an accepted socket's peer address (IPv6 in brackets)."""
+    host, port = address[:2]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -28,6 +28,7 @@ from node.proto.stream_link import (
     Accepted,
     CloseReason,
     DataReceived,
+    Decision,
     HelloReceived,
     LinkClosed,
     LinkEvent,
@@ -470,6 +471,9 @@ async def accept(sock: socket.socket, creds: TlsCredentials, settings: LinkSetti
                 writer.write(core.data_to_send())
                 raise _closed_error(event)
             assert isinstance(event, ProofReceived), event  # the core allows nothing else here
+            if core.closed:  # frames behind the PROOF broke the protocol: no proof to check
+                await _flush_refusal(writer, core)
+                raise _closed_error(_last_event(core))
             try:
                 peer = creds.policy.check_proof(
                     public_key=event.public_key,
@@ -481,10 +485,11 @@ async def accept(sock: socket.socket, creds: TlsCredentials, settings: LinkSetti
                 )
             except TrustError as exc:
                 core.refuse(_TRUST_ON_WIRE.get(exc.reason, CloseReason.NOT_TRUSTED))
-                writer.write(core.data_to_send())
-                await writer.drain()
+                await _flush_refusal(writer, core)
                 raise TlsPeerError(TransportReason.AUTH_FAILED, exc.detail, trust=exc.reason) from exc
-            core.accept()
+            if core.accept() is Decision.LINK_CLOSED:
+                await _flush_refusal(writer, core)
+                raise _closed_error(_last_event(core))
             writer.write(core.data_to_send())
             return TlsLink(reader, writer, core, peer, endpoint, outbound=False)
     except TimeoutError as exc:
@@ -503,6 +508,21 @@ async def accept(sock: socket.socket, creds: TlsCredentials, settings: LinkSetti
     except BaseException:
         _close(writer)
         raise
+
+
+async def _flush_refusal(writer: asyncio.StreamWriter, core: StreamLink) -> None:
+    """Send the REFUSE/CLOSE the core queued, so the client learns why before we close."""
+    writer.write(core.data_to_send())
+    await writer.drain()
+
+
+def _last_event(core: StreamLink) -> LinkClosed:
+    """The LinkClosed a closed core ends its events with."""
+    last: LinkEvent | None = None
+    while (event := core.next_event()) is not None:
+        last = event
+    assert isinstance(last, LinkClosed), last  # a closed core's last event, always
+    return last
 
 
 def _close(writer: asyncio.StreamWriter | None) -> None:

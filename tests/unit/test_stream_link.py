@@ -13,6 +13,7 @@ from node.proto.stream_link import (
     Accepted,
     CloseReason,
     DataReceived,
+    Decision,
     HelloReceived,
     LinkClosed,
     LinkEvent,
@@ -319,3 +320,46 @@ def test_chunks_to_send_joins_small_frames_and_leaves_large_payloads_alone() -> 
     assert chunks[0].startswith(encode(FrameKind.DATA, b"a" * (LARGE_PIECE - 1), 4))
     assert chunks[0].endswith(encode(FrameKind.DATA, b"z", 5))
     assert client.chunks_to_send() == []
+
+
+@pytest.mark.parametrize(
+    "behind",
+    [
+        encode(FrameKind.PING, b"", 1),
+        encode(FrameKind.DATA, b"x", 1),
+        encode(FrameKind.PROOF, NC + PK + SIG),
+        encode(FrameKind.CLOSE, b"\x01"),
+        b"\xff" * 20,  # garbage: a framing error
+    ],
+)
+@pytest.mark.parametrize("decide", ["accept", "refuse"])
+def test_a_decision_after_the_peer_closed_the_link_is_a_typed_no_op(behind: bytes, decide: str) -> None:
+    """The remote crash of wave 2: a frame pipelined behind PROOF closes the core while the
+    driver checks the proof; its decision then must not raise (it used to: LinkUsageError)."""
+    client = StreamLink(Role.CLIENT, 1024, 0.0)
+    server = StreamLink(Role.SERVER, 1024, 0.0)
+    server.send_hello(NS)
+    pump(client, server)
+    client.send_proof(NC, PK, SIG)
+    server.receive_data(client.data_to_send() + behind, 0.0)
+    got = events(server)
+    # The proof reaches the driver, unless the read's framing is broken (then nothing of it does).
+    assert got[:-1] in ([ProofReceived(NC, PK, SIG, b"")], [])
+    assert isinstance(got[-1], LinkClosed) and server.closed
+    sent = server.data_to_send()
+    if decide == "accept":
+        assert server.accept() is Decision.LINK_CLOSED
+    else:
+        assert server.refuse(CloseReason.NOT_TRUSTED) is Decision.LINK_CLOSED
+    assert server.data_to_send() == b""  # no ACCEPT/REFUSE after the CLOSE already queued
+    assert events(server) == []
+    assert sent == b"" or FrameKind(HEADER.unpack_from(sent)[1]) is FrameKind.CLOSE
+
+
+def test_decisions_on_a_live_link_are_taken() -> None:
+    _, server = to_verifying()
+    assert server.accept() is Decision.TAKEN
+    _, server = to_verifying()
+    assert server.refuse(CloseReason.NOT_PINNED) is Decision.TAKEN
+    with pytest.raises(LinkUsageError):  # a driver bug stays a bug: refuse on an open link
+        handshake()[1].refuse(CloseReason.NOT_TRUSTED)

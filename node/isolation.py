@@ -1,0 +1,68 @@
+"""The wall between one connection (or datagram) and the service that owns it.
+
+A rule for every service: nothing that happens on one connection — the peer's bytes, or a bug in
+the code that handles them — may reach the service's TaskGroup, where it would cancel every other
+connection and stop the node. Per-connection work runs through ``ConnectionIsolation``: an
+exception closes that connection only (the ``close`` callback, then the work's own ``finally``
+blocks), is logged once with its traceback (it is a bug, or a peer we failed to type), and is
+counted by exception type for ``status``. Cancellation is never swallowed: it is how a service
+stops its connections.
+
+TCP-TLS and the control socket use it today; the UDP, rendezvous and BLE services of wave 2 run
+their per-peer handlers through the same object (``call`` for a synchronous datagram handler).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class ConnectionIsolation:
+    """One service's boundary; ``faults`` counts what it stopped, by exception type."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.faults: Counter[str] = Counter()
+
+    async def run(self, work: Awaitable[T], who: str, close: Callable[[], object] | None = None) -> T | None:
+        """Await ``work`` (one connection's whole life); None if it failed, which is contained."""
+        try:
+            return await work
+        except Exception as exc:  # the point: nothing passes this wall
+            self._contain(exc, who, close)
+            return None
+
+    def call(self, handler: Callable[P, T], who: str, /, *args: P.args, **kwargs: P.kwargs) -> T | None:
+        """A synchronous per-datagram (or per-request) handler; None if it failed."""
+        try:
+            return handler(*args, **kwargs)
+        except Exception as exc:
+            self._contain(exc, who, None)
+            return None
+
+    def _contain(self, exc: Exception, who: str, close: Callable[[], object] | None) -> None:
+        self.faults[type(exc).__name__] += 1
+        log.error(
+            "%s: %s failed and was closed (%s); the service goes on",
+            self.service,
+            who,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        if close is not None:
+            try:
+                close()
+            except Exception:  # closing a broken connection may fail too
+                log.debug("%s: closing %s after a fault failed as well", self.service, who, exc_info=True)
+
+    def snapshot(self) -> dict[str, int]:
+        """The faults by exception type, for ``status`` (empty when nothing ever failed)."""
+        return dict(sorted(self.faults.items()))

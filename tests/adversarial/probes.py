@@ -1,0 +1,63 @@
+"""What every adversarial case checks after its attack: alive, bounded, still serving, honest."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.socket.nodeproc import RunningNode, cli
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@dataclass
+class NodeUnderAttack:
+    node: RunningNode
+    tmp_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.node.proc.pid
+
+    def assert_alive(self) -> None:
+        code = self.node.proc.poll()
+        assert code is None, f"the node exited with {code}: {self.node.stderr_path.read_text()[-4000:]}"
+
+    def status(self) -> dict[str, Any]:
+        """``bitcraps-node status --json`` as the operator would run it."""
+        done = cli("status", "--json", "--runtime-dir", str(self.node.runtime_dir))
+        assert done.returncode == 0, done.stderr
+        reply = json.loads(done.stdout)
+        assert isinstance(reply, dict)
+        return reply
+
+    def legitimate_ping(self) -> dict[str, Any]:
+        """A peer with its own identity pings the node over TCP-TLS with the installed CLI."""
+        assert self.node.tls_port is not None
+        done = cli(
+            "ping",
+            f"127.0.0.1:{self.node.tls_port}",
+            "--peer",
+            self.node.peer_id,
+            "--count",
+            "1",
+            "--state-dir",
+            str(self.tmp_path / "legit-peer"),
+            "--json",
+        )
+        assert done.returncode == 0, f"legitimate ping failed: {done.stdout} {done.stderr}"
+        reply = json.loads(done.stdout)
+        assert isinstance(reply, dict)
+        return reply
