@@ -4,11 +4,12 @@ A rule for every service: nothing that happens on one connection — the peer's 
 the code that handles them — may reach the service's TaskGroup, where it would cancel every other
 connection and stop the node. Per-connection work runs through ``ConnectionIsolation``: an
 exception closes that connection only (the ``close`` callback, then the work's own ``finally``
-blocks), is logged once with its traceback (it is a bug, or a peer we failed to type), and is
-counted by exception type for ``status``. Cancellation is never swallowed: it is how a service
-stops its connections.
+blocks), is counted by exception type for ``status`` and logged: the first fault of a type with
+its traceback (it is a bug, or a peer we failed to type), later ones of that type in one line at
+the 2nd, 4th, 8th, ... so a stranger who found the bug cannot flood the journal with it.
+Cancellation is never swallowed: it is how a service stops its connections.
 
-TCP-TLS and the control socket use it today; the UDP, rendezvous and BLE services of wave 2 run
+TCP-TLS, UDP and the control socket use it today; the rendezvous and BLE services of wave 2 run
 their per-peer handlers through the same object (``call`` for a synchronous datagram handler).
 """
 
@@ -49,14 +50,19 @@ class ConnectionIsolation:
             return None
 
     def _contain(self, exc: Exception, who: str, close: Callable[[], object] | None) -> None:
-        self.faults[type(exc).__name__] += 1
-        log.error(
-            "%s: %s failed and was closed (%s); the service goes on",
-            self.service,
-            who,
-            type(exc).__name__,
-            exc_info=exc,
-        )
+        kind = type(exc).__name__
+        self.faults[kind] += 1
+        count = self.faults[kind]
+        if count == 1:  # the first of its kind: the traceback, which is what a fix needs
+            log.error(
+                "%s: %s failed and was closed (%s); the service goes on",
+                self.service,
+                who,
+                kind,
+                exc_info=exc,
+            )
+        elif count & (count - 1) == 0:  # then at 2, 4, 8, ...: a flood cannot flood the journal
+            log.error("%s: %d faults of type %s so far (latest: %s): %s", self.service, count, kind, who, exc)
         if close is not None:
             try:
                 close()

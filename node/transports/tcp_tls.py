@@ -22,8 +22,9 @@ import logging
 import socket
 import statistics
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
@@ -222,12 +223,14 @@ class TcpTlsTransport(Transport):
         self._task_set.add(task)
         task.add_done_callback(self._task_set.discard)
 
-    def _spawn_isolated(self, coro: Coroutine[Any, Any, None], who: str) -> None:
-        """A task for one connection: what it raises is contained, logged once and counted."""
-        self._spawn(self._isolated(coro, who))
+    def _spawn_isolated(self, work: Callable[[], Coroutine[Any, Any, None]], who: str) -> None:
+        """A task for one connection: what it raises is contained, logged and counted. The work's
+        coroutine is made when the task starts: a task cancelled before its first step (the
+        transport stopping) then leaves no coroutine behind that was never awaited."""
+        self._spawn(self._isolated(work, who))
 
-    async def _isolated(self, coro: Coroutine[Any, Any, None], who: str) -> None:
-        await self.isolation.run(coro, who)
+    async def _isolated(self, work: Callable[[], Coroutine[Any, Any, None]], who: str) -> None:
+        await self.isolation.run(work(), who)
 
     # -- slots ----------------------------------------------------------------------------
 
@@ -264,9 +267,9 @@ class TcpTlsTransport(Transport):
                 conn.close()
                 return
             self._refusing += 1
-            self._spawn_isolated(self._refuse(conn), who)
+            self._spawn_isolated(partial(self._refuse, conn), who)
             return
-        self._spawn_isolated(self._serve(conn), who)
+        self._spawn_isolated(partial(self._serve, conn), who)
 
     async def _refuse(self, conn: socket.socket) -> None:
         try:
@@ -393,7 +396,7 @@ class TcpTlsTransport(Transport):
             raise
         breaker.record_success(self._now())
         if self._register(link):
-            self._spawn_isolated(self._own_link(link), f"link to {link.peer} at {link.endpoint}")
+            self._spawn_isolated(partial(self._own_link, link), f"link to {link.peer} at {link.endpoint}")
         else:
             self._release_slot()  # the peer dialled us at the same moment and its link won
         return link.peer
@@ -472,7 +475,7 @@ class TcpTlsTransport(Transport):
         now = self._now()
         for link in list(self._links.values()):
             if not link.core.closed:
-                self._spawn_isolated(self._sample(link), f"health ping of {link.peer}")
+                self._spawn_isolated(partial(self._sample, link), f"health ping of {link.peer}")
         idle = sorted(
             (link for link in self._links.values() if link.outbound and link.peer not in self._wanted),
             key=lambda link: link.last_active,

@@ -77,3 +77,20 @@ def test_base_exceptions_that_stop_the_process_are_not_swallowed() -> None:
 
     with pytest.raises(SystemExit):
         wall.call(leave, "x")
+
+
+def test_a_flood_of_one_fault_logs_its_traceback_once_then_at_powers_of_two(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wall = ConnectionIsolation("udp")
+
+    def handler() -> None:
+        raise ValueError("the same bug, again")
+
+    with caplog.at_level(logging.DEBUG, logger="node.isolation"):
+        for i in range(1000):
+            wall.call(handler, f"datagram {i}")
+    lines = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.exc_info is not None for r in lines] == [True] + [False] * 9  # 1, then 2, 4 ... 512
+    assert "512 faults of type ValueError" in lines[-1].getMessage()
+    assert wall.snapshot() == {"ValueError": 1000}
