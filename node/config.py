@@ -73,7 +73,11 @@ class NodeSection:
         metadata=_rule("UDP port for peers and STUN Binding (0: any free port)", minimum=0, maximum=65535),
     )
     software: str = field(
-        default="bitcraps-node", metadata=_rule("SOFTWARE attribute sent in STUN responses ('' for none)")
+        default="bitcraps-node",
+        metadata=_rule(
+            "SOFTWARE attribute in STUN responses, fewer than 128 characters ('' for none); left out of"
+            " an answer it would make larger than 3x its request"
+        ),
     )
 
 

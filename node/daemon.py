@@ -22,11 +22,10 @@ from node.control import ControlServer
 from node.identity import KEY_FILE_NAME, Identity
 from node.nat_service import NatService, NatView
 from node.paths import NodeDirs, ensure_private_dir
-from node.proto.stun_responder import Outcome
 from node.systemd import Notifier
 from node.tcp_tls_service import TcpTlsService, TcpTlsView
 from node.turn_service import TurnService, TurnView
-from node.udp_service import UdpService
+from node.udp_service import UdpService, UdpView
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,7 @@ class NodeStatus:
     uptime_s: float
     listen: tuple[str, ...]
     transports: tuple[tuple[str, str], ...]
-    stun_answered: int
-    stun_malformed: int
+    udp: UdpView
     nat: NatView
     tcp_tls: TcpTlsView | None
     turn: TurnView | None
@@ -51,7 +49,8 @@ class NodeStatus:
             "uptime_s": round(self.uptime_s, 3),
             "listen": list(self.listen),
             "transports": dict(self.transports),
-            "stun": {"answered": self.stun_answered, "malformed": self.stun_malformed},
+            "stun": self.udp.stun_json(),
+            "udp": self.udp.udp_json(),
             "nat": self.nat.to_json(),
             "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
             "turn": None if self.turn is None else self.turn.to_json(),
@@ -118,8 +117,7 @@ class Node:
             uptime_s=time.monotonic() - self._started,
             listen=listen,
             transports=transports,
-            stun_answered=self.udp.responder.counters[Outcome.ANSWERED],
-            stun_malformed=self.udp.responder.counters[Outcome.MALFORMED],
+            udp=self.udp.view(),
             nat=self.nat.view(),
             tcp_tls=None if self.tls is None else self.tls.view(),
             turn=turn,

@@ -1,7 +1,8 @@
 """The node's UDP port: answers STUN Binding requests (and, later, carries the UDP transport).
 
 A thin asyncio layer over ``proto.stun_responder``: datagram in, response out. Nothing received
-here can raise into the event loop.
+here can raise into the event loop: each datagram is handled behind the service's
+``ConnectionIsolation`` wall, so a bug one datagram trips is logged, counted and forgotten.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Self, cast
+from typing import Any, Self, cast
 
 from node.errors import LocalError
+from node.isolation import ConnectionIsolation
 from node.proto.stun_responder import BindingResponder, Outcome
 from node.transports.base import IpEndpoint, TransportState
 
@@ -29,9 +32,25 @@ class BindError(LocalError):
         self.port = port
 
 
+@dataclass(frozen=True, slots=True)
+class UdpView:
+    """What ``status`` shows of the UDP port: under ``stun`` every datagram by its outcome, under
+    ``udp`` the datagrams whose handling failed (a bug the wall contained), by exception type."""
+
+    outcomes: tuple[tuple[Outcome, int], ...]  # every Outcome, zeros included
+    faults: dict[str, int]
+
+    def stun_json(self) -> dict[str, int]:
+        return {outcome.value: count for outcome, count in self.outcomes}
+
+    def udp_json(self) -> dict[str, Any]:
+        return {"faults": self.faults}
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, responder: BindingResponder) -> None:
         self.responder = responder
+        self.wall = ConnectionIsolation("udp")
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -39,6 +58,9 @@ class _Protocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.wall.call(self._answer, f"datagram from {addr[0]}", data, addr)
+
+    def _answer(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         ip = ipaddress.ip_address(str(addr[0]).split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # a v4 peer on a dual-stack socket: report the address it knows
@@ -58,16 +80,22 @@ class UdpService:
 
     name = "udp"
 
-    def __init__(self, address: str, port: int, software: str = "") -> None:
+    def __init__(
+        self, address: str, port: int, software: str = "", responder: BindingResponder | None = None
+    ) -> None:
         self._address = address
         self._port = port
-        self._protocol = _Protocol(BindingResponder(software))
+        self._protocol = _Protocol(BindingResponder(software) if responder is None else responder)
         self._transport: asyncio.DatagramTransport | None = None
         self.state = TransportState.STOPPED
 
     @property
     def responder(self) -> BindingResponder:
         return self._protocol.responder
+
+    def view(self) -> UdpView:
+        counters = self._protocol.responder.counters
+        return UdpView(tuple((o, counters[o]) for o in Outcome), self._protocol.wall.snapshot())
 
     @property
     def local(self) -> IpEndpoint:

@@ -3,18 +3,35 @@ node with a public address can serve its peers as a STUN server (RFC 8489 §6.3)
 
 Input: one datagram and the address it came from. Output: the response to send back, or None.
 Malformed input is dropped and counted, never raised: one bad packet must not disturb the
-node's service to everyone else.
+node's service to everyone else. Every datagram is counted under exactly one ``Outcome``.
+
+Amplification: a UDP source address is not proven, so a stranger can aim our answers at someone
+else (a reflector; RFC 8489 §16 leaves the defence to the usage). No answer is larger than
+``AMPLIFICATION_FACTOR`` times its request (the limit QUIC sets for an unvalidated address, RFC
+9000 §8.1) nor than ``MAX_ANSWER_BYTES``. What always fits: the smallest request is a 20-byte
+header, so the budget is 60 bytes; a Binding success is header 20 + XOR-MAPPED-ADDRESS 12 (IPv4)
+or 24 (IPv6) + FINGERPRINT 8 = 40 or 52; a 400 is 20 + ERROR-CODE 20 + FINGERPRINT 8 = 48; a
+420 needs a request holding an attribute (>= 24 bytes, budget 72) and is 20 + ERROR-CODE 28 +
+UNKNOWN-ATTRIBUTES 8 + FINGERPRINT 8 = 64. So only the optional parts are cut: SOFTWARE (RFC
+8489 §14.14, optional) is sent only when it fits, and a 420 lists as many unknown types as fit.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from dataclasses import replace
 from enum import Enum
 
 from node.proto import stun
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+AMPLIFICATION_FACTOR = 3  # RFC 9000 §8.1: at most three times the bytes received from an address
+# RFC 8489 §6.1 (RFC 5389 §7.1): without a known path MTU, a message fits a 576-byte IPv4 packet;
+# less the largest IPv4 header (60) and the UDP header (8), so it is never fragmented.
+MAX_ANSWER_BYTES = 576 - 60 - 8
+_ATTRIBUTE_HEADER = 4  # type and length (RFC 8489 §14)
 
 
 class Outcome(Enum):
@@ -50,38 +67,50 @@ class BindingResponder:
         if request.message_class is not stun.MessageClass.REQUEST:
             # Indications (RFC 8489 §6.3.2) get no response; responses are for our client side.
             return Outcome.IGNORED, None
-        unknown = (*request.unknown_comprehension_required(), *_unsupported_rfc5780(request))
+        budget = min(AMPLIFICATION_FACTOR * len(data), MAX_ANSWER_BYTES)
+        # RFC 8489 §14.13 lists attribute types: each once, unknown ones in the order first met.
+        unknown = tuple(
+            dict.fromkeys((*request.unknown_comprehension_required(), *_unsupported_rfc5780(request)))
+        )
         if unknown:
             # RFC 8489 §6.3.1.1: comprehension-required attributes we cannot honour -> 420.
-            return Outcome.REJECTED, self._error(
-                request, 420, "Unknown Attribute", (stun.UnknownAttributes(tuple(unknown)),)
-            )
+            return Outcome.REJECTED, self._unknown_attribute(request, unknown, budget)
         if request.method is not stun.Method.BINDING:
             # We are a STUN server only; TURN methods belong to a TURN server.
-            return Outcome.REJECTED, self._error(request, 400, "Bad Request")
+            return Outcome.REJECTED, self._fit(_error(request, 400, "Bad Request"), budget)
         ip, port = source
         response = stun.Message(
             stun.Method.BINDING,
             stun.MessageClass.SUCCESS,
             request.transaction_id,
-            (stun.XorMappedAddress(ip, port), *self._software),
+            (stun.XorMappedAddress(ip, port),),
         )
-        return Outcome.ANSWERED, stun.encode(response)
+        return Outcome.ANSWERED, self._fit(response, budget)
 
-    def _error(
-        self,
-        request: stun.Message,
-        code: int,
-        reason: str,
-        extra: tuple[stun.Attribute, ...] = (),
-    ) -> bytes:
-        response = stun.Message(
-            request.method,
-            stun.MessageClass.ERROR,
-            request.transaction_id,
-            (stun.ErrorCodeAttr(code, reason), *extra, *self._software),
-        )
+    def _unknown_attribute(self, request: stun.Message, unknown: tuple[int, ...], budget: int) -> bytes:
+        bare = _error(request, 420, "Unknown Attribute")
+        # Two bytes a type, the value padded to 4 (RFC 8489 §14): whole pairs of types fit.
+        room = (budget - len(stun.encode(bare)) - _ATTRIBUTE_HEADER) // 4 * 2
+        listed = stun.UnknownAttributes(unknown[:room])
+        return self._fit(_plus(bare, listed), budget)
+
+    def _fit(self, response: stun.Message, budget: int) -> bytes:
+        """The response with SOFTWARE when the whole answer stays within ``budget``, else without."""
+        if self._software:
+            data = stun.encode(_plus(response, *self._software))
+            if len(data) <= budget:
+                return data
         return stun.encode(response)
+
+
+def _plus(message: stun.Message, *attributes: stun.Attribute) -> stun.Message:
+    return replace(message, attributes=(*message.attributes, *attributes))
+
+
+def _error(request: stun.Message, code: int, reason: str) -> stun.Message:
+    return stun.Message(
+        request.method, stun.MessageClass.ERROR, request.transaction_id, (stun.ErrorCodeAttr(code, reason),)
+    )
 
 
 def _unsupported_rfc5780(request: stun.Message) -> tuple[int, ...]:

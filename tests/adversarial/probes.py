@@ -61,3 +61,13 @@ class NodeUnderAttack:
         reply = json.loads(done.stdout)
         assert isinstance(reply, dict)
         return reply
+
+
+def udp_drops(pid: int, port: int) -> int:
+    """Datagrams the kernel dropped for the process's IPv4 UDP socket on ``port`` (receive buffer
+    full): what a flood sent but the node never saw (the last column of /proc/PID/net/udp)."""
+    for line in Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            return int(fields[-1])
+    raise AssertionError(f"no UDP socket on port {port}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import socket
 
 import pytest
 
 from node.proto import stun
-from node.proto.stun_responder import Outcome
+from node.proto.stun_responder import BindingResponder, IPAddress, Outcome
 from node.transports.base import TransportState
 from node.udp_service import BindError, UdpService
 
@@ -39,6 +41,9 @@ async def test_answers_binding_and_survives_garbage() -> None:
         assert udp.responder.counters[Outcome.ANSWERED] == 1
         assert udp.responder.counters[Outcome.NOT_STUN] == 1
         assert udp.responder.counters[Outcome.MALFORMED] == 2
+        view = udp.view()
+        assert view.stun_json() == {"answered": 1, "rejected": 0, "not_stun": 1, "malformed": 2, "ignored": 0}
+        assert view.udp_json() == {"faults": {}}
     assert udp.state is TransportState.STOPPED
 
 
@@ -49,3 +54,33 @@ async def test_port_in_use_is_a_bind_error() -> None:
             async with UdpService("127.0.0.1", busy.getsockname()[1]):
                 pass
         assert info.value.port == busy.getsockname()[1]
+
+
+class _TripsOnBoom(BindingResponder):
+    """A responder with a bug one datagram's bytes reach (what the isolation wall is for)."""
+
+    def handle(self, data: bytes, source: tuple[IPAddress, int]) -> tuple[Outcome, bytes | None]:
+        if data == b"boom":
+            raise KeyError("a bug met on one datagram")
+        return super().handle(data, source)
+
+
+async def test_a_fault_on_one_datagram_is_contained_logged_once_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="node.isolation"):
+        async with UdpService("127.0.0.1", 0, responder=_TripsOnBoom()) as udp:
+            request = stun.Message(stun.Method.BINDING, stun.MessageClass.REQUEST, stun.new_transaction_id())
+            data, client_port = await asyncio.to_thread(
+                _exchange, udp.local.port, (b"boom",), stun.encode(request)
+            )
+            mapped = stun.decode(data).find(stun.XorMappedAddress)
+            assert mapped is not None and (mapped.ip, mapped.port) == (
+                ipaddress.ip_address("127.0.0.1"),
+                client_port,
+            )
+            assert udp.state is TransportState.READY
+            assert udp.view().udp_json() == {"faults": {"KeyError": 1}}
+            assert udp.view().stun_json()["answered"] == 1
+    faults = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(faults) == 1 and "datagram from 127.0.0.1" in faults[0].getMessage()
