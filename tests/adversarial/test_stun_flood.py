@@ -60,7 +60,8 @@ def _bad_fingerprint(tid: bytes) -> bytes:
     return bytes(good)
 
 
-# Each kind: what the node must count it as, and how to make one (from a seeded generator and a transaction id).
+# Each kind: what the node must count it as, and how to make one (from a seeded generator and a
+# transaction id).
 KINDS: dict[str, tuple[str, Callable[[random.Random, bytes], bytes]]] = {
     "garbage": ("not_stun", lambda r, _t: bytes([r.randrange(0x40, 0x100)]) + r.randbytes(r.randrange(120))),
     "session-like": ("not_stun", lambda r, _t: b"\x01\x00\x00\x00" + r.randbytes(r.randrange(16, 96))),
