@@ -204,6 +204,22 @@ class TcpTlsSection:
         default=10.0,
         metadata=_rule("TLS plus identity proof must finish within this", minimum=0.1, maximum=600),
     )
+    max_pending: int = field(
+        default=32,
+        metadata=_rule(
+            "inbound connections still proving an identity, at most (a share of transport.max_connections)",
+            minimum=1,
+            maximum=100_000,
+        ),
+    )
+    max_pending_per_address: int = field(
+        default=8,
+        metadata=_rule(
+            "of those, from one IPv4 address or IPv6 /64 (proven peers are not capped per address)",
+            minimum=1,
+            maximum=100_000,
+        ),
+    )
     ca_file: str = field(
         default="", metadata=_rule("fleet CA certificate (PEM); set it to require certificates from it")
     )

@@ -19,6 +19,7 @@ from node.background import run_in_background
 from node.config import Config
 from node.identity import Identity
 from node.transports.base import MessageReceived, TransportState
+from node.transports.slots import Refusal
 from node.transports.tcp_tls import TcpTlsSettings, TcpTlsTransport
 from node.transports.tls_link import LinkSettings, make_credentials
 from node.trust import TrustMode, TrustPolicy, TrustSettings
@@ -54,6 +55,8 @@ def build_transport(
             keepalive=t.keepalive_s,
         ),
         max_connections=t.max_connections,
+        max_pending=config.tcp_tls.max_pending,
+        max_pending_per_address=config.tcp_tls.max_pending_per_address,
         pool_size=t.pool_size,
         health_check_interval=t.health_check_interval_s,
         performance_samples=t.performance_samples,
@@ -70,10 +73,12 @@ class TcpTlsView:
     trust: str
     state: TransportState
     connections: int
+    pending: int  # inbound connections that have not proven an identity yet
     peers: int
     handshakes: int
     handshake_failures: int
     refused: int
+    refusals: dict[Refusal, int]  # refused connections by why (told inside TLS or closed at once)
     bytes_sent: int
     bytes_received: int
     rtt_ms: float | None
@@ -85,10 +90,12 @@ class TcpTlsView:
             "trust": self.trust,
             "state": self.state.value,
             "connections": self.connections,
+            "pending": self.pending,
             "peers": self.peers,
             "handshakes": self.handshakes,
             "handshake_failures": self.handshake_failures,
             "refused": self.refused,
+            "refusals": {reason.value: n for reason, n in self.refusals.items()},
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
@@ -143,10 +150,12 @@ class TcpTlsService:
             trust=self.transport.creds.policy.describe(),
             state=health.state,
             connections=health.connections,
+            pending=metrics.pending,
             peers=len(self.transport.peers()),
             handshakes=metrics.handshakes,
             handshake_failures=sum(n for _, n in metrics.handshake_failures),
             refused=sum(n for _, n in metrics.refused),
+            refusals=dict(metrics.refused),
             bytes_sent=health.bytes_sent,
             bytes_received=health.bytes_received,
             rtt_ms=health.rtt_ms,

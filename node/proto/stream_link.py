@@ -94,6 +94,8 @@ class CloseReason(IntEnum):
     SAN_MISMATCH = 13  # the certificate names another peer than its key
     BAD_CERTIFICATE = 14
     BAD_PROOF = 15  # the signature does not verify for this session (a relay in between)
+    TOO_MANY_PENDING = 16  # too many connections still proving an identity; retry shortly
+    TOO_MANY_PENDING_FROM_ADDRESS = 17  # that, from the client's own address
     UNKNOWN = 255  # a reason code this version does not know
 
 

@@ -1,10 +1,13 @@
 """The TCP + TLS 1.3 transport: one authenticated connection per peer, behind ``Transport``.
 
 - At most ``max_connections`` connections (inbound and outbound together). A slot is taken at
-  TCP accept, before any TLS work; a client over the limit is told TOO_MANY_CONNECTIONS inside
-  TLS (at most ``REFUSING_MAX`` such refusals at once; beyond that its TCP connection is closed
-  at once). Nothing ever waits for a slot. Our own accept loop runs TLS on each accepted socket
-  (``connect_accepted_socket``), so every failed handshake reaches us with its typed reason.
+  TCP accept, before any TLS work; until its identity proof is accepted an inbound connection
+  is pending, and pending ones have their own share (``max_pending``, ``max_pending_per_address``
+  per source; node.transports.slots says why). A client refused is told its ``Refusal`` inside
+  TLS (a bounded number at once; beyond that its TCP connection is closed at once); each
+  refusal is counted by reason. Nothing ever waits for a slot. Our own accept loop runs TLS on
+  each accepted socket (``connect_accepted_socket``), so every failed handshake reaches us with
+  its typed reason.
 - A connection to a peer is reused by every ``connect``/``send`` to it; idle outbound
   connections beyond ``pool_size`` are closed by the health loop, least recently used first.
 - A circuit breaker per remote endpoint guards dialling; the health loop pings every connection
@@ -55,12 +58,13 @@ from node.transports.base import (
     TransportUsageError,
 )
 from node.transports.channel import EventChannel
+from node.transports.slots import InboundSlot, Refusal, RefusalSlot, SlotLimits, Slots, source_of
 from node.transports.tls_link import LinkSettings, TlsCredentials, TlsLink, TlsPeerError, accept, dial, refuse
 from node.trust import TrustReason
 
 log = logging.getLogger(__name__)
 
-REFUSING_MAX = 32
+REFUSING_MAX = 32  # refusals told inside TLS at once (each costs a TLS handshake)
 EVENT_QUEUE = 1024  # a consumer that falls behind stops our reads (TCP backpressure), not our memory
 
 _DISCONNECT = {
@@ -76,6 +80,8 @@ _DISCONNECT = {
 class TcpTlsSettings:
     link: LinkSettings
     max_connections: int = 100
+    max_pending: int = 32  # inbound connections that have not proven an identity yet
+    max_pending_per_address: int = 8  # of those, from one source (IPv4 address or IPv6 /64)
     pool_size: int = 20
     health_check_interval: float = 10.0
     performance_samples: int = 100
@@ -89,7 +95,8 @@ class TcpTlsMetrics:
     # by the trust reason when the peer's identity failed, else by the transport reason
     # (CONNECT_TIMEOUT for a client that never finished, CONNECT_FAILED, ...)
     handshake_failures: tuple[tuple[TrustReason | TransportReason, int], ...]
-    refused: tuple[tuple[CloseReason, int], ...]
+    refused: tuple[tuple[Refusal, int], ...]  # told inside TLS or closed at once, alike
+    pending: int  # inbound connections in use that have not proven an identity yet
     closed: tuple[tuple[CloseReason, int], ...]
     pool_reuses: int
     latency_samples: tuple[float, ...]
@@ -97,7 +104,7 @@ class TcpTlsMetrics:
     def failures(self, reason: TrustReason | TransportReason) -> int:
         return dict(self.handshake_failures).get(reason, 0)
 
-    def refusals(self, reason: CloseReason) -> int:
+    def refusals(self, reason: Refusal) -> int:
         return dict(self.refused).get(reason, 0)
 
     def closes(self, reason: CloseReason) -> int:
@@ -144,8 +151,14 @@ class TcpTlsTransport(Transport):
         self._links: dict[PeerId, TlsLink] = {}
         self._wanted: dict[PeerId, IpEndpoint] = {}  # connect()ed peers the health loop restores
         self._breakers: dict[IpEndpoint, CircuitBreaker] = {}
-        self._in_use = 0
-        self._refusing = 0
+        self.slots = Slots(
+            SlotLimits(
+                max_connections=settings.max_connections,
+                max_pending=settings.max_pending,
+                max_pending_per_address=settings.max_pending_per_address,
+                max_refusing=REFUSING_MAX,
+            )
+        )
         # A read's messages travel as one MessagesReceived (weighing its messages) to the one
         # consumer, who takes them as they are (batched_events) or one by one (events).
         self._events: EventChannel[BatchedEvent] = EventChannel(EVENT_QUEUE)
@@ -154,7 +167,7 @@ class TcpTlsTransport(Transport):
         self._samples: deque[float] = deque(maxlen=settings.performance_samples)
         self._handshakes = 0
         self._handshake_failures: Counter[TrustReason | TransportReason] = Counter()
-        self._refused: Counter[CloseReason] = Counter()
+        self._refused: Counter[Refusal] = Counter()
         self._closed: Counter[CloseReason] = Counter()
         self._pool_reuses = 0
         self._task_set: set[asyncio.Task[None]] = set()
@@ -232,17 +245,6 @@ class TcpTlsTransport(Transport):
     async def _isolated(self, work: Callable[[], Coroutine[Any, Any, None]], who: str) -> None:
         await self.isolation.run(work(), who)
 
-    # -- slots ----------------------------------------------------------------------------
-
-    def _take_slot(self) -> bool:
-        if self._in_use >= self.settings.max_connections:
-            return False
-        self._in_use += 1
-        return True
-
-    def _release_slot(self) -> None:
-        self._in_use -= 1
-
     # -- inbound --------------------------------------------------------------------------
 
     async def _accept_loop(self, listener: socket.socket) -> None:
@@ -256,28 +258,34 @@ class TcpTlsTransport(Transport):
                 await asyncio.sleep(0.1)
                 continue
             conn.setblocking(False)
-            self._on_tcp(conn, f"connection from {_address_text(address)}")
+            host = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+            self._on_tcp(conn, host, f"connection from {_address_text(address)}")
 
-    def _on_tcp(self, conn: socket.socket, who: str) -> None:
-        """A slot is taken before any TLS work; past the limit the client is told why inside TLS
-        (a bounded number at once), beyond that its connection is closed at once."""
-        if not self._take_slot():
-            self._refused[CloseReason.TOO_MANY_CONNECTIONS] += 1
-            if self._refusing >= REFUSING_MAX:
+    def _on_tcp(
+        self, conn: socket.socket, host: ipaddress.IPv4Address | ipaddress.IPv6Address, who: str
+    ) -> None:
+        """A slot is taken before any TLS work; a client that gets none is told why inside TLS
+        (a bounded number at once), beyond that its connection is closed at once. Counted either
+        way, not logged: a flood of refusals would be a flood of log lines."""
+        source = source_of(host)
+        slot = self.slots.admit(source)
+        if isinstance(slot, Refusal):
+            self._refused[slot] += 1
+            telling = self.slots.take_refusal(source)
+            if telling is None:
                 conn.close()
                 return
-            self._refusing += 1
-            self._spawn_isolated(partial(self._refuse, conn), who)
+            self._spawn_isolated(partial(self._refuse, conn, slot, telling), who)
             return
-        self._spawn_isolated(partial(self._serve, conn), who)
+        self._spawn_isolated(partial(self._serve, conn, slot), who)
 
-    async def _refuse(self, conn: socket.socket) -> None:
+    async def _refuse(self, conn: socket.socket, refusal: Refusal, telling: RefusalSlot) -> None:
         try:
-            await refuse(conn, self.creds, self.settings.link, CloseReason.TOO_MANY_CONNECTIONS)
+            await refuse(conn, self.creds, self.settings.link, refusal.wire)
         finally:
-            self._refusing -= 1
+            telling.release()
 
-    async def _serve(self, conn: socket.socket) -> None:
+    async def _serve(self, conn: socket.socket, slot: InboundSlot) -> None:
         link: TlsLink | None = None
         try:
             try:
@@ -286,12 +294,13 @@ class TcpTlsTransport(Transport):
                 self._handshake_failures[exc.trust or exc.reason] += 1
                 log.info("refused TCP-TLS client: %s", exc)
                 return
+            slot.proven()  # accept() returned right after admitting the proof: no longer pending
             if self._register(link):
                 await self._run_link(link)
         finally:
             if link is not None:
                 link.close()  # a no-op after an orderly end; after a fault, the socket goes now
-            self._release_slot()
+            slot.release()
 
     # -- links ----------------------------------------------------------------------------
 
@@ -376,29 +385,29 @@ class TcpTlsTransport(Transport):
             self._pool_reuses += 1
             return expected
         breaker = self._breaker(endpoint)
-        if not self._take_slot():
+        if not self.slots.take_outbound():
             raise TransportUsageError(
                 TransportReason.TOO_MANY_CONNECTIONS, f"{self.settings.max_connections} connections in use"
             )
         if not breaker.allow(self._now()):
-            self._release_slot()
+            self.slots.release_outbound()
             raise TlsPeerError(TransportReason.BREAKER_OPEN, f"{endpoint} failed too often; retry later")
         try:
             link = await dial(endpoint, expected, self.creds, self.settings.link)
         except TlsPeerError as exc:
             breaker.record_failure(self._now())
             self._handshake_failures[exc.trust or exc.reason] += 1
-            self._release_slot()
+            self.slots.release_outbound()
             raise
         except BaseException:
             breaker.record_failure(self._now())
-            self._release_slot()
+            self.slots.release_outbound()
             raise
         breaker.record_success(self._now())
         if self._register(link):
             self._spawn_isolated(partial(self._own_link, link), f"link to {link.peer} at {link.endpoint}")
         else:
-            self._release_slot()  # the peer dialled us at the same moment and its link won
+            self.slots.release_outbound()  # the peer dialled us at the same moment and its link won
         return link.peer
 
     async def _own_link(self, link: TlsLink) -> None:
@@ -406,7 +415,7 @@ class TcpTlsTransport(Transport):
             await self._run_link(link)
         finally:
             link.close()
-            self._release_slot()
+            self.slots.release_outbound()
 
     async def send(self, peer: PeerId, frame: Frame) -> None:
         # The hot path: no coroutine below this one unless the socket needs draining. The link
@@ -508,7 +517,7 @@ class TcpTlsTransport(Transport):
         return TransportHealth(
             kind=self.kind,
             state=self.state,
-            connections=self._in_use,
+            connections=self.slots.in_use,
             messages_sent=self._sent + sum(link.messages_sent for link in live),
             messages_received=self._received + sum(link.messages_received for link in live),
             bytes_sent=self._bytes_sent + sum(link.core.bytes_sent for link in live),
@@ -524,6 +533,7 @@ class TcpTlsTransport(Transport):
             handshakes=self._handshakes,
             handshake_failures=tuple(self._handshake_failures.items()),
             refused=tuple(self._refused.items()),
+            pending=self.slots.pending,
             closed=tuple(self._closed.items()),
             pool_reuses=self._pool_reuses,
             latency_samples=tuple(self._samples),

@@ -22,6 +22,7 @@ from typing import cast
 
 from cryptography.hazmat.primitives import serialization
 
+from node.errors import os_error_text
 from node.identity import Identity
 from node.proto.stream_link import (
     NONCE_SIZE,
@@ -43,6 +44,10 @@ from node.trust import TrustError, TrustMode, TrustPolicy, TrustReason, classify
 
 READ_SIZE = 256 * 1024
 WRITE_HIGH_WATER = 1 << 20  # drain (wait for the socket) above this much unsent data
+# How long an inbound connection waits for the peer's close_notify after sending its own. RFC
+# 8446 §6.1: the side that closes need not wait for the answer at all; asyncio waits 30 s by
+# default, and a stranger who never answers would keep our descriptor that long after its slot.
+TLS_SHUTDOWN_S = 2.0
 
 # A refused proof's reason on the wire (CloseReason) and back (TrustReason), one table.
 _TRUST_ON_WIRE = {
@@ -64,7 +69,10 @@ _TRUST_FROM_WIRE = {
 }
 # A refusal received from the server, as the client's typed error.
 _REFUSED_AS = {
+    # The server is full, for everyone or for connections still proving an identity: retry later.
     CloseReason.TOO_MANY_CONNECTIONS: TransportReason.TOO_MANY_CONNECTIONS,
+    CloseReason.TOO_MANY_PENDING: TransportReason.TOO_MANY_CONNECTIONS,
+    CloseReason.TOO_MANY_PENDING_FROM_ADDRESS: TransportReason.TOO_MANY_CONNECTIONS,
     CloseReason.NOT_TRUSTED: TransportReason.AUTH_FAILED,
     CloseReason.TIMEOUT: TransportReason.CONNECT_TIMEOUT,
     **{wire: TransportReason.AUTH_FAILED for wire in _TRUST_FROM_WIRE},
@@ -337,23 +345,33 @@ def _closed_error(event: LinkClosed) -> TlsPeerError:
 
 
 async def dial(
-    endpoint: IpEndpoint, expected: PeerId | None, creds: TlsCredentials, settings: LinkSettings
+    endpoint: IpEndpoint,
+    expected: PeerId | None,
+    creds: TlsCredentials,
+    settings: LinkSettings,
+    *,
+    source: str | None = None,
 ) -> TlsLink:
-    """Connect, check the server's certificate, prove our identity. Raises TlsPeerError."""
+    """Connect (from the local address ``source``, else the kernel's choice), check the server's
+    certificate, prove our identity. Raises TlsPeerError."""
     loop = asyncio.get_running_loop()
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(settings.connect_timeout):
             try:
                 reader, writer = await asyncio.open_connection(
-                    str(endpoint.ip), endpoint.port, ssl=creds.client_context, limit=READ_SIZE
+                    str(endpoint.ip),
+                    endpoint.port,
+                    ssl=creds.client_context,
+                    limit=READ_SIZE,
+                    local_addr=None if source is None else (source, 0),
                 )
             except ssl.SSLError as exc:
                 reason = classify_tls_error(exc)
                 raise TlsPeerError(TransportReason.AUTH_FAILED, f"TLS: {exc}", trust=reason) from exc
             except OSError as exc:
                 raise TlsPeerError(
-                    TransportReason.CONNECT_FAILED, f"{endpoint}: {exc.strerror or exc}"
+                    TransportReason.CONNECT_FAILED, f"{endpoint}: TCP or TLS: {os_error_text(exc)}"
                 ) from exc
             _set_keepalive(writer, settings.keepalive)
             tls = cast(ssl.SSLObject, writer.get_extra_info("ssl_object"))
@@ -384,7 +402,9 @@ async def dial(
                     TransportReason.AUTH_FAILED, f"TLS: {exc}", trust=classify_tls_error(exc)
                 ) from exc
             except OSError as exc:
-                raise TlsPeerError(TransportReason.CONNECT_FAILED, f"{endpoint}: {exc}") from exc
+                raise TlsPeerError(
+                    TransportReason.CONNECT_FAILED, f"{endpoint}: identity proof: {os_error_text(exc)}"
+                ) from exc
             if isinstance(event, LinkClosed):
                 raise _closed_error(event)
             if not isinstance(event, Accepted):
@@ -417,7 +437,11 @@ async def _tls_over(
     reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     transport, _ = await loop.connect_accepted_socket(
-        lambda: protocol, sock, ssl=context, ssl_handshake_timeout=handshake_s
+        lambda: protocol,
+        sock,
+        ssl=context,
+        ssl_handshake_timeout=handshake_s,
+        ssl_shutdown_timeout=TLS_SHUTDOWN_S,
     )
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
@@ -425,7 +449,8 @@ async def _tls_over(
 async def refuse(
     sock: socket.socket, creds: TlsCredentials, settings: LinkSettings, reason: CloseReason
 ) -> None:
-    """Tell a client why it is refused (inside TLS, so it sees a typed reason), then close."""
+    """Tell a client why it is refused (inside TLS, so it sees a typed reason), then close; returns
+    once the connection is gone (the caller's refusal budget covers its descriptor until then)."""
     loop = asyncio.get_running_loop()
     writer: asyncio.StreamWriter | None = None
     try:
@@ -435,11 +460,11 @@ async def refuse(
             core.refuse(reason)
             writer.write(core.data_to_send())
             await writer.drain()
+            await _shut(writer)
     except (TimeoutError, OSError, ssl.SSLError):
         pass  # it is being refused anyway
     finally:
-        if writer is not None:
-            writer.close()
+        _abort(writer)
 
 
 async def accept(sock: socket.socket, creds: TlsCredentials, settings: LinkSettings) -> TlsLink:
@@ -451,7 +476,7 @@ async def accept(sock: socket.socket, creds: TlsCredentials, settings: LinkSetti
         endpoint = _endpoint_of(sock)
     except OSError as exc:  # the client is gone already
         sock.close()
-        raise TlsPeerError(TransportReason.CONNECT_FAILED, f"accepted socket: {exc}") from exc
+        raise TlsPeerError(TransportReason.CONNECT_FAILED, f"accepted socket: {os_error_text(exc)}") from exc
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(settings.handshake_timeout):
@@ -493,20 +518,20 @@ async def accept(sock: socket.socket, creds: TlsCredentials, settings: LinkSetti
             writer.write(core.data_to_send())
             return TlsLink(reader, writer, core, peer, endpoint, outbound=False)
     except TimeoutError as exc:
-        _close(writer)
+        _abort(writer)  # a silent peer: nothing to tell it, nothing to wait for
         raise TlsPeerError(
             TransportReason.CONNECT_TIMEOUT, f"{endpoint}: handshake not done in time"
         ) from exc
     except TlsPeerError:
-        _close(writer)
+        await _shut(writer)
         raise
     except (OSError, ssl.SSLError) as exc:
-        _close(writer)
+        await _shut(writer)
         raise TlsPeerError(
-            TransportReason.CONNECT_FAILED, f"{endpoint}: {exc}", trust=classify_tls_error(exc)
+            TransportReason.CONNECT_FAILED, f"{endpoint}: {os_error_text(exc)}", trust=classify_tls_error(exc)
         ) from exc
     except BaseException:
-        _close(writer)
+        _abort(writer)
         raise
 
 
@@ -525,6 +550,21 @@ def _last_event(core: StreamLink) -> LinkClosed:
     return last
 
 
-def _close(writer: asyncio.StreamWriter | None) -> None:
+async def _shut(writer: asyncio.StreamWriter | None) -> None:
+    """Close (sending close_notify) and return once the descriptor is gone, TLS_SHUTDOWN_S at most:
+    a failed or refused connection keeps its slot until then, so its descriptor is counted."""
+    if writer is None:
+        return
+    writer.close()
+    try:
+        async with asyncio.timeout(TLS_SHUTDOWN_S):
+            await writer.wait_closed()
+    except (TimeoutError, OSError):  # ssl.SSLError is an OSError: the peer broke off, gone too
+        pass
+    finally:
+        writer.transport.abort()  # nothing left to do once closed; else the descriptor goes now
+
+
+def _abort(writer: asyncio.StreamWriter | None) -> None:
     if writer is not None:
-        writer.close()
+        writer.transport.abort()

@@ -71,3 +71,32 @@ def udp_drops(pid: int, port: int) -> int:
         if int(fields[1].rsplit(":", 1)[1], 16) == port:
             return int(fields[-1])
     raise AssertionError(f"no UDP socket on port {port}")
+
+
+def legitimate_ping_from(attacked: NodeUnderAttack, source: str) -> float:
+    """As ``legitimate_ping``, from the loopback address ``source`` (Linux routes all of 127/8 on
+    lo): a peer behind another address than the attacker's. The node's own client code (dial, the
+    identity proof, one PING) in this process, which can bind a source address; the round trip
+    in seconds. Raises TlsPeerError when refused."""
+    import ipaddress
+
+    import uvloop
+
+    from node import identity
+    from node.transports.base import IpEndpoint
+    from node.transports.tls_link import LinkSettings, dial, make_credentials
+    from node.trust import TrustMode, TrustPolicy
+    from tests.socket.tlsnodes import ping_once
+
+    assert attacked.node.tls_port is not None
+    state = attacked.tmp_path / f"legit-peer-{source}"
+    ident, _ = identity.load_or_create(state)
+    creds = make_credentials(ident, state / identity.KEY_FILE_NAME, TrustPolicy(TrustMode.DEVELOPMENT), None)
+    target = IpEndpoint(ipaddress.ip_address("127.0.0.1"), attacked.node.tls_port)
+
+    async def ping() -> float:
+        return await ping_once(
+            await dial(target, attacked.node.peer_id, creds, LinkSettings(), source=source)
+        )
+
+    return uvloop.run(ping())

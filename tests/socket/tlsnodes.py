@@ -14,7 +14,7 @@ from node import certs, identity
 from node.config import BreakerSection
 from node.transports.base import IpEndpoint, TransportEvent
 from node.transports.tcp_tls import TcpTlsSettings, TcpTlsTransport
-from node.transports.tls_link import LinkSettings, TlsCredentials, make_credentials
+from node.transports.tls_link import LinkSettings, TlsCredentials, TlsLink, make_credentials
 from node.trust import TrustMode, TrustPolicy
 
 
@@ -77,12 +77,16 @@ def transport(
     pool_size: int = 20,
     breaker: BreakerSection | None = None,
     handshake_timeout: float = 10.0,
+    max_pending: int = 32,
+    max_pending_per_address: int = 8,
 ) -> TcpTlsTransport:
     settings = TcpTlsSettings(
         LinkSettings(
             max_message=max_message, connect_timeout=connect_timeout, handshake_timeout=handshake_timeout
         ),
         max_connections=max_connections,
+        max_pending=max_pending,
+        max_pending_per_address=max_pending_per_address,
         pool_size=pool_size,
         health_check_interval=health_check_interval,
     )
@@ -112,3 +116,14 @@ def endpoint_of(t: TcpTlsTransport) -> IpEndpoint:
     local = t.local
     assert local is not None
     return local
+
+
+async def ping_once(link: TlsLink) -> float:
+    """A round trip on a client link (its run loop delivers the PONG), then close it."""
+    running = asyncio.ensure_future(link.run(lambda link, frames: None, lambda rtt: None))
+    try:
+        async with asyncio.timeout(20):
+            return await link.ping()
+    finally:
+        link.close()
+        await running
