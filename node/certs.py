@@ -13,6 +13,7 @@ same shape, made in memory at start from the identity key.
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -25,7 +26,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from node.errors import LocalError, RemoteError
 from node.identity import Identity, peer_id_of
-from node.paths import atomic_write, ensure_private_dir
+from node.keyfile import read_private
+from node.paths import atomic_write, check_private_dir, ensure_private_dir
 
 PEER_URI_PREFIX = "urn:bitcraps:peer:"
 CA_KEY_FILE = "ca.key"
@@ -238,11 +240,12 @@ def write_file(path: Path, data: bytes, mode: int, *, exclusive: bool = False) -
 
 
 def init_ca_dir(directory: Path, name: str = "bitcraps fleet CA", *, days: int = CA_DAYS) -> FleetCa:
-    """Create a CA in ``directory`` (0700): ``ca.key`` (0600) and ``ca.crt``. Never replaces one."""
+    """Create a CA in ``directory`` (0700): ``ca.key`` (0600) and ``ca.crt``. Never replaces one.
+    Raises CertError, paths.DirectoryError (an unsafe directory)."""
     ensure_private_dir(directory)
     key_path, cert_path = directory / CA_KEY_FILE, directory / CA_CERT_FILE
     for path in (key_path, cert_path):
-        if path.exists():
+        if os.path.lexists(path):  # a symlink, even a dangling one, is something already there
             raise CertError(path, CertProblem.EXISTS, "a CA already exists here; refusing to replace it")
     ca = make_ca(name, days=days)
     key_pem = ca.key.private_bytes(
@@ -268,10 +271,15 @@ def load_certificate(path: Path) -> x509.Certificate:
 
 
 def load_ca_dir(directory: Path) -> FleetCa:
+    """The CA in ``directory``, held to the node's rules for its own key: the directory is ours and
+    nobody else's to write (paths.check_private_dir), ``ca.key`` a regular file of ours, never read
+    through a link (keyfile.read_private). Raises CertError, paths.DirectoryError,
+    keyfile.KeyFileError."""
+    check_private_dir(directory)
     key_path = directory / CA_KEY_FILE
     cert = load_certificate(directory / CA_CERT_FILE)
     try:
-        key = serialization.load_pem_private_key(_read(key_path), password=None)
+        key = serialization.load_pem_private_key(read_private(key_path), password=None)
     except (ValueError, TypeError) as exc:
         raise CertError(key_path, CertProblem.NOT_PEM, "not a PEM private key") from exc
     if not isinstance(key, Ed25519PrivateKey):

@@ -1,8 +1,10 @@
 """``bitcraps-node``: run the daemon, query it, check its config, manage identities, drive the NAT lab.
 
-Exit codes: 0 success, 1 the node failed at run time, 2 bad usage or configuration (and, for
-``nat``, no STUN server answered), 3 no node is running (``status``). stdout carries only a
-command's result (exactly one JSON document with ``--json``); logs and errors go to stderr.
+Exit codes: 0 success, 1 the node failed at run time, 2 bad usage or configuration (for ``run``
+also an unsafe or unusable state or runtime directory or identity key: an operator must act, a
+restart cannot help; and, for ``nat``, no STUN server answered), 3 no node is running (``status``).
+stdout carries only a command's result (exactly one JSON document with ``--json``); logs and
+errors go to stderr.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def _load_config(path: Path | None) -> configuration.Config:
     return configuration.load_effective(path)
 
 
-def _run_daemon(cfg: configuration.Config, dirs: paths.NodeDirs) -> None:
+def _run_daemon(cfg: configuration.Config, dirs: paths.NodeDirs) -> int:
     # Imported here, not at the top: status, config and lab must start fast, and only `run`
     # needs asyncio, the daemon, the STUN codec and cryptography.
     import asyncio  # noqa: PLC0415
@@ -46,7 +48,12 @@ def _run_daemon(cfg: configuration.Config, dirs: paths.NodeDirs) -> None:
     from node.daemon import serve  # noqa: PLC0415
     from node.systemd import Notifier  # noqa: PLC0415
 
-    ident, created = identity.load_or_create(dirs.state)
+    try:
+        ident, created = identity.load_or_create(dirs.state)
+    except NodeError as exc:
+        # The directory, the key file or the key is unsafe or unusable: only an operator can fix
+        # it, so exit 2, which the unit does not restart on (RestartPreventExitStatus=2).
+        return fail(str(exc), EXIT_USAGE)
     log.info("%s identity %s (key in %s)", "created" if created else "loaded", ident.peer_id, dirs.state)
     main = serve(cfg, dirs, ident, Notifier())
     try:
@@ -54,8 +61,9 @@ def _run_daemon(cfg: configuration.Config, dirs: paths.NodeDirs) -> None:
     except ImportError:
         log.warning("uvloop is not installed; running on the default asyncio loop")
         asyncio.run(main)
-        return
+        return EXIT_OK
     uvloop.run(main)
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -65,10 +73,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(f"config error: {exc}", EXIT_USAGE)
     dirs = paths.resolve_dirs(args.state_dir, args.runtime_dir)
     try:
-        _run_daemon(cfg, dirs)
+        return _run_daemon(cfg, dirs)
+    except paths.DirectoryError as exc:  # the runtime directory: as the state directory, exit 2
+        return fail(str(exc), EXIT_USAGE)
     except NodeError as exc:
         return fail(str(exc), EXIT_FAILURE)
-    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:

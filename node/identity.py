@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import stat
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node.errors import LocalError
+from node.keyfile import KeyFileError, read_own, read_private
 from node.paths import atomic_write, ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,20 @@ KEY_FILE_NAME = "identity.key"
 PUBLIC_KEY_FILE_NAME = "identity.pub"  # the public half as PEM, for `identity issue --pubkey`
 
 
-class IdentityError(LocalError):
-    """The identity key cannot be read or written. Never silently replaced: a new key is a new peer."""
+class IdentityProblem(Enum):
+    UNWRITABLE = "unwritable"
+    NOT_PEM = "not pem"
+    NOT_ED25519 = "not ed25519"
 
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
+
+class IdentityError(LocalError):
+    """The identity key cannot be written or used; ``problem`` says why. Never silently replaced:
+    a new key is a new peer. (An unsafe or unreadable key file is a keyfile.KeyFileError.)"""
+
+    def __init__(self, path: Path, problem: IdentityProblem, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
         self.path = path
+        self.problem = problem
 
 
 def peer_id_of(public_key: bytes) -> str:
@@ -76,20 +85,26 @@ def public_key_from_pem(data: bytes) -> bytes:
 
 
 def write_public_key(state_dir: Path, identity: Identity) -> Path:
-    """Write ``identity.pub`` (0644) next to the key unless it already holds this key."""
+    """Write ``identity.pub`` (0644) next to the key unless it already holds this key.
+
+    Read like a key file (no symlink, no FIFO, ours) but, being public and derived from the key,
+    anything else found there is replaced rather than refused: atomic_write swaps the name itself,
+    never writing through a link."""
     path = state_dir / PUBLIC_KEY_FILE_NAME
     pem = identity.public_key_pem()
     try:
-        if path.read_bytes() == pem:
+        if read_own(path, private=False) == pem:
             return path
     except FileNotFoundError:
         pass
-    except OSError as exc:
-        raise IdentityError(path, f"cannot read public key ({exc.strerror})") from exc
+    except KeyFileError as exc:
+        log.warning("replacing %s: %s", path, exc)
     try:
         atomic_write(path, pem, 0o644)
     except OSError as exc:
-        raise IdentityError(path, f"cannot write public key ({exc.strerror})") from exc
+        raise IdentityError(
+            path, IdentityProblem.UNWRITABLE, f"cannot write public key ({exc.strerror})"
+        ) from exc
     return path
 
 
@@ -105,6 +120,8 @@ def load_or_create(state_dir: Path) -> tuple[Identity, bool]:
     """Load the identity from ``state_dir``, creating it on first start. Returns (identity, created).
 
     ``identity.pub`` is (re)written beside the key so a CA holder can sign a certificate for it.
+    Raises paths.DirectoryError (an unsafe state directory), keyfile.KeyFileError (an unsafe or
+    unreadable key file) or IdentityError; none of them ever replaces an existing key.
     """
     ident, created = _load_or_create(state_dir)
     write_public_key(state_dir, ident)
@@ -130,30 +147,24 @@ def _load_or_create(state_dir: Path) -> tuple[Identity, bool]:
     except FileExistsError:
         return _load(path), False
     except OSError as exc:
-        raise IdentityError(path, f"cannot write identity key ({exc.strerror})") from exc
+        raise IdentityError(
+            path, IdentityProblem.UNWRITABLE, f"cannot write identity key ({exc.strerror})"
+        ) from exc
     return Identity.from_private_key(key), True
 
 
 def _load(path: Path) -> Identity:
-    try:
-        st = path.stat()
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise IdentityError(path, f"cannot read identity key ({exc.strerror})") from exc
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("identity key %s was readable by others; setting mode 0600", path)
-        try:
-            path.chmod(0o600)
-        except OSError as exc:
-            raise IdentityError(path, f"cannot tighten mode ({exc.strerror})") from exc
+    data = read_private(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise IdentityError(
-            path, "not a readable PEM private key; move it away to create a new identity"
+            path,
+            IdentityProblem.NOT_PEM,
+            "not a readable PEM private key; move it away to create a new identity",
         ) from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise IdentityError(path, "not an Ed25519 key")
+        raise IdentityError(
+            path, IdentityProblem.NOT_ED25519, "not an Ed25519 key; move it away to create a new identity"
+        )
     return Identity.from_private_key(key)

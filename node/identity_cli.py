@@ -32,10 +32,11 @@ def _emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None
 
 def cmd_ca_init(args: argparse.Namespace) -> int:
     from node import certs  # noqa: PLC0415 - cryptography only for identity commands
+    from node.errors import NodeError  # noqa: PLC0415
 
     try:
         ca = certs.init_ca_dir(args.dir, args.name, days=args.days or certs.CA_DAYS)
-    except certs.CertError as exc:
+    except NodeError as exc:  # CertError, or an unsafe directory (paths.DirectoryError)
         return fail(str(exc), EXIT_FAILED)
     except OSError as exc:  # ensure_private_dir and friends raise typed errors; this is belt and braces
         return fail(f"{args.dir}: {exc.strerror}", EXIT_FAILED)
@@ -54,6 +55,7 @@ def cmd_ca_init(args: argparse.Namespace) -> int:
 
 def cmd_issue(args: argparse.Namespace) -> int:
     from node import certs, identity  # noqa: PLC0415
+    from node.errors import NodeError  # noqa: PLC0415
 
     try:
         pem = args.pubkey.read_bytes()
@@ -67,7 +69,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
         ca = certs.load_ca_dir(args.ca)
         cert = certs.issue(ca, public_key, days=args.days or certs.NODE_CERT_DAYS)
         certs.write_file(args.out, certs.cert_pem(cert), 0o644)
-    except certs.CertError as exc:
+    except NodeError as exc:  # CertError, an unsafe CA directory or ca.key (DirectoryError, KeyFileError)
         return fail(str(exc), EXIT_FAILED)
     peer_id = identity.peer_id_of(public_key)
     _emit(

@@ -12,6 +12,7 @@ import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from node.errors import LocalError
@@ -20,12 +21,22 @@ APP = "bitcraps"
 CONTROL_SOCKET_NAME = "control.sock"
 
 
-class DirectoryError(LocalError):
-    """A state or runtime directory cannot be created or is unsafe to use."""
+class DirProblem(Enum):
+    CANNOT_CREATE = "cannot create"
+    INACCESSIBLE = "inaccessible"
+    NOT_A_DIRECTORY = "not a directory"
+    FOREIGN_SYMLINK = "foreign symlink"
+    FOREIGN_OWNER = "foreign owner"
+    WRITABLE_BY_OTHERS = "writable by others"
 
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
+
+class DirectoryError(LocalError):
+    """A state or runtime directory cannot be created or is unsafe to use; ``problem`` says why."""
+
+    def __init__(self, path: Path, problem: DirProblem, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
         self.path = path
+        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +88,16 @@ def resolve_dirs(state_override: Path | None = None, runtime_override: Path | No
 def atomic_write(path: Path, data: bytes, mode: int, *, exclusive: bool = False) -> None:
     """Write ``data`` to ``path`` with ``mode`` through a synced temporary file, so a reader never
     sees half a file. ``exclusive``: raise FileExistsError rather than replace an existing file
-    (``link`` is atomic, so of two concurrent writers exactly one wins). Raises OSError."""
+    (``link`` is atomic, so of two concurrent writers exactly one wins). Raises OSError.
+
+    Never writes through a symlink: the temporary file is created new (O_EXCL, O_NOFOLLOW) after a
+    stale one is removed, and rename/link replace or refuse a link at ``path`` itself, never its
+    target."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        tmp.unlink(missing_ok=True)  # a leftover of a crashed writer with our pid, or a planted link
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, mode)
         try:
             os.fchmod(fd, mode)  # the umask may have narrowed the mode os.open gave it
             os.write(fd, data)
@@ -96,14 +113,49 @@ def atomic_write(path: Path, data: bytes, mode: int, *, exclusive: bool = False)
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (mode 0700) if missing; refuse one owned by another user."""
+    """Create ``path`` (mode 0700) if missing, then refuse it unless it is safe (check_private_dir)."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DirectoryError(
+            path, DirProblem.CANNOT_CREATE, f"cannot create directory ({exc.strerror})"
+        ) from exc
+    return check_private_dir(path)
+
+
+def check_private_dir(path: Path) -> Path:
+    """Refuse ``path`` unless it is a directory owned by us (or root) that neither group nor others
+    can write: whoever can write in it can replace the key files it holds. Only the directory
+    itself is checked, not its parents (one under a sticky /tmp is fine).
+
+    A symlink at ``path`` is followed, and its target checked, when the link itself belongs to
+    us or root: operators point /var/lib/bitcraps at another disk, and systemd's DynamicUser makes
+    StateDirectory= such a link. A link owned by anyone else was planted (the kernel's
+    protected_symlinks refuses the same in sticky directories)."""
+    euid = os.geteuid()
+    try:
+        link = path.lstat()
         st = path.stat()
     except OSError as exc:
-        raise DirectoryError(path, f"cannot create directory ({exc.strerror})") from exc
+        raise DirectoryError(
+            path, DirProblem.INACCESSIBLE, f"cannot examine directory ({exc.strerror})"
+        ) from exc
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (euid, 0):
+        raise DirectoryError(
+            path,
+            DirProblem.FOREIGN_SYMLINK,
+            f"is a symlink owned by uid {link.st_uid}, not by us (uid {euid})",
+        )
     if not stat.S_ISDIR(st.st_mode):
-        raise DirectoryError(path, "exists and is not a directory")
-    if st.st_uid != os.getuid():
-        raise DirectoryError(path, f"owned by uid {st.st_uid}, not by us (uid {os.getuid()})")
+        raise DirectoryError(path, DirProblem.NOT_A_DIRECTORY, "exists and is not a directory")
+    if st.st_uid not in (euid, 0):
+        raise DirectoryError(
+            path, DirProblem.FOREIGN_OWNER, f"owned by uid {st.st_uid}, not by us (uid {euid}) or root"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise DirectoryError(
+            path,
+            DirProblem.WRITABLE_BY_OTHERS,
+            f"mode {stat.S_IMODE(st.st_mode):04o} lets group or others write in it; chmod go-w it",
+        )
     return path
