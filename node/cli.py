@@ -1,8 +1,10 @@
 """``bitcraps-node``: run the daemon, query it, check its config, manage identities, drive the NAT lab.
 
-Exit codes: 0 success, 1 the node failed at run time, 2 bad usage or configuration (and, for
-``nat``, no STUN server answered), 3 no node is running (``status``). stdout carries only a
-command's result (exactly one JSON document with ``--json``); logs and errors go to stderr.
+Exit codes: 0 success, 1 the node failed at run time (or refused a request), 2 bad usage or
+configuration (and, for ``nat``, no STUN server answered; for ``status``, a node that does not
+know the command), 3 no node is running (``status``).
+stdout carries only a command's result (exactly one JSON document with ``--json``); logs and
+errors go to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import node
 from netlink.lab.cli import register as register_lab
 from node import config as configuration
-from node import control, logs, paths
+from node import control, control_client, logs, paths
 from node.cli_output import fail
 from node.errors import NodeError
 from node.identity_cli import register as register_identity
@@ -74,13 +76,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     dirs = paths.resolve_dirs(None, args.runtime_dir)
     try:
-        reply = control.request(dirs.control_socket, "status")
-    except control.NotRunning as exc:
+        reply = control_client.request(dirs.control_socket, "status")
+    except control_client.NotRunning as exc:
         return fail(str(exc), EXIT_NOT_RUNNING)
+    except control_client.Refused as exc:
+        return _refused(exc)
     except control.ControlError as exc:
         return fail(str(exc), EXIT_FAILURE)
-    if "error" in reply:
-        return fail(f"node answered: {reply['error']}", EXIT_FAILURE)
     if args.json:
         print(json.dumps(reply))
         return EXIT_OK
@@ -104,7 +106,31 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"tcp-tls:    {tls['listen']} trust {tls['trust']}; {tls['connections']} connections,"
             f" {tls['handshakes']} handshakes, {tls['handshake_failures']} failed, {tls['refused']} refused"
         )
+    ctl = reply.get("control")
+    if ctl is not None:
+        print(
+            f"control:    {ctl['clients']}/{ctl['max_clients']} clients, {ctl['served']} served,"
+            f" {ctl['refused']} refused, {sum(ctl['errors'].values())} bad requests,"
+            f" {sum(ctl['faults'].values())} faults"
+        )
     return EXIT_OK
+
+
+def _refused(exc: control_client.Refused) -> int:
+    """One line per typed error the node answers with, and its exit code."""
+    match exc.code:
+        case control.ErrorCode.TOO_MANY_CLIENTS:
+            return fail(f"the node is busy and still refused after retrying: {exc.detail}", EXIT_FAILURE)
+        case control.ErrorCode.UNKNOWN_COMMAND:
+            return fail(f"the node does not know this command (an older node?): {exc.detail}", EXIT_USAGE)
+        case control.ErrorCode.COMMAND_FAILED:
+            return fail(f"the node could not answer: {exc.detail}", EXIT_FAILURE)
+        case control.ErrorCode.BAD_REQUEST | control.ErrorCode.REQUEST_TOO_LARGE | control.ErrorCode.TIMEOUT:
+            return fail(f"the node rejected this client's request ({exc.code}): {exc.detail}", EXIT_FAILURE)
+        case None:
+            return fail(
+                f"the node answered with an error this version does not know: {exc.detail}", EXIT_FAILURE
+            )
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
