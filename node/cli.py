@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 the node failed at run time (or refused a request), 2 bad usage or
 configuration (and, for ``nat``, no STUN server answered; for ``status``, a node that does not
-know the command), 3 no node is running (``status``).
+know the command), 3 no node is running (``status``), 141 the reader of stdout went away.
 stdout carries only a command's result (exactly one JSON document with ``--json``); logs and
 errors go to stderr.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | true` is: the reader
+# of our stdout went away, which only `set -o pipefail` turns into the pipeline's failure.
+EXIT_BROKEN_PIPE = 141
 
 
 def _load_config(path: Path | None) -> configuration.Config:
@@ -193,9 +197,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logs.setup(args.log_level)
-    code: int = args.func(args)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+            logs.setup(args.log_level)
+            code: int = args.func(args)
+        finally:
+            # Here, not at the interpreter's exit where a broken pipe can no longer be caught; also
+            # when argparse exits after printing --help or --version.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of stdout went away (`status --json | head -c1`): end quietly like a Unix
+        # tool. stdout now points at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     return code
 
 

@@ -5,8 +5,10 @@ the node answers with a typed error or not at all, stays bounded, keeps answerin
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ import pytest
 from node.control import CLIENT_TIMEOUT_S, MAX_CLIENTS, MAX_REQUEST_BYTES
 from node.paths import CONTROL_SOCKET_NAME
 from tests.adversarial.probes import NodeUnderAttack, open_fds
-from tests.socket.nodeproc import control_exchange
+from tests.socket.nodeproc import NODE, cli_into_closed_pipe, control_exchange
 
 pytestmark = pytest.mark.process
 
@@ -135,3 +137,22 @@ def test_sigterm_with_clients_connected_stops_quietly(attacked: NodeUnderAttack)
         attacked.node.proc.send_signal(signal.SIGTERM)
         assert attacked.node.proc.wait(timeout=20) == 0
     _quiet(attacked.node.stderr_path.read_text())
+
+
+def test_status_into_a_pipe_nobody_reads_ends_quietly(attacked: NodeUnderAttack) -> None:
+    runtime = str(attacked.node.runtime_dir)
+    shell = subprocess.run(
+        f"{shlex.join(NODE)} status --json --runtime-dir {shlex.quote(runtime)} | true",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert shell.returncode == 0
+    assert shell.stderr == ""
+    # The same without the race with `true`: the read end is gone before the CLI writes.
+    # Exit 141 = 128 + SIGPIPE: what a shell reports for `yes | true`.
+    for buffered in (False, True):
+        done = cli_into_closed_pipe("status", "--json", "--runtime-dir", runtime, buffered=buffered)
+        assert (done.returncode, done.stderr) == (141, "")

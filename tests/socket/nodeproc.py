@@ -114,3 +114,21 @@ def control_exchange(path: Path, payload: bytes, half_close: bool = True, timeou
         while chunk := s.recv(65536):
             out += chunk
         return out
+
+
+def cli_into_closed_pipe(
+    *args: str, buffered: bool = False, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with stdout a pipe whose reader has gone away (``| true`` without the race).
+    ``buffered``: without PYTHONUNBUFFERED, as under systemd or a plain shell, the broken pipe
+    shows at the flush, not at the write."""
+    env = dict(os.environ)
+    if buffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    proc = subprocess.Popen(
+        [*NODE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
