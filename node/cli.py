@@ -1,8 +1,10 @@
 """``bitcraps-node``: run the daemon, query it, check its config, manage identities, drive the NAT lab.
 
-Exit codes: 0 success, 1 the node failed at run time, 2 bad usage or configuration (for ``run``
-also an unsafe or unusable state or runtime directory or identity key: an operator must act, a
-restart cannot help; and, for ``nat``, no STUN server answered), 3 no node is running (``status``).
+Exit codes: 0 success, 1 the node failed at run time (or refused a request), 2 bad usage or
+configuration (for ``run`` also an unsafe or unusable state or runtime directory or identity key:
+an operator must act, a restart cannot help; for ``nat``, no STUN server answered; for
+``status``, a node that does not know the command), 3 no node is running (``status``), 141 the
+reader of stdout went away.
 stdout carries only a command's result (exactly one JSON document with ``--json``); logs and
 errors go to stderr.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +22,7 @@ from pathlib import Path
 import node
 from netlink.lab.cli import register as register_lab
 from node import config as configuration
-from node import control, logs, paths
+from node import control, control_client, logs, paths
 from node.cli_output import fail
 from node.errors import NodeError
 from node.identity_cli import register as register_identity
@@ -33,6 +36,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | true` is: the reader
+# of our stdout went away, which only `set -o pipefail` turns into the pipeline's failure.
+EXIT_BROKEN_PIPE = 141
 
 
 def _load_config(path: Path | None) -> configuration.Config:
@@ -83,13 +89,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     dirs = paths.resolve_dirs(None, args.runtime_dir)
     try:
-        reply = control.request(dirs.control_socket, "status")
-    except control.NotRunning as exc:
+        reply = control_client.request(dirs.control_socket, "status")
+    except control_client.NotRunning as exc:
         return fail(str(exc), EXIT_NOT_RUNNING)
+    except control_client.Refused as exc:
+        return _refused(exc)
     except control.ControlError as exc:
         return fail(str(exc), EXIT_FAILURE)
-    if "error" in reply:
-        return fail(f"node answered: {reply['error']}", EXIT_FAILURE)
     if args.json:
         print(json.dumps(reply))
         return EXIT_OK
@@ -113,7 +119,31 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"tcp-tls:    {tls['listen']} trust {tls['trust']}; {tls['connections']} connections,"
             f" {tls['handshakes']} handshakes, {tls['handshake_failures']} failed, {tls['refused']} refused"
         )
+    ctl = reply.get("control")
+    if ctl is not None:
+        print(
+            f"control:    {ctl['clients']}/{ctl['max_clients']} clients, {ctl['served']} served,"
+            f" {ctl['refused']} refused, {sum(ctl['errors'].values())} bad requests,"
+            f" {sum(ctl['faults'].values())} faults"
+        )
     return EXIT_OK
+
+
+def _refused(exc: control_client.Refused) -> int:
+    """One line per typed error the node answers with, and its exit code."""
+    match exc.code:
+        case control.ErrorCode.TOO_MANY_CLIENTS:
+            return fail(f"the node is busy and still refused after retrying: {exc.detail}", EXIT_FAILURE)
+        case control.ErrorCode.UNKNOWN_COMMAND:
+            return fail(f"the node does not know this command (an older node?): {exc.detail}", EXIT_USAGE)
+        case control.ErrorCode.COMMAND_FAILED:
+            return fail(f"the node could not answer: {exc.detail}", EXIT_FAILURE)
+        case control.ErrorCode.BAD_REQUEST | control.ErrorCode.REQUEST_TOO_LARGE | control.ErrorCode.TIMEOUT:
+            return fail(f"the node rejected this client's request ({exc.code}): {exc.detail}", EXIT_FAILURE)
+        case None:
+            return fail(
+                f"the node answered with an error this version does not know: {exc.detail}", EXIT_FAILURE
+            )
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -176,9 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logs.setup(args.log_level)
-    code: int = args.func(args)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+            logs.setup(args.log_level)
+            code: int = args.func(args)
+        finally:
+            # Here, not at the interpreter's exit where a broken pipe can no longer be caught; also
+            # when argparse exits after printing --help or --version.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of stdout went away (`status --json | head -c1`): end quietly like a Unix
+        # tool. stdout now points at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     return code
 
 

@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import node
 from node.config import Config
-from node.control import ControlServer
+from node.control import ControlServer, ControlView
 from node.identity import KEY_FILE_NAME, Identity
 from node.nat_service import NatService, NatView
 from node.paths import NodeDirs, ensure_private_dir
@@ -41,6 +41,7 @@ class NodeStatus:
     nat: NatView
     tcp_tls: TcpTlsView | None
     turn: TurnView | None
+    control: ControlView
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class NodeStatus:
             "nat": self.nat.to_json(),
             "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
             "turn": None if self.turn is None else self.turn.to_json(),
+            "control": self.control.to_json(),
         }
 
     def summary(self) -> str:
@@ -74,6 +76,7 @@ class Node:
         )
         # The TURN relay comes up in the background when [turn] names servers.
         self.turn = TurnService(config) if config.turn.servers else None
+        self.control = ControlServer(dirs.control_socket, {"status": lambda: self.status().to_json()})
         self._started = time.monotonic()
         self._stack = AsyncExitStack()
 
@@ -86,9 +89,7 @@ class Node:
                 await stack.enter_async_context(self.tls)
             if self.turn is not None:
                 await stack.enter_async_context(self.turn)
-            await stack.enter_async_context(
-                ControlServer(self.dirs.control_socket, {"status": lambda: self.status().to_json()})
-            )
+            await stack.enter_async_context(self.control)
             self._stack = stack.pop_all()
         self._started = time.monotonic()
         return self
@@ -121,6 +122,7 @@ class Node:
             nat=self.nat.view(),
             tcp_tls=None if self.tls is None else self.tls.view(),
             turn=turn,
+            control=self.control.view(),
         )
 
 

@@ -98,3 +98,37 @@ def start_node(tmp_path: Path, notify_path: Path | None = None, extra_config: st
         raise AssertionError(f"unexpected first stdout line {first!r}; stderr: {stderr_path.read_text()}")
     tls_port = int(match.group(3)) if match.group(3) else None
     return RunningNode(proc, runtime, state, stderr_path, match.group(1), int(match.group(2)), tls_port)
+
+
+def control_exchange(path: Path, payload: bytes, half_close: bool = True, timeout: float = 15.0) -> bytes:
+    """One raw control-socket client: send ``payload`` (then end its side unless ``half_close`` is
+    False), and return all the node sends back before it closes."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        if payload:
+            s.sendall(payload)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def cli_into_closed_pipe(
+    *args: str, buffered: bool = False, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with stdout a pipe whose reader has gone away (``| true`` without the race).
+    ``buffered``: without PYTHONUNBUFFERED, as under systemd or a plain shell, the broken pipe
+    shows at the flush, not at the write."""
+    env = dict(os.environ)
+    if buffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    proc = subprocess.Popen(
+        [*NODE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)

@@ -52,6 +52,18 @@ def test_ready_watchdog_status_stun_and_orderly_stop(
     assert doc["tcp_tls"]["trust"].startswith("development")
     assert doc["tcp_tls"]["connections"] == 0
     assert isinstance(doc["version"], str) and doc["uptime_s"] >= 0
+    # The status request itself is the one client; nothing served, refused or failed before it.
+    assert doc["control"] == {
+        "clients": 1,
+        "max_clients": 16,
+        "served": 0,
+        "refused": 0,
+        "errors": {},
+        "faults": {},
+    }
+    human = cli("status", "--runtime-dir", str(running_node.runtime_dir))
+    assert human.returncode == 0, human.stderr
+    assert "control:    1/16 clients, 1 served, 0 refused, 0 bad requests, 0 faults" in human.stdout
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(5)
