@@ -230,20 +230,36 @@ class TcpTlsTransport(Transport):
         self.state = TransportState.STOPPED
         self._events.close()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         assert self._tasks is not None
         task = self._tasks.create_task(coro)
         self._task_set.add(task)
         task.add_done_callback(self._task_set.discard)
+        return task
 
-    def _spawn_isolated(self, work: Callable[[], Coroutine[Any, Any, None]], who: str) -> None:
-        """A task for one connection: what it raises is contained, logged and counted. The work's
-        coroutine is made when the task starts: a task cancelled before its first step (the
-        transport stopping) then leaves no coroutine behind that was never awaited."""
-        self._spawn(self._isolated(work, who))
+    def _spawn_isolated(
+        self,
+        work: Callable[[], Coroutine[Any, Any, None]],
+        who: str,
+        abandoned: Callable[[], None] = lambda: None,
+    ) -> None:
+        """A task for one connection: what it raises is contained, logged and counted.
 
-    async def _isolated(self, work: Callable[[], Coroutine[Any, Any, None]], who: str) -> None:
-        await self.isolation.run(work(), who)
+        A task cancelled before its first step (the transport stopping right after an accept)
+        never runs its work, nor the work's ``finally``: the work's coroutine is only made once
+        the task runs (none is left never awaited), and ``abandoned`` gives back what the work
+        would have released (its socket, its slot)."""
+        started: list[bool] = []
+
+        async def isolated() -> None:
+            started.append(True)
+            await self.isolation.run(work(), who)
+
+        def give_back_unless_started(_: asyncio.Task[None]) -> None:
+            if not started:
+                abandoned()
+
+        self._spawn(isolated()).add_done_callback(give_back_unless_started)
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -275,9 +291,11 @@ class TcpTlsTransport(Transport):
             if telling is None:
                 conn.close()
                 return
-            self._spawn_isolated(partial(self._refuse, conn, slot, telling), who)
+            self._spawn_isolated(
+                partial(self._refuse, conn, slot, telling), who, partial(_give_back, conn, telling)
+            )
             return
-        self._spawn_isolated(partial(self._serve, conn, slot), who)
+        self._spawn_isolated(partial(self._serve, conn, slot), who, partial(_give_back, conn, slot))
 
     async def _refuse(self, conn: socket.socket, refusal: Refusal, telling: RefusalSlot) -> None:
         try:
@@ -405,10 +423,18 @@ class TcpTlsTransport(Transport):
             raise
         breaker.record_success(self._now())
         if self._register(link):
-            self._spawn_isolated(partial(self._own_link, link), f"link to {link.peer} at {link.endpoint}")
+            self._spawn_isolated(
+                partial(self._own_link, link),
+                f"link to {link.peer} at {link.endpoint}",
+                partial(self._give_back_link, link),
+            )
         else:
             self.slots.release_outbound()  # the peer dialled us at the same moment and its link won
         return link.peer
+
+    def _give_back_link(self, link: TlsLink) -> None:
+        link.close()
+        self.slots.release_outbound()
 
     async def _own_link(self, link: TlsLink) -> None:
         try:
@@ -547,3 +573,9 @@ def _address_text(address: Any) -> str:
     """``host:port`` of an accepted socket's peer address (IPv6 in brackets)."""
     host, port = address[:2]
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _give_back(conn: socket.socket, slot: InboundSlot | RefusalSlot) -> None:
+    """An accepted socket whose task never ran (still ours: no TLS transport took it)."""
+    conn.close()
+    slot.release()

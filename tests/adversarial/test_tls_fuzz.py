@@ -30,7 +30,7 @@ import uvloop
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
-from node import control, paths
+from node import control_client, paths
 from node.identity import Identity, load_or_create, verify
 from node.proto.frames import FrameKind, encode
 from node.proto.stream_link import NONCE_SIZE, CloseReason, proof_message
@@ -124,7 +124,8 @@ class Target:
 
     def status(self) -> dict[str, Any]:
         """``status`` over the control socket, in-process (the CLI costs a Python start)."""
-        reply = control.request(paths.resolve_dirs(None, self.node.runtime_dir).control_socket, "status")
+        socket_path = paths.resolve_dirs(None, self.node.runtime_dir).control_socket
+        reply = control_client.request(socket_path, "status")
         tls = reply["tcp_tls"]
         assert isinstance(tls, dict)
         return tls

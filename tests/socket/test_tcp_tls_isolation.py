@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,23 @@ async def test_a_fault_in_one_connection_is_contained_counted_and_closes_it(
             assert await tc.dial(target, server.ident.peer_id) == server.ident.peer_id
             assert await tc.ping(server.ident.peer_id) >= 0
         assert tripped == [first.ident.peer_id]
+
+
+async def test_a_connection_whose_task_never_ran_gives_back_its_socket_and_slot(tmp_path: Path) -> None:
+    """The transport stops right after an accept: the connection's task is cancelled before its
+    first step, so its work (and the work's finally) never runs; the socket and the slot it held
+    are given back all the same, and no coroutine is left never awaited."""
+    server = new_node(tmp_path, "server")
+    ts = transport(pinned_creds(server, frozenset()))
+    await ts.__aenter__()
+    ours, theirs = socket.socketpair()
+    try:
+        ts._on_tcp(ours, ipaddress.ip_address("127.0.0.1"), "connection from a test")
+        assert ts.slots.in_use == 1 and ts.slots.pending == 1
+        await ts.__aexit__(None, None, None)  # before the loop ran the connection's task
+        assert ours.fileno() == -1
+        assert ts.slots.in_use == 0 and ts.slots.pending == 0
+        assert theirs.recv(1) == b""  # the client sees the close
+    finally:
+        ours.close()
+        theirs.close()
