@@ -1,8 +1,11 @@
 """``bitcraps-node``: run the daemon, query it, check its config, manage identities, drive the NAT lab.
 
 Exit codes: 0 success, 1 the node failed at run time, 2 bad usage or configuration (and, for
-``nat``, no STUN server answered), 3 no node is running (``status``). stdout carries only a
-command's result (exactly one JSON document with ``--json``); logs and errors go to stderr.
+``nat``, no STUN server answered), 3 no node is running (``status``). ``run`` exits 2 for every
+configuration problem it finds at start, in the file or in a file it names
+(node.errors.SettingsError): the systemd unit does not restart on 2, so a bad deployment does
+not loop. stdout carries only a command's result (exactly one JSON document with ``--json``);
+logs and errors go to stderr.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from netlink.lab.cli import register as register_lab
 from node import config as configuration
 from node import control, logs, paths
 from node.cli_output import fail
-from node.errors import NodeError
+from node.errors import NodeError, SettingsError
 from node.identity_cli import register as register_identity
 from node.nat_command import register as register_nat
 from node.ping_cli import register as register_ping
@@ -66,6 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     dirs = paths.resolve_dirs(args.state_dir, args.runtime_dir)
     try:
         _run_daemon(cfg, dirs)
+    except SettingsError as exc:
+        return fail(f"config error: {exc}", EXIT_USAGE)
     except NodeError as exc:
         return fail(str(exc), EXIT_FAILURE)
     return EXIT_OK

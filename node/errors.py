@@ -16,3 +16,9 @@ class LocalError(NodeError):
 
 class RemoteError(NodeError):
     """A peer or server sent something malformed or unexpected."""
+
+
+class SettingsError(LocalError):
+    """The node's settings cannot be used: the configuration file, or a file it names (a CA, a
+    certificate). Restarting cannot fix that, so ``run`` exits 2 for it and the systemd unit does
+    not restart on exit 2 (``RestartPreventExitStatus=2``): a bad deployment does not loop."""
