@@ -46,6 +46,7 @@ class CertProblem(Enum):
     NOT_ED25519 = "not ed25519"
     NOT_A_CA = "not a ca"
     KEY_MISMATCH = "key mismatch"
+    NOT_A_NODE_CERTIFICATE = "not a node certificate"
 
 
 class CertError(LocalError):
@@ -268,6 +269,15 @@ def load_certificate(path: Path) -> x509.Certificate:
         return x509.load_pem_x509_certificate(_read(path))
     except ValueError as exc:
         raise CertError(path, CertProblem.NOT_PEM, "not a PEM certificate") from exc
+
+
+def load_node_certificate(path: Path) -> tuple[x509.Certificate, NodeCertificate]:
+    """A node certificate from a PEM file, and what it says. Raises CertError."""
+    cert = load_certificate(path)
+    try:
+        return cert, parse_node_certificate(cert.public_bytes(serialization.Encoding.DER))
+    except CertParseError as exc:
+        raise CertError(path, CertProblem.NOT_A_NODE_CERTIFICATE, str(exc)) from exc
 
 
 def load_ca_dir(directory: Path) -> FleetCa:

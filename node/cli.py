@@ -1,12 +1,13 @@
 """``bitcraps-node``: run the daemon, query it, check its config, manage identities, drive the NAT lab.
 
 Exit codes: 0 success, 1 the node failed at run time (or refused a request), 2 bad usage or
-configuration (for ``run`` also an unsafe or unusable state or runtime directory or identity key:
-an operator must act, a restart cannot help; for ``nat``, no STUN server answered; for
-``status``, a node that does not know the command), 3 no node is running (``status``), 141 the
-reader of stdout went away.
-stdout carries only a command's result (exactly one JSON document with ``--json``); logs and
-errors go to stderr.
+configuration (``run`` exits 2 for every configuration problem it finds at start, in the file or
+in a file it names (node.errors.SettingsError), and for an unsafe or unusable state or runtime
+directory or identity key: an operator must act, and the systemd unit does not restart on 2, so
+a bad deployment does not loop; for ``nat``, no STUN server answered; for ``status``, a node
+that does not know the command), 3 no node is running (``status``), 141 the reader of stdout
+went away. stdout carries only a command's result (exactly one JSON document with ``--json``);
+logs and errors go to stderr.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from netlink.lab.cli import register as register_lab
 from node import config as configuration
 from node import control, control_client, logs, paths
 from node.cli_output import fail
-from node.errors import NodeError
+from node.errors import NodeError, SettingsError
 from node.identity_cli import register as register_identity
 from node.nat_command import register as register_nat
 from node.ping_cli import register as register_ping
@@ -82,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_daemon(cfg, dirs)
     except paths.DirectoryError as exc:  # the runtime directory: as the state directory, exit 2
         return fail(str(exc), EXIT_USAGE)
+    except SettingsError as exc:
+        return fail(f"config error: {exc}", EXIT_USAGE)
     except NodeError as exc:
         return fail(str(exc), EXIT_FAILURE)
 

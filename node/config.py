@@ -3,11 +3,16 @@
 Every value is validated; an unknown key, a wrong type or a value out of range is a
 ``ConfigError`` naming the key (``transport.max_connections``), one line, never a traceback.
 The defaults are the seed design's numbers (DESIGN.md, "Numbers").
+
+Everything is bounded, so no file can make the node spend without limit what it reads at start:
+the file's size (``MAX_CONFIG_BYTES``), its nesting (tomllib recurses), every string
+(``MAX_STRING_CHARS``) and every list (its key's ``max_items``, said in ``config show``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import reprlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -15,13 +20,18 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from node.errors import LocalError
+from node.errors import SettingsError
+from node.os_errors import os_reason
 from node.proto.breaker import CircuitBreaker
 
 DEFAULT_CONFIG_PATH = Path("/etc/bitcraps/node.toml")
 DEFAULT_UDP_PORT = 47474
 DEFAULT_TCP_TLS_PORT = 47475
 SOFTWARE_MAX_CHARS = 128
+# A real config is a few KiB; the longest legitimate one (1024 pinned peer ids) is under 64 KiB.
+MAX_CONFIG_BYTES = 1 << 20
+# Linux's PATH_MAX (file keys); far above a host name (253, RFC 1035 §2.3.4) or a TURN URI.
+MAX_STRING_CHARS = 4096
 
 
 class ConfigProblem(Enum):
@@ -33,7 +43,7 @@ class ConfigProblem(Enum):
     INVALID = "invalid"
 
 
-class ConfigError(LocalError):
+class ConfigError(SettingsError):
     """An invalid configuration. ``key`` is the dotted key at fault ("" for the whole file)."""
 
     def __init__(self, key: str, problem: ConfigProblem, detail: str) -> None:
@@ -45,22 +55,39 @@ class ConfigError(LocalError):
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A key's documentation and, for numbers, its inclusive range."""
+    """A key's documentation; for numbers, its inclusive range; for lists, their longest."""
 
     doc: str
     minimum: float | None = None
     maximum: float | None = None
     secret: bool = False  # a credential: ``config show`` prints it only when asked to
+    max_items: int | None = None
 
 
 REDACTED = "<redacted>"
 
 
 def _rule(
-    doc: str, *, minimum: float | None = None, maximum: float | None = None, secret: bool = False
+    doc: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    secret: bool = False,
+    max_items: int | None = None,
 ) -> dict[str, Rule]:
     # dataclasses.field(metadata=...) takes a mapping; the rule inside it is typed.
-    return {"rule": Rule(doc, minimum, maximum, secret)}
+    if max_items is not None:
+        doc = f"{doc}; at most {max_items}"
+    return {"rule": Rule(doc, minimum, maximum, secret, max_items)}
+
+
+# One discovery asks every STUN server (one UDP socket each, RFC 5780 tests) and TURN servers are
+# tried in order, each failure costing up to transport.connect_timeout_s: two or three servers
+# classify a NAT or keep a relay, 16 leave room for redundancy and keep a round short.
+MAX_SERVERS = 16
+# Pins suit a small fleet; a larger one uses the fleet CA (ca_file), which admits any number of
+# nodes without listing them.
+MAX_PINNED_PEER_IDS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +157,8 @@ class BreakerSection:
 @dataclass(frozen=True, slots=True)
 class StunSection:
     servers: tuple[str, ...] = field(
-        default=(), metadata=_rule("STUN servers as 'host:port' (other nodes serve STUN too)")
+        default=(),
+        metadata=_rule("STUN servers as 'host:port' (other nodes serve STUN too)", max_items=MAX_SERVERS),
     )
     discover_at_start: bool = field(
         default=True, metadata=_rule("classify the NAT in front of the node when it starts")
@@ -169,7 +197,8 @@ class TurnSection:
     servers: tuple[str, ...] = field(
         default=(),
         metadata=_rule(
-            "TURN servers, tried in order: RFC 7065 URIs ('turn:h:3478?transport=tcp', 'turns:h')"
+            "TURN servers, tried in order: RFC 7065 URIs ('turn:h:3478?transport=tcp', 'turns:h')",
+            max_items=MAX_SERVERS,
         ),
     )
     username: str = field(
@@ -227,7 +256,10 @@ class TcpTlsSection:
         default="", metadata=_rule("this node's certificate from the fleet CA (identity issue)")
     )
     pinned_peer_ids: tuple[str, ...] = field(
-        default=(), metadata=_rule("admit only these peer ids (with or without a fleet CA)")
+        default=(),
+        metadata=_rule(
+            "admit only these peer ids (with or without a fleet CA)", max_items=MAX_PINNED_PEER_IDS
+        ),
     )
     allow_development: bool = field(
         default=True,
@@ -256,10 +288,16 @@ def load_effective(path: Path | None) -> Config:
 
 def load(path: Path) -> Config:
     try:
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)  # never more: the file may be huge, or endless
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        reason = os_reason(exc) if isinstance(exc, OSError) else "not UTF-8"
         raise ConfigError("", ConfigProblem.UNREADABLE, f"cannot read {path}: {reason}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            "", ConfigProblem.OUT_OF_RANGE, f"the file is larger than {MAX_CONFIG_BYTES >> 20} MiB"
+        )
     return parse(text)
 
 
@@ -268,6 +306,10 @@ def parse(text: str) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", ConfigProblem.SYNTAX, f"not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(
+            "", ConfigProblem.SYNTAX, "not valid TOML: arrays or tables nested too deeply"
+        ) from exc
     return from_mapping(data)
 
 
@@ -314,10 +356,19 @@ def _check(key: str, default: Any, value: Any, rule: Rule) -> Any:
     if isinstance(default, str):
         if not isinstance(value, str):
             raise _wrong_type(key, "a string", value)
-        return value
+        return _short(key, value)
     if isinstance(default, tuple):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list):
             raise _wrong_type(key, "a list of strings", value)
+        assert rule.max_items is not None, f"{key}: list keys carry a maximum"
+        if len(value) > rule.max_items:
+            raise ConfigError(
+                key, ConfigProblem.OUT_OF_RANGE, f"at most {rule.max_items} entries, got {len(value)}"
+            )
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise _wrong_type(f"{key}[{i}]", "a string", item)
+            _short(f"{key}[{i}]", item)
         return tuple(value)
     raise AssertionError(f"no validator for {key}")  # a schema bug, caught by the unit tests
 
@@ -333,9 +384,22 @@ def _in_range(key: str, value: float, rule: Rule) -> Any:
     return value
 
 
+def _short(key: str, value: str) -> str:
+    if len(value) > MAX_STRING_CHARS:
+        raise ConfigError(
+            key, ConfigProblem.OUT_OF_RANGE, f"at most {MAX_STRING_CHARS} characters, got {len(value)}"
+        )
+    return value
+
+
+# What an error shows of a bad value: enough to find it, never the whole of a huge or deep one.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 2, 4, 4, 60, 60
+
+
 def _wrong_type(key: str, expected: str, value: Any) -> ConfigError:
     return ConfigError(
-        key, ConfigProblem.WRONG_TYPE, f"must be {expected}, got {type(value).__name__} {value!r}"
+        key, ConfigProblem.WRONG_TYPE, f"must be {expected}, got {type(value).__name__} {_SHOWN.repr(value)}"
     )
 
 
@@ -348,7 +412,7 @@ def _check_section(prefix: str, section: Any) -> None:
             raise ConfigError(
                 f"{prefix}.listen_address",
                 ConfigProblem.INVALID,
-                f"not an IP address: {section.listen_address!r}",
+                f"not an IP address: {_SHOWN.repr(section.listen_address)}",
             ) from exc
     if isinstance(section, NodeSection) and len(section.software) >= SOFTWARE_MAX_CHARS:
         # RFC 8489 §14.14: SOFTWARE is fewer than 128 characters.
@@ -374,7 +438,7 @@ def _check_section(prefix: str, section: Any) -> None:
                 raise ConfigError(
                     f"{prefix}.servers[{i}]",
                     ConfigProblem.INVALID,
-                    f"must be 'host:port' or '[ipv6]:port', got {server!r}",
+                    f"must be 'host:port' or '[ipv6]:port', got {_SHOWN.repr(server)}",
                 )
 
 
@@ -387,7 +451,8 @@ def _check_turn(prefix: str, section: TurnSection) -> None:
             raise ConfigError(
                 f"{prefix}.servers[{i}]",
                 ConfigProblem.INVALID,
-                f"must be a TURN URI like 'turn:host:3478?transport=udp' or 'turns:host', got {server!r}",
+                "must be a TURN URI like 'turn:host:3478?transport=udp' or 'turns:host',"
+                f" got {_SHOWN.repr(server)}",
             )
     if section.shared_secret and section.password:
         raise ConfigError(
@@ -399,8 +464,23 @@ def _check_turn(prefix: str, section: TurnSection) -> None:
                 raise ConfigError(
                     f"{prefix}.{key}", ConfigProblem.INVALID, "needed for the TURN servers (or shared_secret)"
                 )
-    if section.ca_file and not Path(section.ca_file).is_file():
-        raise ConfigError(f"{prefix}.ca_file", ConfigProblem.INVALID, f"no such file: {section.ca_file!r}")
+    if section.ca_file:
+        _check_ca_bundle(f"{prefix}.ca_file", Path(section.ca_file))
+
+
+def _check_ca_bundle(key: str, path: Path) -> None:
+    """Loaded as the TURN client loads it (OpenSSL, PEM CA certificates), so a file that passes
+    here is one the node can use."""
+    import ssl  # noqa: PLC0415 - only when a CA file is configured
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:  # before OSError: an SSLError is one, but its errno is OpenSSL's
+        raise ConfigError(
+            key, ConfigProblem.INVALID, f"{path}: no PEM CA certificate in it ({exc.reason})"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(key, ConfigProblem.INVALID, f"cannot read {path}: {os_reason(exc)}") from exc
 
 
 PEER_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
@@ -413,18 +493,39 @@ def _check_tcp_tls(prefix: str, section: TcpTlsSection) -> None:
             raise ConfigError(
                 f"{prefix}.pinned_peer_ids[{i}]",
                 ConfigProblem.INVALID,
-                f"not a peer id (52 lowercase base32 characters): {peer!r}",
+                f"not a peer id (52 lowercase base32 characters): {_SHOWN.repr(peer)}",
             )
     if bool(section.ca_file) != bool(section.cert_file):
         key = "cert_file" if section.ca_file else "ca_file"
         raise ConfigError(
             f"{prefix}.{key}", ConfigProblem.INVALID, "ca_file and cert_file are set together or not at all"
         )
+    if section.ca_file:
+        _check_fleet_files(prefix, Path(section.ca_file), Path(section.cert_file))
     if not (section.ca_file or section.pinned_peer_ids or section.allow_development):
         raise ConfigError(
             f"{prefix}.allow_development",
             ConfigProblem.INVALID,
             "false, but neither ca_file nor pinned_peer_ids is set: no peer could be trusted",
+        )
+
+
+def _check_fleet_files(prefix: str, ca_file: Path, cert_file: Path) -> None:
+    """What ``run`` checks of the fleet CA and the node certificate (node.trust), except that the
+    certificate is for this node's key: the identity is the node's state, not its configuration."""
+    from node import certs  # noqa: PLC0415 - cryptography, only when a fleet CA is configured
+
+    try:
+        ca = certs.load_certificate(ca_file)
+    except certs.CertError as exc:
+        raise ConfigError(f"{prefix}.ca_file", ConfigProblem.INVALID, str(exc)) from exc
+    try:
+        cert, _ = certs.load_node_certificate(cert_file)
+    except certs.CertError as exc:
+        raise ConfigError(f"{prefix}.cert_file", ConfigProblem.INVALID, str(exc)) from exc
+    if not certs.signed_by(cert, ca):
+        raise ConfigError(
+            f"{prefix}.cert_file", ConfigProblem.INVALID, f"{cert_file}: not signed by the CA in {ca_file}"
         )
 
 

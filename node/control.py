@@ -35,6 +35,7 @@ from typing import Any, Self
 
 from node.errors import LocalError, NodeError, RemoteError
 from node.isolation import ConnectionIsolation
+from node.os_errors import os_reason
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ def _listen(path: Path) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ControlError(f"cannot serve control socket {path}: {exc.strerror or exc}") from exc
+        raise ControlError(f"cannot serve control socket {path}: {os_reason(exc)}") from exc
     return sock
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from node.control import CLIENT_TIMEOUT_S, SEND_TIMEOUT_S, ControlError, ErrorCode
+from node.os_errors import os_reason
 
 # A node serving MAX_CLIENTS frees a slot within CLIENT_TIMEOUT_S + SEND_TIMEOUT_S, so a client
 # told too_many_clients that retries for a little longer is answered unless new clients keep coming.
@@ -64,7 +65,7 @@ def _request_once(path: Path, command: str, timeout: float) -> dict[str, Any]:
         except ConnectionRefusedError as exc:
             raise NotRunning(path, "refused; stale socket") from exc
         except OSError as exc:
-            raise NotRunning(path, exc.strerror or str(exc)) from exc
+            raise NotRunning(path, os_reason(exc)) from exc
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             # A node refusing us (too many clients) replies and closes before reading: its
             # reply may already wait below even though our request could not be sent.
@@ -77,7 +78,7 @@ def _request_once(path: Path, command: str, timeout: float) -> dict[str, Any]:
                     break
                 data += chunk
         except OSError as exc:
-            raise ControlError(f"control socket {path}: reading the reply failed: {exc}") from exc
+            raise ControlError(f"control socket {path}: reading the reply failed: {os_reason(exc)}") from exc
     if not data:
         raise ControlError(f"control socket {path}: the node closed the connection without a reply")
     try:

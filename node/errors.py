@@ -18,24 +18,7 @@ class RemoteError(NodeError):
     """A peer or server sent something malformed or unexpected."""
 
 
-# What an OSError without text means: uvloop raises ConnectionResetError() with no arguments when
-# the peer closes a connection during the TLS handshake, and str() of that is "".
-_OS_ERROR_MEANING: tuple[tuple[type[OSError], str], ...] = (
-    (ConnectionResetError, "the peer closed or reset the connection"),
-    (ConnectionAbortedError, "the connection was aborted"),
-    (ConnectionRefusedError, "connection refused"),
-    (BrokenPipeError, "the peer closed the connection"),
-    (TimeoutError, "timed out"),
-)
-
-
-def os_error_text(exc: OSError) -> str:
-    """What ``exc`` says went wrong, never empty: its strerror, its text, else what its type means."""
-    if exc.strerror:
-        return exc.strerror
-    if text := str(exc):
-        return text
-    for kind, meaning in _OS_ERROR_MEANING:
-        if isinstance(exc, kind):
-            return meaning
-    return type(exc).__name__
+class SettingsError(LocalError):
+    """The node's settings cannot be used: the configuration file, or a file it names (a CA, a
+    certificate). Restarting cannot fix that, so ``run`` exits 2 for it and the systemd unit does
+    not restart on exit 2 (``RestartPreventExitStatus=2``): a bad deployment does not loop."""

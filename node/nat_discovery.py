@@ -25,8 +25,10 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
+from node import resolver
 from node.config import BreakerSection, StunSection, parse_host_port
 from node.errors import LocalError
+from node.os_errors import os_reason
 from node.proto import stun
 from node.proto.natprobe import (
     NatProbe,
@@ -122,10 +124,12 @@ class NatDiscovery:
                         for (label, _), address in zip(self._servers, addresses, strict=True)
                     ]
                     report = await self._probe(specs, sockets)
-        except OSError as exc:  # no socket (EMFILE, ENOBUFS, a namespace gone)
-            raise DiscoveryError(f"cannot open discovery sockets: {exc}") from exc
+        # TimeoutError first: it is an OSError too, and was reported as a socket failure with
+        # an empty reason.
         except TimeoutError as exc:  # the probe ends by its own deadline; this is the backstop
             raise DiscoveryError("discovery overran its deadline") from exc
+        except OSError as exc:  # no socket (EMFILE, ENOBUFS, a namespace gone)
+            raise DiscoveryError(f"cannot open discovery sockets: {os_reason(exc)}") from exc
         now = loop.time()
         for spec, server in zip(specs, report.servers, strict=True):
             if spec.allowed:
@@ -146,12 +150,13 @@ class NatDiscovery:
             return (ipaddress.IPv4Address(host), port)
         except ValueError:
             pass
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):
-                infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
-        except (OSError, TimeoutError) as exc:
-            log.info("STUN server %s:%d does not resolve: %s", host, port, exc)
+                infos = await resolver.getaddrinfo(
+                    host, port, family=socket.AF_INET, socktype=socket.SOCK_DGRAM
+                )
+        except OSError as exc:  # socket.gaierror, or TimeoutError after RESOLVE_TIMEOUT_S
+            log.info("STUN server %s:%d does not resolve: %s", host, port, os_reason(exc))
             return None
         for info in infos:
             return (ipaddress.IPv4Address(info[4][0]), port)

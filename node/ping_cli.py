@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from node.cli_output import fail
+from node.os_errors import os_reason
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -44,7 +45,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
     try:
         info = socket.getaddrinfo(hostport[0], hostport[1], type=socket.SOCK_STREAM)
     except OSError as exc:
-        return fail(f"{hostport[0]}: {exc.strerror or exc}", EXIT_FAILED)
+        return fail(f"{hostport[0]}: {os_reason(exc)}", EXIT_FAILED)
     endpoint = IpEndpoint(ipaddress.ip_address(str(info[0][4][0]).split("%", 1)[0]), hostport[1])
     dirs = paths.resolve_dirs(args.state_dir, None)
     try:

@@ -26,10 +26,9 @@ from enum import Enum
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from node import certs
-from node.errors import LocalError, RemoteError
+from node.errors import RemoteError, SettingsError
 from node.identity import Identity, peer_id_of, verify
 from node.proto.session_trust import PeerVerificationError, VerifyFailure
 from node.proto.stream_link import proof_message
@@ -67,7 +66,7 @@ class TrustError(RemoteError):
         self.detail = detail
 
 
-class TrustConfigError(LocalError):
+class TrustConfigError(SettingsError):
     """The trust settings cannot be used (unreadable CA, a node certificate for another key)."""
 
 
@@ -184,9 +183,8 @@ class TrustPolicy:
         if cert_file is None:
             raise TrustConfigError("fleet CA mode needs the node certificate (tcp_tls.cert_file)")
         try:
-            cert = certs.load_certificate(cert_file)
-            parsed = certs.parse_node_certificate(cert.public_bytes(serialization.Encoding.DER))
-        except (certs.CertError, certs.CertParseError) as exc:
+            cert, parsed = certs.load_node_certificate(cert_file)
+        except certs.CertError as exc:
             raise TrustConfigError(f"node certificate: {exc}") from exc
         if parsed.public_key != identity.public_key:
             raise TrustConfigError(f"{cert_file} is for peer {parsed.key_peer_id}, not this node's key")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from node.cli_output import fail
+from node.os_errors import os_reason
 
 if TYPE_CHECKING:
     from node.proto.turn_events import Address
@@ -160,7 +161,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
         }.get(exc.reason, EXIT_UNREACHABLE)
         return fail(f"turn {args.server}: {exc}", exit_code)
     except OSError as exc:
-        return fail(f"turn {args.server}: {exc.strerror or exc}", EXIT_UNREACHABLE)
+        return fail(f"turn {args.server}: {os_reason(exc)}", EXIT_UNREACHABLE)
     if code == EXIT_REFUSED:
         return fail(f"turn {args.server}: {text}", code)
     print(json.dumps(document) if args.json else text)

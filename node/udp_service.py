@@ -17,6 +17,7 @@ from typing import Any, Self, cast
 
 from node.errors import LocalError
 from node.isolation import ConnectionIsolation
+from node.os_errors import os_reason
 from node.proto.stun_responder import BindingResponder, Outcome
 from node.transports.base import IpEndpoint, TransportState
 
@@ -114,7 +115,7 @@ class UdpService:
             )
         except OSError as exc:
             self.state = TransportState.FAILED
-            raise BindError(self._address, self._port, exc.strerror or str(exc)) from exc
+            raise BindError(self._address, self._port, os_reason(exc)) from exc
         self._transport = transport
         self.state = TransportState.READY
         return self

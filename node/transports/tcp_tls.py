@@ -34,6 +34,7 @@ from typing import Any, Self
 from node.config import BreakerSection
 from node.errors import LocalError, NodeError
 from node.isolation import ConnectionIsolation
+from node.os_errors import os_reason
 from node.proto.breaker import BreakerState, CircuitBreaker
 from node.proto.stream_link import CloseReason, LinkUsageError
 from node.transports.base import (
@@ -125,7 +126,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock = socket.create_server((host, port), family=family, backlog=512)
     except OSError as exc:
-        raise TcpBindError(host, port, exc.strerror or str(exc)) from exc
+        raise TcpBindError(host, port, os_reason(exc)) from exc
     sock.setblocking(False)
     return sock
 

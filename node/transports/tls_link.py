@@ -22,8 +22,8 @@ from typing import cast
 
 from cryptography.hazmat.primitives import serialization
 
-from node.errors import os_error_text
 from node.identity import Identity
+from node.os_errors import os_reason
 from node.proto.stream_link import (
     NONCE_SIZE,
     Accepted,
@@ -371,7 +371,7 @@ async def dial(
                 raise TlsPeerError(TransportReason.AUTH_FAILED, f"TLS: {exc}", trust=reason) from exc
             except OSError as exc:
                 raise TlsPeerError(
-                    TransportReason.CONNECT_FAILED, f"{endpoint}: TCP or TLS: {os_error_text(exc)}"
+                    TransportReason.CONNECT_FAILED, f"{endpoint}: TCP or TLS: {os_reason(exc)}"
                 ) from exc
             _set_keepalive(writer, settings.keepalive)
             tls = cast(ssl.SSLObject, writer.get_extra_info("ssl_object"))
@@ -403,7 +403,7 @@ async def dial(
                 ) from exc
             except OSError as exc:
                 raise TlsPeerError(
-                    TransportReason.CONNECT_FAILED, f"{endpoint}: identity proof: {os_error_text(exc)}"
+                    TransportReason.CONNECT_FAILED, f"{endpoint}: identity proof: {os_reason(exc)}"
                 ) from exc
             if isinstance(event, LinkClosed):
                 raise _closed_error(event)
@@ -476,7 +476,7 @@ async def accept(sock: socket.socket, creds: TlsCredentials, settings: LinkSetti
         endpoint = _endpoint_of(sock)
     except OSError as exc:  # the client is gone already
         sock.close()
-        raise TlsPeerError(TransportReason.CONNECT_FAILED, f"accepted socket: {os_error_text(exc)}") from exc
+        raise TlsPeerError(TransportReason.CONNECT_FAILED, f"accepted socket: {os_reason(exc)}") from exc
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(settings.handshake_timeout):
@@ -528,7 +528,7 @@ async def accept(sock: socket.socket, creds: TlsCredentials, settings: LinkSetti
     except (OSError, ssl.SSLError) as exc:
         await _shut(writer)
         raise TlsPeerError(
-            TransportReason.CONNECT_FAILED, f"{endpoint}: {os_error_text(exc)}", trust=classify_tls_error(exc)
+            TransportReason.CONNECT_FAILED, f"{endpoint}: {os_reason(exc)}", trust=classify_tls_error(exc)
         ) from exc
     except BaseException:
         _abort(writer)

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
+from node import resolver
+from node.os_errors import os_reason
 from node.proto.transaction import Timing
 from node.proto.turn import DEFAULT_LIFETIME, AllocationState, TurnClient, TurnCounters, TurnTiming
 from node.proto.turn_credentials import Credentials
@@ -198,7 +200,7 @@ class TurnConnection:
         server = self.server
         try:
             async with asyncio.timeout(self._connect_timeout):
-                infos = await loop.getaddrinfo(server.host, server.port, type=socket.SOCK_STREAM)
+                infos = await resolver.getaddrinfo(server.host, server.port, socktype=socket.SOCK_STREAM)
                 family, _, _, _, address = infos[0]
                 if server.transport is TurnTransport.UDP:
                     sock = self._socket_factory(family, socket.SOCK_DGRAM)
@@ -234,7 +236,7 @@ class TurnConnection:
         except TimeoutError as exc:
             raise TurnUnreachableError(f"{server}: connect timed out") from exc
         except (OSError, ssl.SSLError) as exc:
-            raise TurnUnreachableError(f"{server}: {exc}") from exc
+            raise TurnUnreachableError(f"{server}: {os_reason(exc)}") from exc
 
     def _abort(self) -> None:
         if self._timer is not None:
@@ -379,7 +381,9 @@ class TurnConnection:
             and isinstance(exc, ConnectionRefusedError)
             and self.client.state is AllocationState.ALLOCATING
         ):
-            self.client.connection_lost(self._loop.time(), TurnUnreachableError(f"{self.server}: {exc}"))
+            self.client.connection_lost(
+                self._loop.time(), TurnUnreachableError(f"{self.server}: {os_reason(exc)}")
+            )
             self._flush()
 
     def _connection_lost(self) -> None:

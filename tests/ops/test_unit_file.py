@@ -83,6 +83,8 @@ def test_unit_holds_what_the_node_needs() -> None:
     service = unit["Service"]
     assert service["Type"] == ["notify"]
     assert service["Restart"] == ["on-failure"]
+    # `run` exits 2 for any configuration problem (node.errors.SettingsError): never restarted.
+    assert "2" in service["RestartPreventExitStatus"][0].split()
     assert service["WatchdogSec"][0]
     assert service["ExecStart"] == [f"{unitfile.EXECUTABLE} run"]
     assert service["User"] == ["bitcraps"]

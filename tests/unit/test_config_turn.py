@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from node import certs
 from node import config as c
 from node.proto.turn_credentials import rest_credentials
 
@@ -38,7 +39,7 @@ def test_bad_turn_settings_name_their_key(text: str, key: str) -> None:
 
 def test_a_shared_secret_replaces_the_password(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
-    ca.write_text("")
+    ca.write_bytes(certs.cert_pem(certs.make_ca().certificate))
     cfg = c.parse(f'[turn]\nservers = ["turn:x"]\nshared_secret = "s"\nca_file = "{ca}"\n')
     assert cfg.turn.shared_secret == "s"
 

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from node.errors import os_error_text
+from node.os_errors import os_reason
 from node.proto.stream_link import CloseReason
 from node.transports.slots import InboundSlot, Refusal, SlotLimits, Slots, Source, source_of
 
@@ -109,8 +109,8 @@ def test_every_refusal_has_its_own_reason_on_the_wire() -> None:
     "exc", [ConnectionResetError(), ConnectionAbortedError(), BrokenPipeError(), TimeoutError(), OSError()]
 )
 def test_an_os_error_without_text_still_says_what_happened(exc: OSError) -> None:
-    assert os_error_text(exc).strip()
+    assert os_reason(exc).strip()
 
 
 def test_an_os_error_with_text_keeps_it() -> None:
-    assert os_error_text(ConnectionRefusedError(111, "Connection refused")) == "Connection refused"
+    assert os_reason(ConnectionRefusedError(111, "Connection refused")) == "Connection refused (ECONNREFUSED)"
