@@ -65,6 +65,10 @@ class ResolverPool:
     ) -> list[AddrInfo]:
         """``socket.getaddrinfo(host, port, family, socktype)``; raises socket.gaierror as it does.
         Run it under ``asyncio.timeout``: leaving on a timeout or a cancellation is immediate."""
+        if _is_invalid(host):
+            # RFC 6761 §6.4: resolver APIs "SHOULD always return immediate negative responses"
+            # for names under "invalid." -- and no query leaves the machine for them.
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         loop = asyncio.get_running_loop()
         job = _Job(loop, (host, port, family, socktype), loop.create_future())
         self._submit(job)
@@ -98,4 +102,9 @@ class ResolverPool:
 
 # One pool for the whole process: the bound holds across every service that resolves names.
 _pool = ResolverPool(RESOLVER_THREADS)
+def _is_invalid(host: str) -> bool:
+    name = host.rstrip(".").lower()
+    return name == "invalid" or name.endswith(".invalid")
+
+
 getaddrinfo = _pool.getaddrinfo

@@ -66,7 +66,7 @@ def _refused(result: subprocess.CompletedProcess[str], *said: str) -> None:
 
 
 def _servers(n: int) -> str:
-    return "[" + ", ".join(f'"s{i}.invalid:3478"' for i in range(n)) + "]"
+    return "[" + ", ".join(f'"s{i}.example:3478"' for i in range(n)) + "]"
 
 
 @pytest.mark.usefixtures("private_net")
@@ -115,7 +115,7 @@ def test_sigterm_stops_a_node_whose_names_never_resolve(tmp_path: Path) -> None:
         assert proc.stdout.readline().startswith("peer_id="), stderr_path.read_text()
         # The node gives up on each name after 2 s and logs it; its lookup threads still hang.
         deadline = time.monotonic() + 30
-        while "s15.invalid:3478 does not resolve" not in stderr_path.read_text():
+        while "s15.example:3478 does not resolve" not in stderr_path.read_text():
             assert time.monotonic() < deadline, stderr_path.read_text()[-2000:]
             assert proc.poll() is None, stderr_path.read_text()[-2000:]
             time.sleep(0.1)

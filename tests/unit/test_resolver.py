@@ -74,8 +74,24 @@ async def test_at_most_threads_lookups_run_at_once(blocking: Blocking) -> None:
 async def test_a_resolver_error_reaches_the_caller_typed(blocking: Blocking) -> None:
     pool = resolver.ResolverPool(1, blocking)
     with pytest.raises(socket.gaierror) as info:
-        await pool.getaddrinfo("bad.invalid", 1)
+        await pool.getaddrinfo("bad.example", 1)
     assert os_reason(info.value) == "Name or service not known (EAI_NONAME)"
+
+
+@pytest.mark.parametrize("name", ["nowhere.invalid", "X.Invalid.", "invalid"])
+async def test_names_under_invalid_fail_at_once_and_never_reach_a_lookup(name: str) -> None:
+    """RFC 6761 §6.4: an immediate negative answer, and no DNS query leaves the machine."""
+    asked: list[str] = []
+
+    def lookup(host: str, *_: object) -> list[resolver.AddrInfo]:
+        asked.append(host)
+        return []
+
+    pool = resolver.ResolverPool(1, lookup)
+    with pytest.raises(socket.gaierror) as info:
+        await pool.getaddrinfo(name, 3478)
+    assert info.value.errno == socket.EAI_NONAME
+    assert asked == []
 
 
 async def test_a_caller_leaves_a_blocked_lookup_and_its_queued_one_is_skipped(blocking: Blocking) -> None:
