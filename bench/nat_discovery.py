@@ -54,8 +54,8 @@ async def bench(rounds: int, *, quick: bool) -> int:
     from netlink.lab.coturn import STUN_PORT
     from netlink.lab.nat import NatBehaviour
     from netlink.lab.topology import STUN_PRIMARY, plan
-    from node.nat_discovery import NatDiscovery
-    from node.proto.natprobe import ProbeTiming
+    from node.proto.natprobe.probe import ProbeTiming
+    from node.transports.nat.discovery import NatDiscovery
 
     restricted = (NatBehaviour.RESTRICTED_CONE, NatBehaviour.PORT_RESTRICTED)
     server = f"{STUN_PRIMARY}:{STUN_PORT}"

@@ -1,4 +1,4 @@
-"""Secure-session datagram cost: node.proto.secure_session against raw ChaCha20-Poly1305.
+"""Secure-session datagram cost: node.proto.session.secure_session against raw ChaCha20-Poly1305.
 
 One operation = seal one datagram on one core and open it on the other (``send`` ->
 ``datagrams_to_send`` -> ``receive_datagram`` -> ``next_event``), against the same AEAD work done
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from node.identity import Identity, peer_id_of
-from node.proto.secure_session import DatagramReceived, SecureSession
+from node.proto.identity import Identity, peer_id_of
+from node.proto.session.secure_session import DatagramReceived, SecureSession
 
 
 class AnyPeer:

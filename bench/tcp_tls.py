@@ -29,21 +29,21 @@ from pathlib import Path
 
 import uvloop
 
-from node import identity
 from node.config import BreakerSection
-from node.transports.base import Frame, MessageReceived, MessagesReceived
-from node.transports.tcp_tls import TcpTlsSettings, TcpTlsTransport
-from node.transports.tls_link import LinkSettings, TlsCredentials, dial, make_credentials
-from node.trust import TrustMode, TrustPolicy
+from node.proto.vocabulary import Frame, MessageReceived, MessagesReceived
+from node.security import keystore
+from node.security.trust import TrustMode, TrustPolicy
+from node.transports.tcp_tls.link import LinkSettings, TlsCredentials, dial, make_credentials
+from node.transports.tcp_tls.transport import TcpTlsSettings, TcpTlsTransport
 
 HIGH_WATER = 1 << 20
 WIDTHS = (22, 14, 14, 11, 12, 8)
 
 
 def creds(tmp: Path, name: str) -> TlsCredentials:
-    ident, _ = identity.load_or_create(tmp / name)
+    ident, _ = keystore.load_or_create(tmp / name)
     return make_credentials(
-        ident, tmp / name / identity.KEY_FILE_NAME, TrustPolicy(TrustMode.DEVELOPMENT), None
+        ident, tmp / name / keystore.KEY_FILE_NAME, TrustPolicy(TrustMode.DEVELOPMENT), None
     )
 
 

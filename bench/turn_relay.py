@@ -1,4 +1,4 @@
-"""TURN relay throughput and round trip: our client (node.transports.turn_connection) against
+"""TURN relay throughput and round trip: our client (node.transports.turn.connection) against
 aioice's TURN client on the same coturn in the same run, 200-byte payloads.
 
 The lab: host A1 behind a symmetric NAT allocates on coturn over UDP; an echo peer on the open
@@ -248,9 +248,9 @@ async def measure(send: Callable[[bytes], None], meter: Meter, args: argparse.Na
 async def run_ours(args: argparse.Namespace) -> dict[str, float]:
     import ipaddress
 
-    from node.proto.turn_credentials import Credentials
-    from node.proto.turn_uri import TurnServerAddress, TurnTransport
-    from node.transports.turn_connection import TurnConnection
+    from node.proto.turn.credentials import Credentials
+    from node.proto.turn.uri import TurnServerAddress, TurnTransport
+    from node.transports.turn.connection import TurnConnection
 
     meter = Meter()
     peer = (ipaddress.ip_address(args.peer), ECHO_PORT)

@@ -56,7 +56,7 @@ def test_aborted_node_leaves_its_python_traceback_in_the_journal_and_is_restarte
     journal = fresh_target.check(["journalctl", "--no-pager", "-o", "cat", "-u", UNIT])
     # faulthandler (PYTHONFAULTHANDLER=1 in the unit): where every thread was, for the post-mortem.
     assert "Fatal Python error: Aborted" in journal
-    assert "node/cli.py" in journal
+    assert "node/cli/main.py" in journal
 
 
 def test_node_runs_as_its_own_user_with_systemd_directories(target: Target) -> None:

@@ -444,7 +444,7 @@ def _check_section(prefix: str, section: Any) -> None:
 
 def _check_turn(prefix: str, section: TurnSection) -> None:
     # Imported here: the config module stays free of the protocol packages at import time.
-    from node.proto.turn_uri import parse_turn_uri  # noqa: PLC0415
+    from node.proto.turn.uri import parse_turn_uri  # noqa: PLC0415
 
     for i, server in enumerate(section.servers):
         if parse_turn_uri(server) is None:
@@ -484,7 +484,7 @@ def _check_ca_bundle(key: str, path: Path) -> None:
 
 
 PEER_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
-PEER_ID_LENGTH = 52  # base32 of SHA-256 without padding (node.identity.peer_id_of)
+PEER_ID_LENGTH = 52  # base32 of SHA-256 without padding (node.proto.identity.peer_id_of)
 
 
 def _check_tcp_tls(prefix: str, section: TcpTlsSection) -> None:
@@ -511,9 +511,9 @@ def _check_tcp_tls(prefix: str, section: TcpTlsSection) -> None:
 
 
 def _check_fleet_files(prefix: str, ca_file: Path, cert_file: Path) -> None:
-    """What ``run`` checks of the fleet CA and the node certificate (node.trust), except that the
+    """What ``run`` checks of the fleet CA and the node certificate (node.security.trust), except that the
     certificate is for this node's key: the identity is the node's state, not its configuration."""
-    from node import certs  # noqa: PLC0415 - cryptography, only when a fleet CA is configured
+    from node.security import certs  # noqa: PLC0415 - cryptography, only when a fleet CA is configured
 
     try:
         ca = certs.load_certificate(ca_file)

@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from netlink.errors import (
+from netlink.lab import coturn, netns, procs, state, teardown
+from netlink.lab.errors import (
     LabBuildError,
     LabPrerequisiteError,
     LabTopologyError,
@@ -34,7 +35,6 @@ from netlink.errors import (
     Prerequisite,
     ProcessStopError,
 )
-from netlink.lab import coturn, netns, procs, state, teardown
 from netlink.lab.nat import LAN_IF, WAN_IF, NatBehaviour, ruleset
 from netlink.lab.summary import CoturnSummary, HostSummary, LabSummary, RouterSummary, ServerSummary
 from netlink.lab.topology import LAN_PREFIXLEN, PUBLIC_PREFIXLEN, Host, Router, Topology

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netlink.errors import LabError, LabPrerequisiteError, LabStateError, Prerequisite, StateFailure
 from netlink.lab import builder, netns, procs, state, teardown
+from netlink.lab.errors import LabError, LabPrerequisiteError, LabStateError, Prerequisite, StateFailure
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.summary import LabSummary
 from netlink.lab.topology import plan

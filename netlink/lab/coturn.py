@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from netlink.errors import CoturnError, CoturnFailure
+from netlink.lab.errors import CoturnError, CoturnFailure
 from netlink.lab.netns import NamespaceThread
 
 TURNSERVER = "turnserver"

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from netlink.errors import NamespaceError, NamespaceOp
+from netlink.lab.errors import NamespaceError, NamespaceOp
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000  # <sched.h>

@@ -13,8 +13,8 @@ import signal
 import subprocess
 import time
 
-from netlink.errors import ProcessStopError
 from netlink.lab import state
+from netlink.lab.errors import ProcessStopError
 
 STOP_GRACE_S = 2.0  # SIGTERM -> SIGKILL
 KILL_WAIT_S = 5.0  # SIGKILL -> give up

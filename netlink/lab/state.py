@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from netlink.errors import LabStateError, StateFailure
+from netlink.lab.errors import LabStateError, StateFailure
 from netlink.lab.summary import LabSummary
 
 STATE_NAME = "lab.json"

@@ -15,8 +15,8 @@ import shutil
 from collections.abc import Callable
 from functools import partial
 
-from netlink.errors import LabError
 from netlink.lab import netns, procs, state
+from netlink.lab.errors import LabError
 
 log = logging.getLogger(__name__)
 

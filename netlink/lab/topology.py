@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from netlink.errors import LabTopologyError
+from netlink.lab.errors import LabTopologyError
 from netlink.lab.nat import NatBehaviour
 
 IPv4 = ipaddress.IPv4Address

@@ -82,16 +82,16 @@ def legitimate_ping_from(attacked: NodeUnderAttack, source: str) -> float:
 
     import uvloop
 
-    from node import identity
-    from node.transports.base import IpEndpoint
-    from node.transports.tls_link import LinkSettings, dial, make_credentials
-    from node.trust import TrustMode, TrustPolicy
+    from node.proto.vocabulary import IpEndpoint
+    from node.security import keystore
+    from node.security.trust import TrustMode, TrustPolicy
+    from node.transports.tcp_tls.link import LinkSettings, dial, make_credentials
     from tests.socket.tlsnodes import ping_once
 
     assert attacked.node.tls_port is not None
     state = attacked.tmp_path / f"legit-peer-{source}"
-    ident, _ = identity.load_or_create(state)
-    creds = make_credentials(ident, state / identity.KEY_FILE_NAME, TrustPolicy(TrustMode.DEVELOPMENT), None)
+    ident, _ = keystore.load_or_create(state)
+    creds = make_credentials(ident, state / keystore.KEY_FILE_NAME, TrustPolicy(TrustMode.DEVELOPMENT), None)
     target = IpEndpoint(ipaddress.ip_address("127.0.0.1"), attacked.node.tls_port)
 
     async def ping() -> float:

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from node.proto.frames import HEADER, FrameKind
-from node.proto.stream_link import CloseReason
-from node.transports.base import TransportReason
-from node.transports.tls_link import TlsPeerError
+from node.proto.link.frames import HEADER, FrameKind
+from node.proto.link.stream_link import CloseReason
+from node.proto.vocabulary import TransportReason
+from node.transports.tcp_tls.link import TlsPeerError
 from tests.adversarial.probes import NodeUnderAttack, legitimate_ping_from, open_fds, rss_kib
 from tests.adversarial.tls_client import client_context
 from tests.socket.nodeproc import cli, start_node

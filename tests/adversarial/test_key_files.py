@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from node.identity import KEY_FILE_NAME
+from node.security.keystore import KEY_FILE_NAME
 from tests.socket.nodeproc import cli, start_node
 
 pytestmark = pytest.mark.process

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from node.identity import load_or_create
-from node.proto.frames import FrameKind, encode
-from node.proto.stream_link import CloseReason
+from node.proto.link.frames import FrameKind, encode
+from node.proto.link.stream_link import CloseReason
+from node.security.keystore import load_or_create
 from tests.adversarial.probes import NodeUnderAttack
 from tests.adversarial.tls_client import RawTlsClient, frame_kinds
 

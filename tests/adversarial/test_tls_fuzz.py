@@ -30,13 +30,15 @@ import uvloop
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
-from node import control_client, paths
-from node.identity import Identity, load_or_create, verify
-from node.proto.frames import FrameKind, encode
-from node.proto.stream_link import NONCE_SIZE, CloseReason, proof_message
-from node.transports.base import IpEndpoint
-from node.transports.tls_link import LinkSettings, TlsCredentials, dial
-from node.trust import TrustPolicy
+from node import paths
+from node.cli import control_client
+from node.proto.identity import Identity, verify
+from node.proto.link.frames import FrameKind, encode
+from node.proto.link.stream_link import NONCE_SIZE, CloseReason, proof_message
+from node.proto.vocabulary import IpEndpoint
+from node.security.keystore import load_or_create
+from node.security.trust import TrustPolicy
+from node.transports.tcp_tls.link import LinkSettings, TlsCredentials, dial
 from tests.adversarial.tls_client import RawTlsClient
 from tests.socket.nodeproc import RunningNode, cli, start_node
 from tests.socket.test_tcp_tls_limits import ping_once

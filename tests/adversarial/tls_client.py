@@ -12,10 +12,10 @@ import ssl
 import struct
 from dataclasses import dataclass
 
-from node.identity import Identity
-from node.proto.frames import HEADER, FrameKind, encode
-from node.proto.stream_link import NONCE_SIZE, PROTOCOL_VERSION
-from node.trust import TrustPolicy
+from node.proto.identity import Identity
+from node.proto.link.frames import HEADER, FrameKind, encode
+from node.proto.link.stream_link import NONCE_SIZE, PROTOCOL_VERSION
+from node.security.trust import TrustPolicy
 
 _HELLO = struct.Struct(f"!B{NONCE_SIZE}s")
 

@@ -74,7 +74,7 @@ def test_default_config_is_valid(root_ext4: Path, tmp_path: Path) -> None:
     config = tmp_path / "node.toml"
     config.write_text(diskimage.ext4_read(root_ext4, "/etc/bitcraps/node.toml"))
     assert "udp_port" in config.read_text()
-    cli = "import sys; from node.cli import main; sys.exit(main())"
+    cli = "import sys; from node.cli.main import main; sys.exit(main())"
     check = subprocess.run(
         [sys.executable, "-c", cli, "config", "check", str(config)],
         check=False,

@@ -108,7 +108,7 @@ def test_module_cli_up_status_down(lab_ready: None, tmp_path: Path) -> None:
 
 
 def test_node_cli_up_status_down(lab_ready: None, tmp_path: Path) -> None:
-    # No skip: node/cli.py registers netlink.lab.cli directly, so a missing command is a failure.
+    # No skip: node/cli/main.py registers netlink.lab.cli directly, so a missing command is a failure.
     exe = shutil.which("bitcraps-node", path=str(Path(sys.executable).parent))
     assert exe is not None, "bitcraps-node is not installed in the venv"
     helped = subprocess.run([exe, "lab", "--help"], capture_output=True, text=True, check=False)

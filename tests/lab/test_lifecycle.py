@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from netlink.errors import LabStateError, NftError, NftFailure, ProcessStopError, StateFailure
 from netlink.lab import builder, coturn, netns, probe, procs, state, teardown
 from netlink.lab.builder import Lab
+from netlink.lab.errors import LabStateError, NftError, NftFailure, ProcessStopError, StateFailure
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.topology import new_prefix, plan
 

@@ -25,9 +25,9 @@ from netlink.lab.builder import Lab
 from netlink.lab.coturn import STUN_PORT
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.topology import STRANGER, STUN_PRIMARY
-from node.nat_discovery import NatDiscovery
-from node.proto.natprobe import ProbeTiming
-from node.proto.natprobe_types import Behaviour, NatReport, NatType, PortAllocation
+from node.proto.natprobe.probe import ProbeTiming
+from node.proto.natprobe.types import Behaviour, NatReport, NatType, PortAllocation
+from node.transports.nat.discovery import NatDiscovery
 
 pytestmark = pytest.mark.lab
 

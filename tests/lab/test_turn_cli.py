@@ -15,7 +15,7 @@ import pytest
 
 from netlink.lab.builder import Lab
 from netlink.lab.nat import NatBehaviour
-from node.proto.turn_uri import TurnTransport
+from node.proto.turn.uri import TurnTransport
 from tests.lab.conftest import LabFactory
 from tests.lab.turn_helpers import ECHO_PORT, connection, coturn
 

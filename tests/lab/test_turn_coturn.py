@@ -10,11 +10,11 @@ import pytest
 
 from netlink.lab.builder import Lab
 from netlink.lab.nat import NatBehaviour
-from node.proto.turn import TurnTiming
-from node.proto.turn_errors import TurnAuthError, TurnRefusedError, TurnUnreachableError
-from node.proto.turn_events import Address
-from node.proto.turn_uri import TurnTransport
-from node.transports.turn_connection import TurnConnection
+from node.proto.turn.client import TurnTiming
+from node.proto.turn.errors import TurnAuthError, TurnRefusedError, TurnUnreachableError
+from node.proto.turn.events import Address
+from node.proto.turn.uri import TurnTransport
+from node.transports.turn.connection import TurnConnection
 from tests.lab.conftest import LabFactory
 from tests.lab.turn_helpers import connection, coturn, echo_peer, short_lifetimes
 

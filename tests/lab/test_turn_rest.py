@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 
 from node.config import TurnSection
-from node.proto.turn_credentials import rest_credentials
-from node.proto.turn_errors import TurnAuthError
-from node.proto.turn_uri import TurnTransport
-from node.transports.turn_relay import TurnRelayTransport, credentials_source, server_addresses
+from node.proto.turn.credentials import rest_credentials
+from node.proto.turn.errors import TurnAuthError
+from node.proto.turn.uri import TurnTransport
+from node.transports.turn.relay import TurnRelayTransport, credentials_source, server_addresses
 from tests.lab.conftest import LabFactory
 from tests.lab.turn_helpers import LAB_TIMING, connection, coturn
 

@@ -10,12 +10,12 @@ import pytest
 from netlink.lab.builder import Lab
 from netlink.lab.nat import NatBehaviour
 from node.config import BreakerSection
-from node.proto.transaction import Timing
-from node.proto.turn import TurnTiming
-from node.proto.turn_credentials import Credentials
-from node.proto.turn_events import Address
-from node.proto.turn_uri import TurnTransport
-from node.transports.turn_allocator import RelayAllocation
+from node.proto.stun.transaction import Timing
+from node.proto.turn.client import TurnTiming
+from node.proto.turn.credentials import Credentials
+from node.proto.turn.events import Address
+from node.proto.turn.uri import TurnTransport
+from node.transports.turn.allocator import RelayAllocation
 from tests.lab.conftest import LabFactory
 from tests.lab.turn_helpers import LAB_TIMING, coturn, server_address, short_lifetimes
 

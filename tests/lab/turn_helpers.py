@@ -10,11 +10,11 @@ from typing import Any
 
 from netlink.lab.builder import Lab
 from netlink.lab.coturn import CoturnConfig
-from node.proto.transaction import Timing
-from node.proto.turn_credentials import Credentials
-from node.proto.turn_events import Address
-from node.proto.turn_uri import TurnServerAddress, TurnTransport
-from node.transports.turn_connection import TurnConnection, tls_context
+from node.proto.stun.transaction import Timing
+from node.proto.turn.credentials import Credentials
+from node.proto.turn.events import Address
+from node.proto.turn.uri import TurnServerAddress, TurnTransport
+from node.transports.turn.connection import TurnConnection, tls_context
 
 # Fail fast in the lab (RFC 8489 §6.2.1 lets RTO, Rc and Rm be configured): 0.2 s doubling,
 # 4 sends, then 4 RTO: an unreachable server is known in about 2.2 s instead of 39.5 s.

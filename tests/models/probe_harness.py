@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Sequence
 
-from node.proto.natprobe import NatProbe, ProbeServer, ProbeTiming, sockets_needed
-from node.proto.natprobe_types import NatReport
+from node.proto.natprobe.probe import NatProbe, ProbeServer, ProbeTiming, sockets_needed
+from node.proto.natprobe.types import NatReport
 from tests.models.stun_server import Endpoint, StunServerModel
 from tests.models.vnet import VirtualNetwork
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from node.proto import stun
-from node.proto.stun_attrs import IPAddress
+from node.proto.stun.attrs import IPAddress
 
 Endpoint = tuple[IPAddress, int]
 

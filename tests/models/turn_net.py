@@ -1,4 +1,4 @@
-"""Wires TURN clients (node.proto.turn) to the TURN server model in virtual time, with peers.
+"""Wires TURN clients (node.proto.turn.client) to the TURN server model in virtual time, with peers.
 
 Delivery is instant; ``advance(t)`` jumps from one client timer to the next. A peer either is
 another client's relayed address (the two talk through the one server), an echo peer (every
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from node.proto.turn import TurnClient
-from node.proto.turn_events import TurnEvent
+from node.proto.turn.client import TurnClient
+from node.proto.turn.events import TurnEvent
 from tests.models.stun_server import Datagram
 from tests.models.turn_server import Address, TurnServerModel
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from node.proto import stun
-from node.proto.stun_attrs import IPAddress
+from node.proto.stun.attrs import IPAddress
 from tests.models.stun_server import Datagram, ServerRequest, StunServerModel
 
 Address = tuple[IPAddress, int]

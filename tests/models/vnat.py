@@ -20,7 +20,7 @@ import enum
 import random
 from dataclasses import dataclass, field
 
-from node.proto.stun_attrs import IPAddress
+from node.proto.stun.attrs import IPAddress
 
 Endpoint = tuple[IPAddress, int]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from node import certs
-from node.identity import load_or_create
+from node.security import certs
+from node.security.keystore import load_or_create
 from tests.socket.nodeproc import cli
 
 pytestmark = pytest.mark.process

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from node import control, control_client
-from node.control import ErrorCode
+from node.cli import control_client
 from node.errors import LocalError
 from node.paths import CONTROL_SOCKET_NAME
+from node.services import control
+from node.services.control import ErrorCode
 from tests.socket.nodeproc import cli, control_exchange
 from tests.socket.tlsnodes import eventually
 

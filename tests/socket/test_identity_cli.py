@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from node import certs
+from node.security import certs
 from tests.socket.nodeproc import cli
 
 

@@ -9,9 +9,9 @@ import socket
 import sys
 
 from node.config import BreakerSection
-from node.nat_discovery import NatDiscovery
-from node.proto.natprobe import ProbeTiming
-from node.proto.natprobe_types import Behaviour, NatType, PortAllocation, ServerOutcome
+from node.proto.natprobe.probe import ProbeTiming
+from node.proto.natprobe.types import Behaviour, NatType, PortAllocation, ServerOutcome
+from node.transports.nat.discovery import NatDiscovery
 from tests.socket.stun_loopback import LoopbackStunServer
 
 FAST = ProbeTiming(deadline=3.0, binding_timeout=0.3, silence_floor=0.1, tcp_after=0.1)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from node.config import BreakerSection, StunSection
-from node.nat_service import NatService
+from node.services.nat import NatService
 from tests.socket.nodeproc import cli, start_node
 from tests.socket.stun_loopback import LoopbackStunServer
 

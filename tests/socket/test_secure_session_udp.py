@@ -15,15 +15,15 @@ import os
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.identity import Identity
-from node.proto.secure_session import (
+from node.proto.identity import Identity
+from node.proto.session.messages import TRANSPORT_OVERHEAD, MessageType
+from node.proto.session.secure_session import (
     DatagramReceived,
     SecureSession,
     SessionConfig,
     SessionEstablished,
     SessionEvent,
 )
-from node.proto.session_messages import TRANSPORT_OVERHEAD, MessageType
 from tests.unit.session_verifiers import PinnedVerifier
 
 Address = tuple[str, int]

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node import certs
-from node.proto.frames import HEADER_SIZE
-from node.transports.base import (
+from node.proto.link.frames import HEADER_SIZE
+from node.proto.vocabulary import (
     DisconnectReason,
     Frame,
     MessageReceived,
@@ -19,11 +18,12 @@ from node.transports.base import (
     PeerDisconnected,
     Priority,
     TransportReason,
-    TransportUsageError,
 )
-from node.transports.tcp_tls import EVENT_QUEUE
-from node.transports.tls_link import READ_SIZE, TlsPeerError, dial
-from node.trust import TrustReason
+from node.security import certs
+from node.security.trust import TrustReason
+from node.transports.base import TransportUsageError
+from node.transports.tcp_tls.link import READ_SIZE, TlsPeerError, dial
+from node.transports.tcp_tls.transport import EVENT_QUEUE
 from tests.socket.tlsnodes import (
     endpoint_of,
     eventually,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from node.config import BreakerSection
-from node.transports.base import (
+from node.proto.vocabulary import (
     DisconnectReason,
     Frame,
     MessageReceived,
@@ -17,7 +17,7 @@ from node.transports.base import (
     TransportReason,
     TransportState,
 )
-from node.transports.tls_link import TlsPeerError
+from node.transports.tcp_tls.link import TlsPeerError
 from tests.socket.tlsnodes import endpoint_of, eventually, new_node, next_event, pinned_creds, transport
 
 

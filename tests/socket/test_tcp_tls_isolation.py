@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node.transports.tcp_tls import TcpTlsTransport
-from node.transports.tls_link import TlsLink, TlsPeerError, dial
+from node.transports.tcp_tls.link import TlsLink, TlsPeerError, dial
+from node.transports.tcp_tls.transport import TcpTlsTransport
 from tests.socket.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
 
 

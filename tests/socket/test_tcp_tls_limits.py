@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from node.proto.frames import HEADER, FrameKind, encode
-from node.proto.stream_link import CloseReason, DataReceived
-from node.transports.base import IpEndpoint, TransportReason
-from node.transports.tcp_tls import REFUSING_MAX
-from node.transports.tls_link import LinkSettings, TlsLink, TlsPeerError, dial
-from node.trust import TrustReason
+from node.proto.link.frames import HEADER, FrameKind, encode
+from node.proto.link.stream_link import CloseReason, DataReceived
+from node.proto.vocabulary import IpEndpoint, TransportReason
+from node.security.trust import TrustReason
+from node.transports.tcp_tls.link import LinkSettings, TlsLink, TlsPeerError, dial
+from node.transports.tcp_tls.transport import REFUSING_MAX
 from tests.socket.nodeproc import RunningNode, start_node
 from tests.socket.tlsnodes import endpoint_of, eventually, new_node, ping_once, pinned_creds, transport
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from node.transports.base import IpEndpoint, TransportReason
-from node.transports.tls_link import TlsCredentials, TlsPeerError, dial
-from node.trust import TrustReason
+from node.proto.vocabulary import IpEndpoint, TransportReason
+from node.security.trust import TrustReason
+from node.transports.tcp_tls.link import TlsCredentials, TlsPeerError, dial
 from tests.socket.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from node.proto.stream_link import CloseReason
-from node.transports.base import IpEndpoint, TransportReason
-from node.transports.slots import Refusal
-from node.transports.tcp_tls import TcpTlsTransport
-from node.transports.tls_link import TlsPeerError, dial
+from node.proto.link.stream_link import CloseReason
+from node.proto.vocabulary import IpEndpoint, TransportReason
+from node.transports.tcp_tls.link import TlsPeerError, dial
+from node.transports.tcp_tls.slots import Refusal
+from node.transports.tcp_tls.transport import TcpTlsTransport
 from tests.socket.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
 
 

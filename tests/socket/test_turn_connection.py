@@ -13,12 +13,12 @@ import pytest
 
 from netlink.lab.coturn import write_certificate
 from node.proto import stun
-from node.proto.stun_stream import StreamFramer, StunFrame
-from node.proto.transaction import Timing
-from node.proto.turn_credentials import Credentials
-from node.proto.turn_errors import TurnAuthError, TurnError, TurnUnreachableError
-from node.proto.turn_uri import TurnServerAddress, TurnTransport
-from node.transports.base import (
+from node.proto.stun.stream import StreamFramer, StunFrame
+from node.proto.stun.transaction import Timing
+from node.proto.turn.credentials import Credentials
+from node.proto.turn.errors import TurnAuthError, TurnError, TurnUnreachableError
+from node.proto.turn.uri import TurnServerAddress, TurnTransport
+from node.proto.vocabulary import (
     DisconnectReason,
     Frame,
     IpEndpoint,
@@ -29,11 +29,11 @@ from node.transports.base import (
     RelayEndpoint,
     TransportReason,
     TransportState,
-    TransportUsageError,
 )
-from node.transports.turn_allocator import RelayAllocation
-from node.transports.turn_connection import HOLD_MAX, READ_BATCH, TurnConnection, tls_context
-from node.transports.turn_relay import TurnRelayTransport
+from node.transports.base import TransportUsageError
+from node.transports.turn.allocator import RelayAllocation
+from node.transports.turn.connection import HOLD_MAX, READ_BATCH, TurnConnection, tls_context
+from node.transports.turn.relay import TurnRelayTransport
 from tests.models.stun_server import Datagram
 from tests.models.turn_server import Address, TurnServerModel
 

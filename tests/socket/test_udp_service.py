@@ -10,9 +10,9 @@ import socket
 import pytest
 
 from node.proto import stun
-from node.proto.stun_responder import BindingResponder, IPAddress, Outcome
-from node.transports.base import TransportState
-from node.udp_service import BindError, UdpService
+from node.proto.stun.responder import BindingResponder, IPAddress, Outcome
+from node.proto.vocabulary import TransportState
+from node.services.udp import BindError, UdpService
 
 
 def _exchange(port: int, junk: tuple[bytes, ...], request: bytes) -> tuple[bytes, int]:
@@ -68,7 +68,7 @@ class _TripsOnBoom(BindingResponder):
 async def test_a_fault_on_one_datagram_is_contained_logged_once_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="node.isolation"):
+    with caplog.at_level(logging.ERROR, logger="node.transports.isolation"):
         async with UdpService("127.0.0.1", 0, responder=_TripsOnBoom()) as udp:
             request = stun.Message(stun.Method.BINDING, stun.MessageClass.REQUEST, stun.new_transaction_id())
             data, client_port = await asyncio.to_thread(

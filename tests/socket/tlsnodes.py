@@ -10,12 +10,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from node import certs, identity
 from node.config import BreakerSection
-from node.transports.base import IpEndpoint, TransportEvent
-from node.transports.tcp_tls import TcpTlsSettings, TcpTlsTransport
-from node.transports.tls_link import LinkSettings, TlsCredentials, TlsLink, make_credentials
-from node.trust import TrustMode, TrustPolicy
+from node.proto import identity
+from node.proto.vocabulary import IpEndpoint, TransportEvent
+from node.security import certs, keystore
+from node.security.trust import TrustMode, TrustPolicy
+from node.transports.tcp_tls.link import LinkSettings, TlsCredentials, TlsLink, make_credentials
+from node.transports.tcp_tls.transport import TcpTlsSettings, TcpTlsTransport
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,12 @@ class NodeFiles:
 
 def new_node(tmp: Path, name: str, ca: certs.FleetCa | None = None, **issue_kw: object) -> NodeFiles:
     state = tmp / name
-    ident, _ = identity.load_or_create(state)
+    ident, _ = keystore.load_or_create(state)
     cert_file = None
     if ca is not None:
         cert_file = state / "node.crt"
         cert_file.write_bytes(certs.cert_pem(certs.issue(ca, ident.public_key, **issue_kw)))  # type: ignore[arg-type]
-    return NodeFiles(ident, state / identity.KEY_FILE_NAME, cert_file)
+    return NodeFiles(ident, state / keystore.KEY_FILE_NAME, cert_file)
 
 
 def expired_issue(ca: certs.FleetCa, node: identity.Identity) -> bytes:

@@ -4,7 +4,7 @@ Shared by the in-memory fuzz of the StreamLink core (tests/unit/test_stream_link
 attack on the node process over real TLS (tests/adversarial/test_tls_fuzz.py). A proof is drawn as
 what to get wrong (``ProofKind``) and signed only once the session it is for is known.
 
-``read_wire`` is an oracle written apart from node.proto.frames' decoder: how any receiver must
+``read_wire`` is an oracle written apart from node.proto.link.frames' decoder: how any receiver must
 frame the bytes (the 14-byte header ``!IBBQ``, the length limit of each kind, four priorities), so
 that a test can say what the node may answer without asking the code under test.
 """
@@ -18,8 +18,8 @@ from enum import Enum
 
 from hypothesis import strategies as st
 
-from node.proto.frames import CONTROL_MAX, HEADER, MAX_MESSAGE_ID, PRIORITIES, FrameKind, encode
-from node.proto.stream_link import KEY_SIZE, NONCE_SIZE, PROTOCOL_VERSION, SIGNATURE_SIZE, CloseReason
+from node.proto.link.frames import CONTROL_MAX, HEADER, MAX_MESSAGE_ID, PRIORITIES, FrameKind, encode
+from node.proto.link.stream_link import KEY_SIZE, NONCE_SIZE, PROTOCOL_VERSION, SIGNATURE_SIZE, CloseReason
 
 PROOF_SIZE = NONCE_SIZE + KEY_SIZE + SIGNATURE_SIZE  # before the (optional) credential
 

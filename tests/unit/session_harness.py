@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.identity import Identity
-from node.proto.secure_session import (
+from node.proto.identity import Identity
+from node.proto.session.secure_session import (
     DatagramReceived,
     SecureSession,
     SessionConfig,
     SessionEvent,
 )
-from node.proto.session_trust import PeerVerifier
+from node.proto.session.trust import PeerVerifier
 from tests.unit.session_verifiers import DevVerifier
 
 # (sender name, datagram) -> the datagrams to deliver instead (none: lost, two: duplicated)

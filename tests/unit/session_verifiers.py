@@ -1,6 +1,6 @@
 """Test-only trust policies for the secure session: pinned peer ids and a development mode.
 
-The real policies (fleet CA, pinned, dev) live in node.trust; these two are the smallest honest
+The real policies (fleet CA, pinned, dev) live in node.security.trust; these two are the smallest honest
 implementations of node.proto.session_trust.PeerVerifier, used to drive the core in tests.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from node.identity import peer_id_of
-from node.proto.session_trust import PeerVerificationError, VerifyFailure
+from node.proto.identity import peer_id_of
+from node.proto.session.trust import PeerVerificationError, VerifyFailure
 
 
 def _check_expected(peer_id: str, expected_peer_id: str | None) -> str:

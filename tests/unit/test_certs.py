@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node import certs, identity
+from node.proto import identity
+from node.security import certs, keystore
 
 
 def _ident() -> identity.Identity:
@@ -77,8 +78,8 @@ def test_ca_dir_with_a_foreign_certificate_is_refused(tmp_path: Path) -> None:
 
 
 def test_public_key_pem_round_trip(tmp_path: Path) -> None:
-    node, _ = identity.load_or_create(tmp_path)
-    pem = (tmp_path / identity.PUBLIC_KEY_FILE_NAME).read_bytes()
+    node, _ = keystore.load_or_create(tmp_path)
+    pem = (tmp_path / keystore.PUBLIC_KEY_FILE_NAME).read_bytes()
     assert identity.public_key_from_pem(pem) == node.public_key
     with pytest.raises(ValueError):
-        identity.public_key_from_pem((tmp_path / identity.KEY_FILE_NAME).read_bytes())
+        identity.public_key_from_pem((tmp_path / keystore.KEY_FILE_NAME).read_bytes())

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node import certs
 from node import config as c
+from node.security import certs
 from tests.unit.session_harness import make_identity
 from tests.unit.test_config_bounds import config_error
 

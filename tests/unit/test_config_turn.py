@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from node import certs
 from node import config as c
-from node.proto.turn_credentials import rest_credentials
+from node.proto.turn.credentials import rest_credentials
+from node.security import certs
 
 
 def test_servers_and_credentials_parse() -> None:

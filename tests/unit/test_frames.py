@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.proto.frames import (
+from node.proto.link.frames import (
     CONTROL_MAX,
     HEADER,
     HEADER_SIZE,
@@ -15,7 +15,7 @@ from node.proto.frames import (
     RawFrame,
     encode,
 )
-from node.transports.base import Frame, Priority
+from node.proto.vocabulary import Frame, Priority
 
 
 def flat(frames: list[Frame | RawFrame]) -> list[tuple[FrameKind, int, int, bytes]]:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from node.isolation import ConnectionIsolation
+from node.transports.isolation import ConnectionIsolation
 
 
 class Boom(Exception):
@@ -25,7 +25,7 @@ async def test_a_fault_in_one_connection_stays_in_it(caplog: pytest.LogCaptureFi
         await asyncio.sleep(0)
         return 7
 
-    with caplog.at_level(logging.ERROR, logger="node.isolation"):
+    with caplog.at_level(logging.ERROR, logger="node.transports.isolation"):
         async with asyncio.TaskGroup() as tasks:  # the service's TaskGroup sees no exception
             failed = tasks.create_task(wall.run(bad(), "connection from x", lambda: closed.append("x")))
             fine = tasks.create_task(wall.run(good(), "connection from y"))
@@ -87,7 +87,7 @@ def test_a_flood_of_one_fault_logs_its_traceback_once_then_at_powers_of_two(
     def handler() -> None:
         raise ValueError("the same bug, again")
 
-    with caplog.at_level(logging.DEBUG, logger="node.isolation"):
+    with caplog.at_level(logging.DEBUG, logger="node.transports.isolation"):
         for i in range(1000):
             wall.call(handler, f"datagram {i}")
     lines = [r for r in caplog.records if r.levelno >= logging.ERROR]

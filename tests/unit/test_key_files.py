@@ -13,7 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, rsa
 
-from node import certs, identity, keyfile, paths
+from node import paths
+from node.security import certs, keyfile, keystore
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another uid")
@@ -21,14 +22,14 @@ as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files
 
 def _state(tmp_path: Path) -> tuple[Path, Path]:
     state = paths.ensure_private_dir(tmp_path / "state")
-    return state, state / identity.KEY_FILE_NAME
+    return state, state / keystore.KEY_FILE_NAME
 
 
 def _refused(state: Path, problem: keyfile.KeyFileProblem) -> keyfile.KeyFileError:
     with pytest.raises(keyfile.KeyFileError) as caught:
-        identity.load_or_create(state)
+        keystore.load_or_create(state)
     assert caught.value.problem is problem
-    assert str(caught.value).startswith(f"{state / identity.KEY_FILE_NAME}: ")
+    assert str(caught.value).startswith(f"{state / keystore.KEY_FILE_NAME}: ")
     return caught.value
 
 
@@ -45,8 +46,8 @@ def test_symlinked_key_is_refused_and_its_target_keeps_its_mode(tmp_path: Path) 
 
 
 def test_symlink_to_a_real_key_is_refused_too(tmp_path: Path) -> None:
-    identity.load_or_create(tmp_path / "real")
-    real_key = tmp_path / "real" / identity.KEY_FILE_NAME
+    keystore.load_or_create(tmp_path / "real")
+    real_key = tmp_path / "real" / keystore.KEY_FILE_NAME
     real_key.chmod(0o640)
     state, key = _state(tmp_path)
     key.symlink_to(real_key)
@@ -78,7 +79,7 @@ def test_directory_in_place_of_the_key_is_refused(tmp_path: Path) -> None:
 
 @as_root
 def test_key_owned_by_another_user_is_refused_and_kept(tmp_path: Path) -> None:
-    identity.load_or_create(tmp_path / "state")
+    keystore.load_or_create(tmp_path / "state")
     state, key = _state(tmp_path)
     before = key.read_bytes()
     os.chown(key, NOBODY, NOBODY)
@@ -97,11 +98,11 @@ def test_oversized_key_file_is_refused_unread(tmp_path: Path) -> None:
 def test_loose_mode_is_fixed_on_the_descriptor_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first, _ = identity.load_or_create(tmp_path / "state")
+    first, _ = keystore.load_or_create(tmp_path / "state")
     _, key = _state(tmp_path)
     key.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="node.keyfile"):
-        again, created = identity.load_or_create(tmp_path / "state")
+    with caplog.at_level(logging.WARNING, logger="node.security.keyfile"):
+        again, created = keystore.load_or_create(tmp_path / "state")
     assert (again.peer_id, created) == (first.peer_id, False)
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert [r.getMessage() for r in caplog.records] == [f"key file {key} had mode 0644; setting 0600"]
@@ -123,23 +124,23 @@ def _ed448_pem() -> bytes:
 @pytest.mark.parametrize(
     ("make", "problem"),
     [
-        (lambda: b"garbage", identity.IdentityProblem.NOT_PEM),
-        (_rsa_pem, identity.IdentityProblem.NOT_ED25519),
-        (_ed448_pem, identity.IdentityProblem.NOT_ED25519),
+        (lambda: b"garbage", keystore.IdentityProblem.NOT_PEM),
+        (_rsa_pem, keystore.IdentityProblem.NOT_ED25519),
+        (_ed448_pem, keystore.IdentityProblem.NOT_ED25519),
     ],
 )
 def test_corrupt_rsa_and_ed448_keys_are_refused_and_never_replaced(
-    tmp_path: Path, make: Callable[[], bytes], problem: identity.IdentityProblem
+    tmp_path: Path, make: Callable[[], bytes], problem: keystore.IdentityProblem
 ) -> None:
     state, key = _state(tmp_path)
     data = make()
     key.write_bytes(data)
     key.chmod(0o600)
-    with pytest.raises(identity.IdentityError) as caught:
-        identity.load_or_create(state)
+    with pytest.raises(keystore.IdentityError) as caught:
+        keystore.load_or_create(state)
     assert caught.value.problem is problem
     assert key.read_bytes() == data
-    assert not (state / identity.PUBLIC_KEY_FILE_NAME).exists()
+    assert not (state / keystore.PUBLIC_KEY_FILE_NAME).exists()
 
 
 # -- the state directory -------------------------------------------------------------------
@@ -151,7 +152,7 @@ def test_state_dir_writable_by_group_or_others_is_refused(tmp_path: Path, mode: 
     state.mkdir()
     state.chmod(mode)
     with pytest.raises(paths.DirectoryError) as caught:
-        identity.load_or_create(state)
+        keystore.load_or_create(state)
     assert caught.value.problem is paths.DirProblem.WRITABLE_BY_OTHERS
     assert f"mode {mode:04o}" in str(caught.value)
     assert list(state.iterdir()) == []
@@ -163,7 +164,7 @@ def test_state_dir_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     state.mkdir(mode=0o700)
     os.chown(state, NOBODY, NOBODY)
     with pytest.raises(paths.DirectoryError) as caught:
-        identity.load_or_create(state)
+        keystore.load_or_create(state)
     assert caught.value.problem is paths.DirProblem.FOREIGN_OWNER
     assert list(state.iterdir()) == []
 
@@ -172,9 +173,9 @@ def test_state_dir_under_a_sticky_world_writable_dir_is_fine(tmp_path: Path) -> 
     shared = tmp_path / "tmp"
     shared.mkdir()
     shared.chmod(0o1777)
-    ident, created = identity.load_or_create(shared / "state")
+    ident, created = keystore.load_or_create(shared / "state")
     assert created
-    assert identity.load_or_create(shared / "state")[0].peer_id == ident.peer_id
+    assert keystore.load_or_create(shared / "state")[0].peer_id == ident.peer_id
 
 
 def test_state_dir_that_is_our_own_symlink_is_followed_and_its_target_checked(tmp_path: Path) -> None:
@@ -182,11 +183,11 @@ def test_state_dir_that_is_our_own_symlink_is_followed_and_its_target_checked(tm
     (tmp_path / "data").mkdir(mode=0o700)
     link = tmp_path / "state"
     link.symlink_to(tmp_path / "data")
-    identity.load_or_create(link)
-    assert (tmp_path / "data" / identity.KEY_FILE_NAME).is_file()
+    keystore.load_or_create(link)
+    assert (tmp_path / "data" / keystore.KEY_FILE_NAME).is_file()
     (tmp_path / "data").chmod(0o777)
     with pytest.raises(paths.DirectoryError) as caught:
-        identity.load_or_create(link)
+        keystore.load_or_create(link)
     assert caught.value.problem is paths.DirProblem.WRITABLE_BY_OTHERS
 
 
@@ -197,7 +198,7 @@ def test_state_dir_symlink_planted_by_another_user_is_refused(tmp_path: Path) ->
     link.symlink_to(tmp_path / "data")
     os.lchown(link, NOBODY, NOBODY)
     with pytest.raises(paths.DirectoryError) as caught:
-        identity.load_or_create(link)
+        keystore.load_or_create(link)
     assert caught.value.problem is paths.DirProblem.FOREIGN_SYMLINK
     assert list((tmp_path / "data").iterdir()) == []
 
@@ -214,26 +215,26 @@ def test_planted_links_at_the_public_key_and_temporary_names_are_replaced_not_fo
         victim.write_bytes(b"keep me")
         victim.chmod(0o600)
     pid = os.getpid()
-    (state / identity.PUBLIC_KEY_FILE_NAME).symlink_to(victims[0])
-    (state / f".{identity.PUBLIC_KEY_FILE_NAME}.{pid}.tmp").symlink_to(victims[1])
-    (state / f".{identity.KEY_FILE_NAME}.{pid}.tmp").symlink_to(victims[2])
-    ident, created = identity.load_or_create(state)
+    (state / keystore.PUBLIC_KEY_FILE_NAME).symlink_to(victims[0])
+    (state / f".{keystore.PUBLIC_KEY_FILE_NAME}.{pid}.tmp").symlink_to(victims[1])
+    (state / f".{keystore.KEY_FILE_NAME}.{pid}.tmp").symlink_to(victims[2])
+    ident, created = keystore.load_or_create(state)
     assert created
     for victim in victims:
         assert victim.read_bytes() == b"keep me"
         assert stat.S_IMODE(victim.stat().st_mode) == 0o600
-    pub = state / identity.PUBLIC_KEY_FILE_NAME
+    pub = state / keystore.PUBLIC_KEY_FILE_NAME
     assert not pub.is_symlink()
     assert pub.read_bytes() == ident.public_key_pem()
     assert stat.S_IMODE(pub.stat().st_mode) == 0o644
-    assert sorted(p.name for p in state.iterdir()) == [identity.KEY_FILE_NAME, identity.PUBLIC_KEY_FILE_NAME]
+    assert sorted(p.name for p in state.iterdir()) == [keystore.KEY_FILE_NAME, keystore.PUBLIC_KEY_FILE_NAME]
 
 
 def test_a_fifo_at_the_public_key_is_replaced_without_blocking(tmp_path: Path) -> None:
     state, _ = _state(tmp_path)
-    pub = state / identity.PUBLIC_KEY_FILE_NAME
+    pub = state / keystore.PUBLIC_KEY_FILE_NAME
     os.mkfifo(pub, 0o644)
-    ident, _ = identity.load_or_create(state)
+    ident, _ = keystore.load_or_create(state)
     assert pub.read_bytes() == ident.public_key_pem()
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.proto import stun
-from node.proto.natprobe import (
+from node.proto.natprobe.probe import (
     MAPPING_SOCKET,
     NatProbe,
     ProbeError,
@@ -18,7 +18,7 @@ from node.proto.natprobe import (
     ProbeTiming,
     filter_socket,
 )
-from node.proto.natprobe_types import (
+from node.proto.natprobe.types import (
     Behaviour,
     Drop,
     NatType,

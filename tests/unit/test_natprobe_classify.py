@@ -7,9 +7,9 @@ import itertools
 
 import pytest
 
-from node.proto import natprobe
-from node.proto.natprobe_classify import mapping_behaviour, nat_type, port_allocation
-from node.proto.natprobe_types import Behaviour, Flow, NatType, PortAllocation
+from node.proto.natprobe import probe as natprobe
+from node.proto.natprobe.classify import mapping_behaviour, nat_type, port_allocation
+from node.proto.natprobe.types import Behaviour, Flow, NatType, PortAllocation
 
 IP = ipaddress.IPv4Address
 LOCAL = (IP("198.18.1.2"), 5000)

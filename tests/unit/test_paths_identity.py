@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from node import identity, paths
+from node import paths
+from node.proto import identity
+from node.security import keystore
 
 
 def test_state_dir_precedence() -> None:
@@ -36,18 +38,18 @@ def test_private_dir_is_0700_and_refuses_a_file(tmp_path: Path) -> None:
 
 
 def test_identity_created_once_then_loaded(tmp_path: Path) -> None:
-    first, created = identity.load_or_create(tmp_path)
+    first, created = keystore.load_or_create(tmp_path)
     assert created
-    key_file = tmp_path / identity.KEY_FILE_NAME
+    key_file = tmp_path / keystore.KEY_FILE_NAME
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    second, created_again = identity.load_or_create(tmp_path)
+    second, created_again = keystore.load_or_create(tmp_path)
     assert not created_again
     assert second.peer_id == first.peer_id
     assert second.public_key == first.public_key
 
 
 def test_peer_id_is_full_sha256_in_lowercase_base32(tmp_path: Path) -> None:
-    ident, _ = identity.load_or_create(tmp_path)
+    ident, _ = keystore.load_or_create(tmp_path)
     assert len(ident.peer_id) == 52  # 256 bits, no padding
     assert ident.peer_id == ident.peer_id.lower()
     decoded = base64.b32decode(ident.peer_id.upper() + "====")
@@ -55,8 +57,8 @@ def test_peer_id_is_full_sha256_in_lowercase_base32(tmp_path: Path) -> None:
 
 
 def test_signatures_verify_only_with_the_right_key(tmp_path: Path) -> None:
-    a, _ = identity.load_or_create(tmp_path / "a")
-    b, _ = identity.load_or_create(tmp_path / "b")
+    a, _ = keystore.load_or_create(tmp_path / "a")
+    b, _ = keystore.load_or_create(tmp_path / "b")
     sig = a.sign(b"hello")
     assert identity.verify(a.public_key, sig, b"hello")
     assert not identity.verify(b.public_key, sig, b"hello")
@@ -65,17 +67,17 @@ def test_signatures_verify_only_with_the_right_key(tmp_path: Path) -> None:
 
 
 def test_corrupt_key_is_an_error_and_is_never_replaced(tmp_path: Path) -> None:
-    key_file = tmp_path / identity.KEY_FILE_NAME
+    key_file = tmp_path / keystore.KEY_FILE_NAME
     key_file.write_bytes(b"garbage")
     os.chmod(key_file, 0o600)
-    with pytest.raises(identity.IdentityError):
-        identity.load_or_create(tmp_path)
+    with pytest.raises(keystore.IdentityError):
+        keystore.load_or_create(tmp_path)
     assert key_file.read_bytes() == b"garbage"
 
 
 def test_loose_key_mode_is_tightened(tmp_path: Path) -> None:
-    identity.load_or_create(tmp_path)
-    key_file = tmp_path / identity.KEY_FILE_NAME
+    keystore.load_or_create(tmp_path)
+    key_file = tmp_path / keystore.KEY_FILE_NAME
     os.chmod(key_file, 0o644)
-    identity.load_or_create(tmp_path)
+    keystore.load_or_create(tmp_path)
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.proto.replay_window import ReplayVerdict, ReplayWindow
+from node.proto.session.replay_window import ReplayVerdict, ReplayWindow
 
 
 class Model:

@@ -1,4 +1,4 @@
-"""node.resolver: lookups on a few daemon threads, given up at once by a caller that leaves.
+"""node.transports.resolver: lookups on a few daemon threads, given up at once by a caller that leaves.
 
 The lookups here are stand-ins for getaddrinfo that block until the test releases them, since a
 real slow DNS needs a network namespace (tests/adversarial/test_hostile_config.py has one)."""
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from node import resolver
 from node.os_errors import os_reason
+from node.transports import resolver
 
 
 class Blocking:

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from node.proto.secure_session import (
+from node.proto.session.errors import (
+    DropReason,
+    HandshakeError,
+    HandshakeFailure,
+    SessionConfigError,
+    SessionNotReady,
+    SessionStateError,
+    StateProblem,
+)
+from node.proto.session.messages import (
+    AMPLIFICATION_FACTOR,
+    INIT_SIZE,
+    MAX_CREDENTIAL,
+    MessageType,
+    receiver_index,
+)
+from node.proto.session.secure_session import (
     DEFAULT_HANDSHAKE_TIMING,
     CloseReason,
     HandshakeFailed,
@@ -15,23 +31,7 @@ from node.proto.secure_session import (
     SessionEstablished,
     SessionState,
 )
-from node.proto.session_errors import (
-    DropReason,
-    HandshakeError,
-    HandshakeFailure,
-    SessionConfigError,
-    SessionNotReady,
-    SessionStateError,
-    StateProblem,
-)
-from node.proto.session_messages import (
-    AMPLIFICATION_FACTOR,
-    INIT_SIZE,
-    MAX_CREDENTIAL,
-    MessageType,
-    receiver_index,
-)
-from node.proto.session_trust import PeerVerificationError, VerifyFailure
+from node.proto.session.trust import PeerVerificationError, VerifyFailure
 from tests.unit.session_harness import established_pair, make_identity, make_pair, seeded
 from tests.unit.session_verifiers import DevVerifier, PinnedVerifier
 
@@ -279,7 +279,7 @@ def test_dialling_one_peer_and_meeting_another_is_refused() -> None:
 def test_the_core_holds_a_lax_verifier_to_the_dialled_id() -> None:
     class AnyoneIsWelcome:
         def verify(self, public_key: bytes, credential: bytes, expected_peer_id: str | None) -> str:
-            from node.identity import peer_id_of
+            from node.proto.identity import peer_id_of
 
             return peer_id_of(public_key)
 
@@ -520,7 +520,7 @@ def test_a_verifier_that_renames_the_key_is_refused() -> None:
 
 
 def test_low_order_ephemeral_keys_are_dropped() -> None:
-    from node.proto.session_messages import encode_init, encode_response_header
+    from node.proto.session.messages import encode_init, encode_response_header
 
     pair = make_pair()
     pair.bob.receive_datagram(encode_init(7, bytes(32)), 0.0)
@@ -545,8 +545,8 @@ def test_a_responder_that_seals_a_malformed_proof_fails_the_handshake(proof: byt
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-    from node.proto import session_keys as ks
-    from node.proto.session_messages import encode_response_header
+    from node.proto.session import keys as ks
+    from node.proto.session.messages import encode_response_header
 
     pair = make_pair()
     pair.alice.connect(0.0)
@@ -565,8 +565,8 @@ def test_a_responder_that_seals_a_malformed_proof_fails_the_handshake(proof: byt
 
 
 def test_decode_handshake_refuses_transport_datagrams() -> None:
-    from node.proto.session_errors import SessionDecodeError
-    from node.proto.session_messages import decode_handshake, decode_proof
+    from node.proto.session.errors import SessionDecodeError
+    from node.proto.session.messages import decode_handshake, decode_proof
 
     with pytest.raises(SessionDecodeError) as info:
         decode_handshake(bytes(40), MessageType.TRANSPORT)

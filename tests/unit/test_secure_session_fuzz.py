@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.proto.secure_session import DatagramReceived, SecureSession, SessionState
-from node.proto.session_messages import INIT_SIZE, MessageType
+from node.proto.session.messages import INIT_SIZE, MessageType
+from node.proto.session.secure_session import DatagramReceived, SecureSession, SessionState
 from tests.unit.session_harness import Pair, established_pair, make_identity, make_pair, seeded
 from tests.unit.session_verifiers import DevVerifier
 

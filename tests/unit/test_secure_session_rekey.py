@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.proto.secure_session import (
+from node.proto.session.errors import DropReason, HandshakeFailure, SessionNotReady, StateProblem
+from node.proto.session.messages import MessageType
+from node.proto.session.secure_session import (
     CloseReason,
     HandshakeFailed,
     KeyConfirmed,
@@ -14,8 +16,6 @@ from node.proto.secure_session import (
     SessionEstablished,
     SessionState,
 )
-from node.proto.session_errors import DropReason, HandshakeFailure, SessionNotReady, StateProblem
-from node.proto.session_messages import MessageType
 from tests.unit.session_harness import Pair, established_pair, make_pair
 
 FAST = SessionConfig(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.identity import Identity
-from node.proto.session_trust import PeerVerificationError, PeerVerifier, VerifyFailure
+from node.proto.identity import Identity
+from node.proto.session.trust import PeerVerificationError, PeerVerifier, VerifyFailure
 from tests.unit.session_verifiers import DevVerifier, PinnedVerifier
 
 

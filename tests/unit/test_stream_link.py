@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.proto.frames import HEADER, FrameErrorReason, FrameKind, encode
-from node.proto.stream_link import (
+from node.proto.link.frames import HEADER, FrameErrorReason, FrameKind, encode
+from node.proto.link.stream_link import (
     LARGE_PIECE,
     TRANSITIONS,
     Accepted,
@@ -27,7 +27,7 @@ from node.proto.stream_link import (
     StreamLink,
     proof_message,
 )
-from node.transports.base import Frame, Priority
+from node.proto.vocabulary import Frame, Priority
 
 NS, NC, PK, SIG = b"s" * 32, b"c" * 32, b"k" * 32, b"g" * 64
 

@@ -1,7 +1,7 @@
 """The server's StreamLink core under hypothesis: hostile bytes cut anywhere, and the driver's calls
 (decide, close, ping, send, timers) at any time between them, in memory and virtual time.
 
-The driver's contract, as node/transports/tls_link.py uses the core on the server side:
+The driver's contract, as node/transports/tcp_tls/link.py uses the core on the server side:
 
 - ``receive_data``, ``handle_timer``, ``close``, ``data_to_send``, ``next_event``: any time, never
   raise (peer bytes and time are never the driver's fault).
@@ -27,8 +27,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.proto.frames import FrameErrorReason, FrameKind, encode
-from node.proto.stream_link import (
+from node.proto.link.frames import FrameErrorReason, FrameKind, encode
+from node.proto.link.stream_link import (
     CloseReason,
     DataReceived,
     Decision,

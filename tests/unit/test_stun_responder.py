@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from node.proto import stun
-from node.proto.stun_responder import MAX_ANSWER_BYTES, BindingResponder, Outcome
+from node.proto.stun.responder import MAX_ANSWER_BYTES, BindingResponder, Outcome
 
 SOURCE = (ipaddress.ip_address("203.0.113.7"), 40001)
 SOURCE6 = (ipaddress.ip_address("2001:db8::7"), 40002)

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.proto import stun, stun_attrs, stun_message
+from node.proto import stun
+from node.proto.stun import attrs as stun_attrs
+from node.proto.stun import message as stun_message
 
 ports = st.integers(0, 0xFFFF)
 ips = st.ip_addresses()

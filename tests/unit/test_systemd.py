@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from node.systemd import Notifier, watchdog_interval
+from node.services.systemd import Notifier, watchdog_interval
 
 
 def test_watchdog_interval_is_half_of_usec() -> None:

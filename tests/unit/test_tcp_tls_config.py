@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from node import config, identity
-from node.tcp_tls_service import build_transport
+from node import config
+from node.security import keystore
+from node.services.tcp_tls import build_transport
 
 PEER = "a" * 52
 
@@ -44,8 +45,8 @@ def test_valid_trust_settings() -> None:
 
 def test_pending_limits_reach_the_transport(tmp_path: Path) -> None:
     cfg = config.parse("[tcp_tls]\nmax_pending = 5\nmax_pending_per_address = 2")
-    ident, _ = identity.load_or_create(tmp_path)
-    transport = build_transport(cfg, ident, tmp_path / identity.KEY_FILE_NAME, listen=False)
+    ident, _ = keystore.load_or_create(tmp_path)
+    transport = build_transport(cfg, ident, tmp_path / keystore.KEY_FILE_NAME, listen=False)
     limits = transport.slots.limits
     assert (limits.max_pending, limits.max_pending_per_address) == (5, 2)
     assert "max_pending_per_address = 2" in config.to_toml(cfg)

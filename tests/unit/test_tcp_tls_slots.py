@@ -7,8 +7,8 @@ import ipaddress
 import pytest
 
 from node.os_errors import os_reason
-from node.proto.stream_link import CloseReason
-from node.transports.slots import InboundSlot, Refusal, SlotLimits, Slots, Source, source_of
+from node.proto.link.stream_link import CloseReason
+from node.transports.tcp_tls.slots import InboundSlot, Refusal, SlotLimits, Slots, Source, source_of
 
 A = source_of(ipaddress.ip_address("127.0.0.1"))
 B = source_of(ipaddress.ip_address("127.0.0.2"))

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from node.errors import LocalError
-from node.proto.transaction import (
+from node.proto.stun.transaction import (
     ClientTransaction,
     DuplicateTransaction,
     Timing,

@@ -1,4 +1,4 @@
-"""node.trust: the policy itself, and as the datagram secure session's PeerVerifier with real
+"""node.security.trust: the policy itself, and as the datagram secure session's PeerVerifier with real
 fleet-CA certificates (a handshake in memory, virtual time)."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import datetime
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from node import certs
-from node.identity import Identity
-from node.proto.secure_session import HandshakeFailed, KeyConfirmed
-from node.proto.session_trust import PeerVerificationError, VerifyFailure
-from node.trust import SessionVerifier, TrustError, TrustMode, TrustPolicy, TrustReason
+from node.proto.identity import Identity
+from node.proto.session.secure_session import HandshakeFailed, KeyConfirmed
+from node.proto.session.trust import PeerVerificationError, VerifyFailure
+from node.security import certs
+from node.security.trust import SessionVerifier, TrustError, TrustMode, TrustPolicy, TrustReason
 from tests.unit.session_harness import make_identity, make_pair
 
 
@@ -114,7 +114,7 @@ def test_policy_checks_certificates_from_tls() -> None:
 def test_policy_modes_from_settings_and_misuse(tmp_path: object) -> None:
     from pathlib import Path
 
-    from node.trust import TrustConfigError, TrustSettings
+    from node.security.trust import TrustConfigError, TrustSettings
 
     base = Path(str(tmp_path))
     ca_file = base / "ca.crt"
@@ -141,7 +141,7 @@ def test_own_certificate_must_be_ours_and_from_the_ca(
 ) -> None:
     from pathlib import Path
 
-    from node.trust import TrustConfigError
+    from node.security.trust import TrustConfigError
 
     base = Path(str(tmp_path))
     ca, other = certs.make_ca(), certs.make_ca()

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.proto import stun
-from node.proto.turn import AllocationState, TurnClient
-from node.proto.turn_credentials import Credentials
-from node.proto.turn_errors import TurnProtocolError
-from node.proto.turn_events import Allocated, AllocationFailed
+from node.proto.turn.client import AllocationState, TurnClient
+from node.proto.turn.credentials import Credentials
+from node.proto.turn.errors import TurnProtocolError
+from node.proto.turn.events import Allocated, AllocationFailed
 from tests.models.turn_net import Net
 from tests.models.turn_server import TurnServerModel
 

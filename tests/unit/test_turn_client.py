@@ -7,10 +7,10 @@ import ipaddress
 import pytest
 
 from node.proto import stun
-from node.proto.transaction import Timing
-from node.proto.turn import AllocationState, TurnClient, TurnTiming, refresh_after
-from node.proto.turn_credentials import Credentials
-from node.proto.turn_errors import (
+from node.proto.stun.transaction import Timing
+from node.proto.turn.client import AllocationState, TurnClient, TurnTiming, refresh_after
+from node.proto.turn.credentials import Credentials
+from node.proto.turn.errors import (
     TurnAuthError,
     TurnFailure,
     TurnRefusedError,
@@ -18,7 +18,7 @@ from node.proto.turn_errors import (
     TurnUnreachableError,
     TurnUsageError,
 )
-from node.proto.turn_events import (
+from node.proto.turn.events import (
     Allocated,
     AllocationFailed,
     AllocationLost,

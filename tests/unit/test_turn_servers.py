@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from node.proto.breaker import CircuitBreaker
-from node.proto.turn_errors import TurnUsageError
-from node.proto.turn_servers import ServerPool
+from node.proto.turn.errors import TurnUsageError
+from node.proto.turn.servers import ServerPool
 
 
 def pool() -> ServerPool[str]:

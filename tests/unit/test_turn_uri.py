@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.proto.turn_uri import TurnServerAddress, TurnTransport, parse_turn_uri
+from node.proto.turn.uri import TurnServerAddress, TurnTransport, parse_turn_uri
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from node.proto.turn import TRANSITIONS, AllocationState, TurnClient
-from node.proto.turn_credentials import Credentials
-from node.proto.turn_errors import TurnUsageError
-from node.proto.turn_events import Allocated, AllocationFailed, AllocationLost, Closed
+from node.proto.turn.client import TRANSITIONS, AllocationState, TurnClient
+from node.proto.turn.credentials import Credentials
+from node.proto.turn.errors import TurnUsageError
+from node.proto.turn.events import Allocated, AllocationFailed, AllocationLost, Closed
 from tests.models.turn_net import Net
 from tests.models.turn_server import TurnServerModel
 

@@ -1,0 +1,5 @@
+"""``python -m node.cli``: the same as the ``bitcraps-node`` console script."""
+
+from node.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""The node's TCP-TLS listener: the transport built from ``[tcp_tls]``, ``[transport]`` and
+``[breaker]``, with the trust policy the config asks for, and its numbers for ``status``.
+
+``async with TcpTlsService(config, identity, key_file) as tls:`` listens until exit. Until the
+coordinator consumes transport events, one task (in the service's own TaskGroup) drains them
+into debug logs so the bounded event queue never stops the links.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from node.config import Config
+from node.proto.identity import Identity
+from node.proto.vocabulary import MessageReceived, TransportState
+from node.security.trust import TrustMode, TrustPolicy, TrustSettings
+from node.services.background import run_in_background
+from node.transports.tcp_tls.link import LinkSettings, make_credentials
+from node.transports.tcp_tls.slots import Refusal
+from node.transports.tcp_tls.transport import TcpTlsSettings, TcpTlsTransport
+
+log = logging.getLogger(__name__)
+
+
+def trust_settings(config: Config) -> TrustSettings:
+    section = config.tcp_tls
+    return TrustSettings(
+        ca_file=Path(section.ca_file) if section.ca_file else None,
+        cert_file=Path(section.cert_file) if section.cert_file else None,
+        pinned_peer_ids=frozenset(section.pinned_peer_ids),
+        allow_development=section.allow_development,
+    )
+
+
+def build_transport(
+    config: Config, identity: Identity, key_file: Path, *, listen: bool = True
+) -> TcpTlsTransport:
+    """The TCP-TLS transport as configured. Raises TrustConfigError for unusable trust settings."""
+    trust = trust_settings(config)
+    policy = TrustPolicy.from_settings(trust)
+    if policy.mode is TrustMode.DEVELOPMENT:
+        log.warning("TCP-TLS trust: development mode, INSECURE: any peer id is accepted (bound to its key)")
+    creds = make_credentials(identity, key_file, policy, trust.cert_file)
+    t = config.transport
+    settings = TcpTlsSettings(
+        LinkSettings(
+            max_message=t.max_message_bytes,
+            connect_timeout=t.connect_timeout_s,
+            handshake_timeout=config.tcp_tls.handshake_timeout_s,
+            keepalive=t.keepalive_s,
+        ),
+        max_connections=t.max_connections,
+        max_pending=config.tcp_tls.max_pending,
+        max_pending_per_address=config.tcp_tls.max_pending_per_address,
+        pool_size=t.pool_size,
+        health_check_interval=t.health_check_interval_s,
+        performance_samples=t.performance_samples,
+    )
+    address = (config.node.listen_address, config.tcp_tls.port) if listen else None
+    return TcpTlsTransport(creds, settings, config.breaker, address)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpTlsView:
+    """What ``status`` shows under ``tcp_tls``."""
+
+    listen: str
+    trust: str
+    state: TransportState
+    connections: int
+    pending: int  # inbound connections that have not proven an identity yet
+    peers: int
+    handshakes: int
+    handshake_failures: int
+    refused: int
+    refusals: dict[Refusal, int]  # refused connections by why (told inside TLS or closed at once)
+    bytes_sent: int
+    bytes_received: int
+    rtt_ms: float | None
+    faults: dict[str, int]  # connections ended by a fault the isolation wall contained, by type
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "listen": self.listen,
+            "trust": self.trust,
+            "state": self.state.value,
+            "connections": self.connections,
+            "pending": self.pending,
+            "peers": self.peers,
+            "handshakes": self.handshakes,
+            "handshake_failures": self.handshake_failures,
+            "refused": self.refused,
+            "refusals": {reason.value: n for reason, n in self.refusals.items()},
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
+            "faults": dict(self.faults),
+        }
+
+
+class TcpTlsService:
+    name = "tcp_tls"
+
+    def __init__(self, config: Config, identity: Identity, key_file: Path) -> None:
+        self.transport = build_transport(config, identity, key_file)
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.transport)
+            await run_in_background(stack, self._drain(), "tcp-tls-drain")
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _drain(self) -> None:
+        async for event in self.transport.events():
+            if isinstance(event, MessageReceived):
+                log.debug(
+                    "tcp-tls message %d from %s (%d bytes)",
+                    event.frame.message_id,
+                    event.peer,
+                    len(event.frame.payload),
+                )
+            else:
+                log.info("tcp-tls %s", event)
+
+    @property
+    def listen_url(self) -> str:
+        local = self.transport.local
+        return f"tls://{local}" if local is not None else "tls://-"
+
+    def view(self) -> TcpTlsView:
+        health = self.transport.health()
+        metrics = self.transport.metrics()
+        return TcpTlsView(
+            listen=self.listen_url,
+            trust=self.transport.creds.policy.describe(),
+            state=health.state,
+            connections=health.connections,
+            pending=metrics.pending,
+            peers=len(self.transport.peers()),
+            handshakes=metrics.handshakes,
+            handshake_failures=sum(n for _, n in metrics.handshake_failures),
+            refused=sum(n for _, n in metrics.refused),
+            refusals=dict(metrics.refused),
+            bytes_sent=health.bytes_sent,
+            bytes_received=health.bytes_received,
+            rtt_ms=health.rtt_ms,
+            faults=self.transport.isolation.snapshot(),
+        )

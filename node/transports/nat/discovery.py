@@ -1,0 +1,292 @@
+"""The asyncio driver of NAT behaviour discovery: sockets, STUN over TCP, circuit breakers.
+
+A thin layer over ``proto.natprobe``: resolve the configured servers (IPv4: NAT is an IPv4
+matter), ask each server's circuit breaker whether it may be tried, open the probe's UDP sockets
+bound to the address the route to the first server leaves from, feed datagrams and timers in,
+send what the probe wants sent and run its STUN-over-TCP checks as tasks. The whole discovery runs
+under ``asyncio.timeout``. A ``NatDiscovery`` keeps its breakers across runs, so a dead server
+stops costing anything once it has failed ``failure_threshold`` times in a row.
+
+``socket_factory`` makes every socket (the lab passes one that makes them in a host's network
+namespace); it is called with (family, type) and must return an unbound socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self
+
+from node.config import BreakerSection, StunSection, parse_host_port
+from node.errors import LocalError
+from node.os_errors import os_reason
+from node.proto import stun
+from node.proto.natprobe.probe import (
+    NatProbe,
+    ProbeServer,
+    ProbeTiming,
+    TcpCheck,
+    sockets_needed,
+)
+from node.proto.natprobe.types import ANSWERED_OUTCOMES, Endpoint, NatReport
+from node.transports import resolver
+from node.transports.base import SocketFactory
+
+log = logging.getLogger(__name__)
+
+RESOLVE_TIMEOUT_S = 2.0
+TCP_READ_BYTES = 4096
+
+
+class DiscoveryError(LocalError):
+    """Discovery could not run at all (no usable local socket, a bad server string)."""
+
+
+def probe_timing(section: StunSection, *, hairpin: bool = False) -> ProbeTiming:
+    return ProbeTiming(
+        deadline=section.discovery_timeout_s,
+        binding_timeout=section.binding_timeout_s,
+        rto=section.probe_rto_s,
+        silence_rtts=section.silence_rtts,
+        silence_floor=section.silence_floor_s,
+        silence_max=section.silence_max_s,
+        tcp_after=section.tcp_after_s,
+        hairpin=hairpin,
+    )
+
+
+def _default_factory(family: int, type_: int) -> socket.socket:
+    return socket.socket(family, type_)
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    def __init__(self, index: int, deliver: Callable[[int, bytes, Endpoint], None]) -> None:
+        self._index = index
+        self._deliver = deliver
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        try:
+            source = (ipaddress.ip_address(str(addr[0])), int(addr[1]))
+        except ValueError:
+            return
+        self._deliver(self._index, data, source)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a dead server: its silence is what the probe measures.
+        log.debug("discovery socket %d: %s", self._index, exc)
+
+
+class NatDiscovery:
+    """``await NatDiscovery(servers, timing, breaker).run()`` -> ``NatReport``."""
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        timing: ProbeTiming,
+        breaker: BreakerSection | None = None,
+        *,
+        socket_factory: SocketFactory = _default_factory,
+    ) -> None:
+        parsed = []
+        for server in servers:
+            host_port = parse_host_port(server)
+            if host_port is None:
+                raise DiscoveryError(f"not 'host:port': {server!r}")
+            parsed.append((server, host_port))
+        self._servers = tuple(parsed)
+        self._timing = timing
+        section = breaker or BreakerSection()
+        self.breakers = {label: section.new_breaker() for label, _ in parsed}
+        self._factory = socket_factory
+
+    async def run(self) -> NatReport:
+        """One discovery. Raises ``DiscoveryError`` when it cannot run at all (no socket could
+        be opened); a discovery in which nobody answered is a report (``answered`` False)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(self._timing.deadline + RESOLVE_TIMEOUT_S + 1.0):
+                addresses = await self._resolve_all()
+                async with _Sockets(self._factory, self._source_address(addresses)) as sockets:
+                    # Sockets first, breakers second: a call a breaker admits is always recorded.
+                    await sockets.open(sockets_needed(len(addresses)))
+                    now = loop.time()
+                    specs = [
+                        ProbeServer(label, address, address is not None and self.breakers[label].allow(now))
+                        for (label, _), address in zip(self._servers, addresses, strict=True)
+                    ]
+                    report = await self._probe(specs, sockets)
+        # TimeoutError first: it is an OSError too, and was reported as a socket failure with
+        # an empty reason.
+        except TimeoutError as exc:  # the probe ends by its own deadline; this is the backstop
+            raise DiscoveryError("discovery overran its deadline") from exc
+        except OSError as exc:  # no socket (EMFILE, ENOBUFS, a namespace gone)
+            raise DiscoveryError(f"cannot open discovery sockets: {os_reason(exc)}") from exc
+        now = loop.time()
+        for spec, server in zip(specs, report.servers, strict=True):
+            if spec.allowed:
+                breaker = self.breakers[spec.label]
+                if server.outcome in ANSWERED_OUTCOMES:
+                    breaker.record_success(now)
+                else:
+                    breaker.record_failure(now)
+        return dataclasses.replace(report, elapsed=now - started)  # name resolution included
+
+    async def _resolve_all(self) -> list[Endpoint | None]:
+        async with asyncio.TaskGroup() as tasks:
+            jobs = [tasks.create_task(self._resolve(host, port)) for _, (host, port) in self._servers]
+        return [job.result() for job in jobs]
+
+    async def _resolve(self, host: str, port: int) -> Endpoint | None:
+        try:
+            return (ipaddress.IPv4Address(host), port)
+        except ValueError:
+            pass
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+                infos = await resolver.getaddrinfo(
+                    host, port, family=socket.AF_INET, socktype=socket.SOCK_DGRAM
+                )
+        except OSError as exc:  # socket.gaierror, or TimeoutError after RESOLVE_TIMEOUT_S
+            log.info("STUN server %s:%d does not resolve: %s", host, port, os_reason(exc))
+            return None
+        for info in infos:
+            return (ipaddress.IPv4Address(info[4][0]), port)
+        return None  # pragma: no cover - getaddrinfo raises rather than answer nothing
+
+    def _source_address(self, addresses: Sequence[Endpoint | None]) -> str:
+        """The address the route to the first server leaves from: sockets bound to it report a
+        concrete local address, so "mapped address equals the local one" can be seen."""
+        target = next((a for a in addresses if a is not None), None)
+        if target is None:
+            return "0.0.0.0"
+        sock = self._factory(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.connect((str(target[0]), target[1]))
+            return str(sock.getsockname()[0])
+        except OSError:
+            return "0.0.0.0"  # no route: every send will fail the same way, and be reported
+        finally:
+            sock.close()
+
+    async def _probe(self, specs: Sequence[ProbeServer], sockets: _Sockets) -> NatReport:
+        loop = asyncio.get_running_loop()
+        probe = NatProbe(specs, sockets.local, loop.time(), self._timing)
+        sockets.deliver_to(probe)
+        tcp_tasks: set[asyncio.Task[None]] = set()
+        async with asyncio.TaskGroup() as tasks:
+            try:
+                while not probe.finished:
+                    for out in probe.datagrams_to_send(loop.time()):
+                        ip, port = out.destination
+                        sockets.transports[out.socket].sendto(out.data, (str(ip), port))
+                    for check in probe.tcp_checks_to_start():
+                        task = tasks.create_task(self._tcp_check(probe, check, sockets))
+                        tcp_tasks.add(task)
+                        task.add_done_callback(tcp_tasks.discard)
+                    # Callbacks (datagrams, TCP answers) run only while this awaits: none is missed.
+                    timer = probe.get_timer()
+                    if timer is not None and timer > loop.time():
+                        sockets.wake.clear()
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout_at(timer):
+                                await sockets.wake.wait()
+                    timer = probe.get_timer()
+                    if timer is not None and timer <= loop.time():
+                        probe.handle_timer(loop.time())
+            finally:
+                for task in tcp_tasks:
+                    task.cancel()
+        event = probe.next_event()
+        assert event is not None  # finished means the event is queued
+        return event.report
+
+    async def _tcp_check(self, probe: NatProbe, check: TcpCheck, sockets: _Sockets) -> None:
+        """One Binding over TCP (RFC 8489 §6.2.2), framed with the stream framer."""
+        loop = asyncio.get_running_loop()
+        sock: socket.socket | None = None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            sock = self._factory(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            if sockets.source != "0.0.0.0":
+                sock.bind((sockets.source, 0))
+            ip, port = check.destination
+            await loop.sock_connect(sock, (str(ip), port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(check.request)
+            await writer.drain()
+            framer = stun.StreamFramer()
+            while True:
+                data = await reader.read(TCP_READ_BYTES)
+                if not data:
+                    raise ConnectionError("closed before an answer")
+                framer.feed(data)
+                frame = framer.next_frame()
+                if isinstance(frame, stun.StunFrame):
+                    probe.receive_tcp(check.server_index, frame.raw, loop.time())
+                    return
+        except (OSError, stun.StunDecodeError, stun.StreamOverflowError) as exc:
+            log.debug("STUN over TCP to %s failed: %s", check.destination, exc)
+            probe.tcp_failed(check.server_index, loop.time())
+        finally:
+            sockets.wake.set()
+            if writer is not None:
+                writer.close()
+            elif sock is not None:
+                sock.close()
+
+
+class _Sockets:
+    """The probe's UDP sockets, bound to ``source``, open for one discovery."""
+
+    def __init__(self, factory: SocketFactory, source: str) -> None:
+        self._factory = factory
+        self.source = source
+        self.transports: list[asyncio.DatagramTransport] = []
+        self.local: list[Endpoint] = []
+        self.wake = asyncio.Event()
+        self._probe: NatProbe | None = None
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    async def open(self, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        for index in range(count):
+            sock = self._factory(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.bind((self.source, 0))
+                transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_Receiver, index, self._deliver), sock=sock
+                )
+            except OSError:
+                sock.close()
+                raise
+            self._stack.callback(transport.close)
+            self.transports.append(transport)
+            name = sock.getsockname()
+            self.local.append((ipaddress.ip_address(name[0]), int(name[1])))
+
+    def deliver_to(self, probe: NatProbe) -> None:
+        self._probe = probe
+
+    def _deliver(self, index: int, data: bytes, src: Endpoint) -> None:
+        if self._probe is not None:  # nothing is sent before the probe exists
+            self._probe.receive_datagram(index, data, src, asyncio.get_running_loop().time())
+            self.wake.set()
