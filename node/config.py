@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from node.errors import SettingsError
+from node.errors import ReasonError, SettingsError
 from node.os_errors import os_reason
 from node.proto.breaker import CircuitBreaker
 
@@ -43,14 +43,21 @@ class ConfigProblem(Enum):
     INVALID = "invalid"
 
 
-class ConfigError(SettingsError):
-    """An invalid configuration. ``key`` is the dotted key at fault ("" for the whole file)."""
+class ConfigError(ReasonError[ConfigProblem], SettingsError):
+    """An invalid configuration. ``key`` is the dotted key at fault ("" for the whole file);
+    ``reason`` (also read as ``problem``) says what is wrong with it. The message is the key and
+    the detail, as ``config check`` prints it: the detail already says what is wrong."""
 
     def __init__(self, key: str, problem: ConfigProblem, detail: str) -> None:
-        where = f"{key}: " if key else ""
-        super().__init__(f"{where}{detail}")
         self.key = key
-        self.problem = problem
+        super().__init__(problem, detail)
+
+    @property
+    def problem(self) -> ConfigProblem:
+        return self.reason
+
+    def describe(self) -> str:
+        return f"{self.key}: {self.detail}" if self.key else self.detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from node.errors import LocalError
+from node.errors import PathError
 
 APP = "bitcraps"
 CONTROL_SOCKET_NAME = "control.sock"
@@ -30,13 +30,13 @@ class DirProblem(Enum):
     WRITABLE_BY_OTHERS = "writable by others"
 
 
-class DirectoryError(LocalError):
-    """A state or runtime directory cannot be created or is unsafe to use; ``problem`` says why."""
+class DirectoryError(PathError[DirProblem]):
+    """A state or runtime directory cannot be created or is unsafe to use; ``reason`` (also read
+    as ``problem``) says why."""
 
-    def __init__(self, path: Path, problem: DirProblem, detail: str) -> None:
-        super().__init__(f"{path}: {detail}")
-        self.path = path
-        self.problem = problem
+    @property
+    def problem(self) -> DirProblem:
+        return self.reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,16 @@
 """The root of every error the ``netlink`` package raises.
 
 Errors carry their cause as enum fields so that callers decide on types and fields, never on
-message text.
+message text. Those with one cause are node.errors.ReasonError (``reason``, and the field's lab
+name as an alias) and LocalError: the machine or the lab's own use of it is at fault. The lab is a
+tool above the node's base layer, so it shares that base.
 """
 
 from __future__ import annotations
 
 import enum
+
+from node.errors import LocalError, ReasonError
 
 
 class NetlinkError(Exception):
@@ -54,14 +58,21 @@ class NamespaceOp(enum.Enum):
     SYSCTL = "sysctl"
 
 
-class NamespaceError(LabError):
-    """A network namespace could not be created, entered or deleted."""
+class NamespaceError(LabError, ReasonError[NamespaceOp], LocalError):
+    """A network namespace could not be created, entered or deleted; ``reason`` (``op``) says
+    which operation failed."""
 
     def __init__(self, op: NamespaceOp, netns: str, errno: int, detail: str = "") -> None:
-        self.op = op
         self.netns = netns
         self.errno = errno
-        super().__init__(f"netns {op.value} {netns!r} failed (errno {errno}) {detail}".rstrip())
+        super().__init__(op, detail)
+
+    @property
+    def op(self) -> NamespaceOp:
+        return self.reason
+
+    def describe(self) -> str:
+        return f"netns {self.op.value} {self.netns!r} failed (errno {self.errno}) {self.detail}".rstrip()
 
 
 class LabBuildError(LabError):
@@ -81,10 +92,10 @@ class NftFailure(enum.Enum):
     TIMEOUT = "timeout"  # did not finish in time; killed and reaped
 
 
-class NftError(LabError):
+class NftError(LabError, ReasonError[NftFailure], LocalError):
     """``nft -f -`` rejected a router's rule set or timed out (or conntrack flush failed).
 
-    ``returncode`` is None when the tool timed out.
+    ``returncode`` is None when the tool timed out; ``reason`` (``failure``) says which.
     """
 
     def __init__(
@@ -97,9 +108,15 @@ class NftError(LabError):
         self.netns = netns
         self.returncode = returncode
         self.stderr = stderr
-        self.failure = failure
-        what = f"exited {returncode}" if failure is NftFailure.REJECTED else failure.value
-        super().__init__(f"nft in {netns!r} {what}: {stderr.strip()}".rstrip(": "))
+        super().__init__(failure, stderr.strip())
+
+    @property
+    def failure(self) -> NftFailure:
+        return self.reason
+
+    def describe(self) -> str:
+        what = f"exited {self.returncode}" if self.failure is NftFailure.REJECTED else self.failure.value
+        return f"nft in {self.netns!r} {what}: {self.detail}".rstrip(": ")
 
 
 class ProcessStopError(LabError):
@@ -122,13 +139,19 @@ class CoturnFailure(enum.Enum):
     NO_PIDFILE = "no-pidfile"
 
 
-class CoturnError(LabError):
-    """turnserver did not come up in the lab."""
+class CoturnError(LabError, ReasonError[CoturnFailure], LocalError):
+    """turnserver did not come up in the lab; ``reason`` (``failure``) says how."""
 
     def __init__(self, failure: CoturnFailure, detail: str) -> None:
-        self.failure = failure
-        self.detail = detail
-        super().__init__(f"coturn {failure.value}: {detail}")
+        # ``detail`` is required here (optional in the base): every caller says what failed.
+        super().__init__(failure, detail)
+
+    @property
+    def failure(self) -> CoturnFailure:
+        return self.reason
+
+    def describe(self) -> str:
+        return f"coturn {super().describe()}"
 
 
 class StateFailure(enum.Enum):
@@ -142,12 +165,19 @@ class StateFailure(enum.Enum):
     IO = "io-error"  # any other OSError
 
 
-class LabStateError(LabError):
-    """A file of the lab is missing, already present, unreadable or cannot be written."""
+class LabStateError(LabError, ReasonError[StateFailure], LocalError):
+    """A file of the lab is missing, already present, unreadable or cannot be written; ``reason``
+    (``failure``) says which."""
 
     def __init__(self, failure: StateFailure, path: str, errno: int | None = None, detail: str = "") -> None:
-        self.failure = failure
         self.path = path
         self.errno = errno
-        why = f" ({detail})" if detail else ""
-        super().__init__(f"lab file {path}: {failure.value}{why}")
+        super().__init__(failure, detail)
+
+    @property
+    def failure(self) -> StateFailure:
+        return self.reason
+
+    def describe(self) -> str:
+        why = f" ({self.detail})" if self.detail else ""
+        return f"lab file {self.path}: {self.failure.value}{why}"

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from node.errors import LocalError, RemoteError
+from node.errors import PathError, RemoteError
 from node.paths import atomic_write, check_private_dir, ensure_private_dir
 from node.proto.identity import Identity, peer_id_of
 from node.security.keyfile import read_private
@@ -49,13 +49,13 @@ class CertProblem(Enum):
     NOT_A_NODE_CERTIFICATE = "not a node certificate"
 
 
-class CertError(LocalError):
-    """A CA or certificate file cannot be made, read or used; ``problem`` says why."""
+class CertError(PathError[CertProblem]):
+    """A CA or certificate file cannot be made, read or used; ``reason`` (also read as
+    ``problem``) says why."""
 
-    def __init__(self, path: Path, problem: CertProblem, detail: str) -> None:
-        super().__init__(f"{path}: {detail}")
-        self.path = path
-        self.problem = problem
+    @property
+    def problem(self) -> CertProblem:
+        return self.reason
 
 
 def peer_uri(peer_id: str) -> str:

@@ -16,7 +16,7 @@ import stat
 from enum import Enum
 from pathlib import Path
 
-from node.errors import LocalError
+from node.errors import PathError
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,14 @@ class KeyFileProblem(Enum):
     UNREADABLE = "unreadable"
 
 
-class KeyFileError(LocalError):
-    """A private key file is unsafe or cannot be read; ``problem`` says why. Never replaced:
-    moving it away is the operator's decision (a new identity key is a new peer)."""
+class KeyFileError(PathError[KeyFileProblem]):
+    """A private key file is unsafe or cannot be read; ``reason`` (also read as ``problem``) says
+    why. Never replaced: moving it away is the operator's decision (a new identity key is a new
+    peer)."""
 
-    def __init__(self, path: Path, problem: KeyFileProblem, detail: str) -> None:
-        super().__init__(f"{path}: {detail}")
-        self.path = path
-        self.problem = problem
+    @property
+    def problem(self) -> KeyFileProblem:
+        return self.reason
 
 
 def read_private(path: Path) -> bytes:

@@ -14,7 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.errors import LocalError
+from node.errors import PathError
 from node.paths import atomic_write, ensure_private_dir
 from node.proto.identity import Identity
 from node.security.keyfile import KeyFileError, read_own, read_private
@@ -31,14 +31,14 @@ class IdentityProblem(Enum):
     NOT_ED25519 = "not ed25519"
 
 
-class IdentityError(LocalError):
-    """The identity key cannot be written or used; ``problem`` says why. Never silently replaced:
-    a new key is a new peer. (An unsafe or unreadable key file is a keyfile.KeyFileError.)"""
+class IdentityError(PathError[IdentityProblem]):
+    """The identity key cannot be written or used; ``reason`` (also read as ``problem``) says why.
+    Never silently replaced: a new key is a new peer. (An unsafe or unreadable key file is a
+    keyfile.KeyFileError.)"""
 
-    def __init__(self, path: Path, problem: IdentityProblem, detail: str) -> None:
-        super().__init__(f"{path}: {detail}")
-        self.path = path
-        self.problem = problem
+    @property
+    def problem(self) -> IdentityProblem:
+        return self.reason
 
 
 def write_public_key(state_dir: Path, identity: Identity) -> Path:

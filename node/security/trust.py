@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from node.errors import RemoteError, SettingsError
+from node.errors import ReasonError, RemoteError, SettingsError
 from node.proto.identity import Identity, peer_id_of, verify
 from node.proto.link.stream_link import proof_message
 from node.proto.session.trust import PeerVerificationError, VerifyFailure
@@ -59,11 +59,12 @@ class TrustReason(Enum):
     HANDSHAKE_FAILED = "handshake_failed"  # any other TLS failure (garbage, a reset mid-handshake)
 
 
-class TrustError(RemoteError):
+class TrustError(ReasonError[TrustReason], RemoteError):
+    """A peer's identity is not acceptable here; ``reason`` says why."""
+
     def __init__(self, reason: TrustReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-        self.detail = detail
+        # ``detail`` is required here (optional in the base): every caller says what failed.
+        super().__init__(reason, detail)
 
 
 class TrustConfigError(SettingsError):

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from node.errors import LocalError, NodeError, RemoteError
+from node.errors import LocalError, NodeError, ReasonError, RemoteError
 from node.os_errors import os_reason
 from node.transports.isolation import ConnectionIsolation
 
@@ -71,13 +71,16 @@ class AlreadyRunning(ControlError):
         self.path = path
 
 
-class RequestError(RemoteError):
-    """What a control client sent cannot be answered; the client is told ``code``."""
+class RequestError(ReasonError[ErrorCode], RemoteError):
+    """What a control client sent cannot be answered; the client is told ``code`` (the
+    ``reason``, named as on the wire) and ``detail``."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.detail = message
+        super().__init__(code, message)
+
+    @property
+    def code(self) -> ErrorCode:
+        return self.reason
 
 
 @dataclass(frozen=True, slots=True)

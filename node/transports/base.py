@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Self, TypeAlias
 
-from node.errors import LocalError, NodeError, RemoteError
+from node.errors import LocalError, ReasonError, RemoteError
 from node.proto.vocabulary import (
     BatchedEvent,
     Capabilities,
@@ -41,24 +41,20 @@ from node.proto.vocabulary import (
 SocketFactory: TypeAlias = Callable[[int, int], socket.socket]
 
 
-class TransportError(NodeError):
+class TransportError(ReasonError[TransportReason]):
     """Root of transport failures; ``reason`` lets the coordinator decide without parsing text."""
+
+    def __init__(self, reason: TransportReason, detail: str) -> None:
+        # ``detail`` is required here (optional in the base): every caller says what failed.
+        super().__init__(reason, detail)
 
 
 class TransportUsageError(TransportError, LocalError):
     """We asked for something the transport cannot do (too large, closed, wrong endpoint kind)."""
 
-    def __init__(self, reason: TransportReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
-
 
 class TransportPeerError(TransportError, RemoteError):
     """The path or the peer failed us (unreachable, timed out, wrong identity)."""
-
-    def __init__(self, reason: TransportReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
 
 
 class Transport(ABC):

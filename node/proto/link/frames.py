@@ -21,7 +21,7 @@ from collections import deque
 from enum import Enum, IntEnum
 from typing import NamedTuple, NoReturn, TypeAlias
 
-from node.errors import RemoteError
+from node.errors import ReasonError, RemoteError
 from node.proto.vocabulary import FRAME_SETTERS, Frame, Priority, make_frame
 
 HEADER = struct.Struct("!IBBQ")
@@ -49,12 +49,8 @@ class FrameErrorReason(Enum):
     BROKEN = "broken"  # fed again after a framing error
 
 
-class FrameError(RemoteError):
+class FrameError(ReasonError[FrameErrorReason], RemoteError):
     """The peer's byte stream cannot be framed; the connection must close."""
-
-    def __init__(self, reason: FrameErrorReason, detail: str) -> None:
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
 
 
 class RawFrame(NamedTuple):

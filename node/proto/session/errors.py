@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-from node.errors import LocalError, RemoteError
+from node.errors import LocalError, ReasonError, RemoteError
 
 __all__ = [
     "DropReason",
@@ -41,12 +41,8 @@ class DropReason(enum.Enum):
     CLOSED = "the session is closed"
 
 
-class SessionDecodeError(RemoteError):
+class SessionDecodeError(ReasonError[DropReason], RemoteError):
     """Bytes from the network that are not a valid secure-session message."""
-
-    def __init__(self, reason: DropReason, detail: str = "") -> None:
-        self.reason = reason
-        super().__init__(reason.value if not detail else f"{reason.value}: {detail}")
 
 
 class HandshakeFailure(enum.Enum):
@@ -58,12 +54,8 @@ class HandshakeFailure(enum.Enum):
     REFUSED_BY_TRUST = "the trust policy refused the proven key (see the PeerVerificationError)"
 
 
-class HandshakeError(RemoteError):
+class HandshakeError(ReasonError[HandshakeFailure], RemoteError):
     """The peer took part in the handshake but could not prove an acceptable identity."""
-
-    def __init__(self, reason: HandshakeFailure, detail: str = "") -> None:
-        self.reason = reason
-        super().__init__(reason.value if not detail else f"{reason.value}: {detail}")
 
 
 class SessionStateError(LocalError):
@@ -77,12 +69,12 @@ class StateProblem(enum.Enum):
     TOO_LARGE = "payload larger than the configured maximum"
 
 
-class SessionNotReady(SessionStateError):
-    """``send`` cannot seal now; ``problem`` says why."""
+class SessionNotReady(ReasonError[StateProblem], SessionStateError):
+    """``send`` cannot seal now; ``reason`` (also read as ``problem``) says why."""
 
-    def __init__(self, problem: StateProblem, detail: str = "") -> None:
-        self.problem = problem
-        super().__init__(problem.value if not detail else f"{problem.value}: {detail}")
+    @property
+    def problem(self) -> StateProblem:
+        return self.reason
 
 
 class SessionConfigError(LocalError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from typing import Protocol
 
-from node.errors import RemoteError
+from node.errors import ReasonError, RemoteError
 
 __all__ = ["PeerVerificationError", "PeerVerifier", "VerifyFailure"]
 
@@ -29,13 +29,8 @@ class VerifyFailure(enum.Enum):
     CREDENTIAL_MISMATCH = "the credential names another key or peer id than the one proved"
 
 
-class PeerVerificationError(RemoteError):
+class PeerVerificationError(ReasonError[VerifyFailure], RemoteError):
     """A peer proved possession of a key that the trust policy does not accept."""
-
-    def __init__(self, reason: VerifyFailure, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(reason.value if not detail else f"{reason.value}: {detail}")
 
 
 class PeerVerifier(Protocol):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 
-from node.errors import LocalError, RemoteError
+from node.errors import LocalError, ReasonError, RemoteError
 
 
 class DecodeReason(enum.Enum):
@@ -25,7 +25,7 @@ class DecodeReason(enum.Enum):
     STREAM_BROKEN = "stream framing lost earlier; the connection must be closed"
 
 
-class StunDecodeError(RemoteError):
+class StunDecodeError(ReasonError[DecodeReason], RemoteError):
     """A peer or server sent bytes that are not a valid STUN message or ChannelData frame.
 
     ``transaction_id`` is set when the header was readable, so a server can still answer
@@ -40,11 +40,9 @@ class StunDecodeError(RemoteError):
         transaction_id: bytes | None = None,
         attribute_type: int | None = None,
     ) -> None:
-        self.reason = reason
         self.transaction_id = transaction_id
         self.attribute_type = attribute_type
-        text = reason.value if not detail else f"{reason.value}: {detail}"
-        super().__init__(text)
+        super().__init__(reason, detail)
 
 
 class StreamOverflowError(RemoteError):

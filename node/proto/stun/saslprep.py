@@ -13,7 +13,7 @@ import enum
 import stringprep
 import unicodedata
 
-from node.errors import LocalError
+from node.errors import LocalError, ReasonError
 
 
 class PrepFailure(enum.Enum):
@@ -24,14 +24,17 @@ class PrepFailure(enum.Enum):
     CONTEXT = "contextual rule violated (RFC 5892 Appendix A)"
 
 
-class PrepError(LocalError):
-    """A credential string cannot be prepared; ``reason`` says why."""
+class PrepError(ReasonError[PrepFailure], LocalError):
+    """A credential string cannot be prepared; ``reason`` says why, ``char`` at which character.
+    The message never shows the character itself (a credential), only its code point."""
 
     def __init__(self, reason: PrepFailure, char: str | None = None) -> None:
-        self.reason = reason
         self.char = char
-        where = f" (U+{ord(char):04X})" if char is not None else ""
-        super().__init__(f"{reason.value}{where}")
+        super().__init__(reason, f"U+{ord(char):04X}" if char is not None else "")
+
+    def describe(self) -> str:
+        value = self.reason.value
+        return f"{value} ({self.detail})" if self.detail else value
 
 
 # RFC 4013 §2.3: the prohibited output tables.

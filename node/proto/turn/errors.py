@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 
-from node.errors import LocalError, RemoteError
+from node.errors import LocalError, ReasonError, RemoteError
 from node.proto.stun.attrs import IPAddress
 
 
@@ -18,11 +18,12 @@ class TurnFailure(enum.Enum):
     CLOSED = "closed"  # the connection to the server ended
 
 
-class TurnError(RemoteError):
-    """The TURN server (or the path to it) failed us. ``code`` is the STUN ERROR-CODE when the
-    server sent one; ``alternate`` the ALTERNATE-SERVER of a 300."""
+class TurnError(ReasonError[TurnFailure], RemoteError):
+    """The TURN server (or the path to it) failed us. Each subclass stands for one ``reason``
+    (a class attribute, so ``except TurnAuthError`` and ``exc.reason`` agree). ``code`` is the
+    STUN ERROR-CODE when the server sent one; ``alternate`` the ALTERNATE-SERVER of a 300."""
 
-    reason: TurnFailure = TurnFailure.PROTOCOL
+    reason = TurnFailure.PROTOCOL
 
     def __init__(
         self,
@@ -31,9 +32,9 @@ class TurnError(RemoteError):
         code: int | None = None,
         alternate: tuple[IPAddress, int] | None = None,
     ) -> None:
-        super().__init__(f"{self.reason.value}: {detail}")
         self.code = code
         self.alternate = alternate
+        super().__init__(type(self).reason, detail)
 
 
 class TurnAuthError(TurnError):

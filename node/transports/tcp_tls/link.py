@@ -91,10 +91,9 @@ class TlsPeerError(TransportPeerError):
         trust: TrustReason | None = None,
         close: CloseReason | None = None,
     ) -> None:
-        super().__init__(reason, detail)
-        self.detail = detail
         self.trust = trust
         self.close = close
+        super().__init__(reason, detail)
 
 
 @dataclass(frozen=True, slots=True)
