@@ -5,5 +5,6 @@
 - ``tlsnodes``: TCP-TLS identities, a fleet CA, credentials, transports on loopback, ``ping_once``
   and ``eventually`` (bounded polling);
 - ``link_frames``: hostile TCP-TLS link traffic for hypothesis, and an oracle framing the wire;
-- ``session_verifiers``: the smallest honest secure-session trust policies (pinned, development).
+- ``session_verifiers``: the smallest honest secure-session trust policies (pinned, development);
+- ``prerequisites``: a missing tool or artefact skips with a reason, and fails under ``CI=true``.
 """
