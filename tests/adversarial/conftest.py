@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial.probes import NodeUnderAttack
-from tests.socket.nodeproc import start_node
+from tests.support.nodeproc import start_node
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.socket.nodeproc import RunningNode, cli
+from tests.support.nodeproc import RunningNode, cli
 
 
 def rss_kib(pid: int) -> int:
@@ -86,7 +86,7 @@ def legitimate_ping_from(attacked: NodeUnderAttack, source: str) -> float:
     from node.security import keystore
     from node.security.trust import TrustMode, TrustPolicy
     from node.transports.tcp_tls.link import LinkSettings, dial, make_credentials
-    from tests.socket.tlsnodes import ping_once
+    from tests.support.tlsnodes import ping_once
 
     assert attacked.node.tls_port is not None
     state = attacked.tmp_path / f"legit-peer-{source}"

@@ -19,7 +19,7 @@ import pytest
 from node.paths import CONTROL_SOCKET_NAME
 from node.services.control import CLIENT_TIMEOUT_S, MAX_CLIENTS, MAX_REQUEST_BYTES
 from tests.adversarial.probes import NodeUnderAttack, open_fds
-from tests.socket.nodeproc import NODE, cli_into_closed_pipe, control_exchange
+from tests.support.nodeproc import NODE, cli_into_closed_pipe, control_exchange
 
 pytestmark = pytest.mark.process
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial.slow_dns import private_net_command
-from tests.socket.nodeproc import NODE, cli
+from tests.support.nodeproc import NODE, cli
 
 pytestmark = pytest.mark.process
 

@@ -27,7 +27,7 @@ from node.proto.vocabulary import TransportReason
 from node.transports.tcp_tls.link import TlsPeerError
 from tests.adversarial.probes import NodeUnderAttack, legitimate_ping_from, open_fds, rss_kib
 from tests.adversarial.tls_client import client_context
-from tests.socket.nodeproc import cli, start_node
+from tests.support.nodeproc import cli, start_node
 
 pytestmark = pytest.mark.process
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from node.security.keystore import KEY_FILE_NAME
-from tests.socket.nodeproc import cli, start_node
+from tests.support.nodeproc import cli, start_node
 
 pytestmark = pytest.mark.process
 

@@ -19,7 +19,7 @@ import pytest
 
 from node.proto import stun
 from tests.adversarial.probes import NodeUnderAttack, rss_kib, udp_drops
-from tests.socket.nodeproc import start_node
+from tests.support.nodeproc import start_node
 
 pytestmark = pytest.mark.process
 

@@ -40,10 +40,7 @@ from node.security.keystore import load_or_create
 from node.security.trust import TrustPolicy
 from node.transports.tcp_tls.link import LinkSettings, TlsCredentials, dial
 from tests.adversarial.tls_client import RawTlsClient
-from tests.socket.nodeproc import RunningNode, cli, start_node
-from tests.socket.test_tcp_tls_limits import ping_once
-from tests.socket.tlsnodes import new_node, pinned_creds
-from tests.unit.link_frames import (
+from tests.support.link_frames import (
     CUTS,
     PROOF_SIZE,
     Piece,
@@ -56,6 +53,8 @@ from tests.unit.link_frames import (
     render,
     split,
 )
+from tests.support.nodeproc import RunningNode, cli, start_node
+from tests.support.tlsnodes import new_node, ping_once, pinned_creds
 
 pytestmark = pytest.mark.process
 

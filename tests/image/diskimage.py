@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SECTOR = 512
+# The commands these readers run (a test gates on them: tests/image/conftest.py, test_diskimage.py).
+READ_TOOLS = ("sfdisk", "mdir", "mtype", "mcopy", "mlabel", "e2label", "debugfs", "zstd")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,29 +7,21 @@ installed without touching this machine's /opt.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import NoReturn
-
-import pytest
 
 from tests.ops import unitfile
+from tests.support.prerequisites import unavailable
 
 HOST_UNITS = Path("/usr/lib/systemd/system")
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true makes this a failure", pytrace=False)
-    pytest.skip(reason)
-
-
 def _need(tool: str) -> str:
+    __tracebackhide__ = True
     found = shutil.which(tool)
     if found is None:
-        _unavailable(f"{tool} is not installed (apt-get install systemd)")
+        unavailable(f"{tool} is not installed (apt-get install systemd)")
     return found
 
 
@@ -47,7 +39,7 @@ def _scratch_root(tmp_path: Path, unit_text: str) -> Path:
 def _verify(tmp_path: Path, unit_text: str) -> subprocess.CompletedProcess[str]:
     tool = _need("systemd-analyze")
     if not HOST_UNITS.is_dir():
-        _unavailable(f"{HOST_UNITS} missing: systemd-analyze verify needs the standard targets")
+        unavailable(f"{HOST_UNITS} missing: systemd-analyze verify needs the standard targets")
     root = _scratch_root(tmp_path, unit_text)
     return subprocess.run(
         [tool, "verify", "--man=no", f"--root={root}", unitfile.UNIT_NAME],

@@ -1,4 +1,4 @@
-"""Fixtures that run the node as a real process (helpers in nodeproc.py)."""
+"""Fixtures that run the node as a real process (helpers in tests/support/nodeproc.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.socket.nodeproc import NotifyListener, RunningNode, start_node
+from tests.support.nodeproc import NotifyListener, RunningNode, start_node
 
 
 @pytest.fixture

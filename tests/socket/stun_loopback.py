@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Self
 
 from node.proto import stun
-from tests.models.stun_server import Endpoint, StunServerModel
+from tests.fakes.stun_server import Endpoint, StunServerModel
 
 PRIMARY_IP = ipaddress.IPv4Address("127.0.0.1")
 ALTERNATE_IP = ipaddress.IPv4Address("127.0.0.2")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.socket.nodeproc import cli_into_closed_pipe
+from tests.support.nodeproc import cli_into_closed_pipe
 
 pytestmark = pytest.mark.process
 

@@ -11,7 +11,7 @@ import pytest
 
 from node.security import certs
 from node.security.keystore import load_or_create
-from tests.socket.nodeproc import cli
+from tests.support.nodeproc import cli
 
 pytestmark = pytest.mark.process
 

@@ -19,8 +19,8 @@ from node.errors import LocalError
 from node.paths import CONTROL_SOCKET_NAME
 from node.services import control
 from node.services.control import ErrorCode
-from tests.socket.nodeproc import cli, control_exchange
-from tests.socket.tlsnodes import eventually
+from tests.support.nodeproc import cli, control_exchange
+from tests.support.tlsnodes import eventually
 
 
 def _commands() -> control.Commands:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from node.proto import stun
-from tests.socket.nodeproc import NotifyListener, RunningNode, cli, start_node
+from tests.support.nodeproc import NotifyListener, RunningNode, cli, start_node
 
 pytestmark = pytest.mark.process
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from cryptography import x509
 
 from node.security import certs
-from tests.socket.nodeproc import cli
+from tests.support.nodeproc import cli
 
 
 def test_ca_init_issue_show_round_trip(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from node.config import BreakerSection, StunSection
 from node.services.nat import NatService
-from tests.socket.nodeproc import cli, start_node
 from tests.socket.stun_loopback import LoopbackStunServer
+from tests.support.nodeproc import cli, start_node
 
 FAST = {"binding_timeout_s": 0.3, "silence_floor_s": 0.1, "tcp_after_s": 0.1}
 

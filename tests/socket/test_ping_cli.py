@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.socket.nodeproc import RunningNode, cli, start_node
+from tests.support.nodeproc import RunningNode, cli, start_node
 
 
 def test_ping_proves_the_peer_id_and_reports_rtt(running_node: RunningNode, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from node.proto.session.secure_session import (
     SessionEstablished,
     SessionEvent,
 )
-from tests.unit.session_verifiers import PinnedVerifier
+from tests.support.session_verifiers import PinnedVerifier
 
 Address = tuple[str, int]
 

@@ -24,7 +24,7 @@ from node.security.trust import TrustReason
 from node.transports.base import TransportUsageError
 from node.transports.tcp_tls.link import READ_SIZE, TlsPeerError, dial
 from node.transports.tcp_tls.transport import EVENT_QUEUE
-from tests.socket.tlsnodes import (
+from tests.support.tlsnodes import (
     endpoint_of,
     eventually,
     expired_issue,

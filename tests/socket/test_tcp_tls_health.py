@@ -18,7 +18,7 @@ from node.proto.vocabulary import (
     TransportState,
 )
 from node.transports.tcp_tls.link import TlsPeerError
-from tests.socket.tlsnodes import endpoint_of, eventually, new_node, next_event, pinned_creds, transport
+from tests.support.tlsnodes import endpoint_of, eventually, new_node, next_event, pinned_creds, transport
 
 
 async def test_lost_path_opens_the_breaker_then_recovers(tmp_path: Path) -> None:

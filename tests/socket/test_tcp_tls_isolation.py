@@ -10,7 +10,7 @@ import pytest
 
 from node.transports.tcp_tls.link import TlsLink, TlsPeerError, dial
 from node.transports.tcp_tls.transport import TcpTlsTransport
-from tests.socket.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
+from tests.support.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
 
 
 async def test_a_fault_in_one_connection_is_contained_counted_and_closes_it(

@@ -16,8 +16,8 @@ from node.proto.vocabulary import IpEndpoint, TransportReason
 from node.security.trust import TrustReason
 from node.transports.tcp_tls.link import LinkSettings, TlsLink, TlsPeerError, dial
 from node.transports.tcp_tls.transport import REFUSING_MAX
-from tests.socket.nodeproc import RunningNode, start_node
-from tests.socket.tlsnodes import endpoint_of, eventually, new_node, ping_once, pinned_creds, transport
+from tests.support.nodeproc import RunningNode, start_node
+from tests.support.tlsnodes import endpoint_of, eventually, new_node, ping_once, pinned_creds, transport
 
 SETTINGS = LinkSettings(connect_timeout=20.0, handshake_timeout=20.0)
 PENDING_UNCAPPED = "[tcp_tls]\nport = 0\nmax_pending = 100\nmax_pending_per_address = 100\n"

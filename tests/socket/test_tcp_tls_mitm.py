@@ -15,7 +15,7 @@ import pytest
 from node.proto.vocabulary import IpEndpoint, TransportReason
 from node.security.trust import TrustReason
 from node.transports.tcp_tls.link import TlsCredentials, TlsPeerError, dial
-from tests.socket.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
+from tests.support.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,7 @@ from node.proto.vocabulary import IpEndpoint, TransportReason
 from node.transports.tcp_tls.link import TlsPeerError, dial
 from node.transports.tcp_tls.slots import Refusal
 from node.transports.tcp_tls.transport import TcpTlsTransport
-from tests.socket.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
+from tests.support.tlsnodes import endpoint_of, eventually, new_node, pinned_creds, transport
 
 
 @contextmanager

@@ -34,8 +34,8 @@ from node.transports.base import TransportUsageError
 from node.transports.turn.allocator import RelayAllocation
 from node.transports.turn.connection import HOLD_MAX, READ_BATCH, TurnConnection, tls_context
 from node.transports.turn.relay import TurnRelayTransport
-from tests.models.stun_server import Datagram
-from tests.models.turn_server import Address, TurnServerModel
+from tests.fakes.stun_server import Datagram
+from tests.fakes.turn_server import Address, TurnServerModel
 
 GOOD = Credentials("alice", "wonderland")
 PEER = (ipaddress.IPv4Address("192.0.2.7"), 7000)

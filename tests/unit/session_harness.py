@@ -16,7 +16,7 @@ from node.proto.session.secure_session import (
     SessionEvent,
 )
 from node.proto.session.trust import PeerVerifier
-from tests.unit.session_verifiers import DevVerifier
+from tests.support.session_verifiers import DevVerifier
 
 # (sender name, datagram) -> the datagrams to deliver instead (none: lost, two: duplicated)
 Tap = Callable[[str, bytes], list[bytes]]

@@ -25,10 +25,10 @@ from node.proto.natprobe.types import (
     PortAllocation,
     ServerOutcome,
 )
-from tests.models.probe_harness import host_sockets, run_probe
-from tests.models.stun_server import Datagram, StunServerModel
-from tests.models.vnat import Allocation, Filtering, Mapping, VirtualNat
-from tests.models.vnet import VirtualNetwork
+from tests.fakes.stun_server import Datagram, StunServerModel
+from tests.fakes.vnat import Allocation, Filtering, Mapping, VirtualNat
+from tests.fakes.vnet import VirtualNetwork
+from tests.unit.probe_harness import host_sockets, run_probe
 
 IP = ipaddress.IPv4Address
 P = (IP("203.0.113.10"), 3478)

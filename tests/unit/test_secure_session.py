@@ -32,8 +32,8 @@ from node.proto.session.secure_session import (
     SessionState,
 )
 from node.proto.session.trust import PeerVerificationError, VerifyFailure
+from tests.support.session_verifiers import DevVerifier, PinnedVerifier
 from tests.unit.session_harness import established_pair, make_identity, make_pair, seeded
-from tests.unit.session_verifiers import DevVerifier, PinnedVerifier
 
 
 def kind(datagram: bytes) -> MessageType:

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from node.proto.session.messages import INIT_SIZE, MessageType
 from node.proto.session.secure_session import DatagramReceived, SecureSession, SessionState
+from tests.support.session_verifiers import DevVerifier
 from tests.unit.session_harness import Pair, established_pair, make_identity, make_pair, seeded
-from tests.unit.session_verifiers import DevVerifier
 
 
 def _captured() -> list[bytes]:

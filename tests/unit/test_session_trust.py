@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.proto.identity import Identity
 from node.proto.session.trust import PeerVerificationError, PeerVerifier, VerifyFailure
-from tests.unit.session_verifiers import DevVerifier, PinnedVerifier
+from tests.support.session_verifiers import DevVerifier, PinnedVerifier
 
 
 def _identity() -> Identity:

@@ -41,7 +41,7 @@ from node.proto.link.stream_link import (
     Role,
     StreamLink,
 )
-from tests.unit.link_frames import CUTS, Piece, Proof, pieces, proof_payload, read_wire, render, split
+from tests.support.link_frames import CUTS, Piece, Proof, pieces, proof_payload, read_wire, render, split
 
 MAX_MESSAGE = 1024
 TIMING = LinkTiming(handshake_timeout=10.0, keepalive=60.0, dead_after=120.0)

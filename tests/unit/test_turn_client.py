@@ -29,8 +29,8 @@ from node.proto.turn.events import (
     PermissionFailed,
     PermissionInstalled,
 )
-from tests.models.turn_net import Net
-from tests.models.turn_server import TurnServerModel
+from tests.fakes.turn_net import Net
+from tests.fakes.turn_server import TurnServerModel
 
 A = (ipaddress.IPv4Address("203.0.113.21"), 40001)
 B = (ipaddress.IPv4Address("203.0.113.22"), 40002)

@@ -15,8 +15,8 @@ from node.proto.turn.client import TRANSITIONS, AllocationState, TurnClient
 from node.proto.turn.credentials import Credentials
 from node.proto.turn.errors import TurnUsageError
 from node.proto.turn.events import Allocated, AllocationFailed, AllocationLost, Closed
-from tests.models.turn_net import Net
-from tests.models.turn_server import TurnServerModel
+from tests.fakes.turn_net import Net
+from tests.fakes.turn_server import TurnServerModel
 
 A = (ipaddress.IPv4Address("203.0.113.21"), 40001)
 PEERS = [(ipaddress.IPv4Address("192.0.2.7"), 7000 + i) for i in range(3)]

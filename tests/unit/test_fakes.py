@@ -1,13 +1,13 @@
-"""The in-memory models other tests build on: they must themselves behave as the RFCs say."""
+"""The in-memory fakes (tests/fakes/) other tests build on: they must themselves behave as the RFCs say."""
 
 from __future__ import annotations
 
 import ipaddress
 
 from node.proto import stun
-from tests.models.stun_server import Datagram, Drop, ServerRequest, StunServerModel
-from tests.models.vnat import Allocation, Filtering, Mapping, VirtualNat
-from tests.models.vnet import VirtualNetwork
+from tests.fakes.stun_server import Datagram, Drop, ServerRequest, StunServerModel
+from tests.fakes.vnat import Allocation, Filtering, Mapping, VirtualNat
+from tests.fakes.vnet import VirtualNetwork
 
 IP = ipaddress.IPv4Address
 P = (IP("203.0.113.10"), 3478)

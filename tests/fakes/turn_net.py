@@ -11,8 +11,8 @@ from collections import defaultdict
 
 from node.proto.turn.client import TurnClient
 from node.proto.turn.events import TurnEvent
-from tests.models.stun_server import Datagram
-from tests.models.turn_server import Address, TurnServerModel
+from tests.fakes.stun_server import Datagram
+from tests.fakes.turn_server import Address, TurnServerModel
 
 
 class Net:

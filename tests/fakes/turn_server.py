@@ -10,7 +10,7 @@ Knobs for the error branches: ``fail_next`` (answer the next request of a method
 code), ``rotate_nonce`` (the next authenticated request gets 438), ``silent`` (answer nothing: an
 unreachable server), ``sign_responses`` and ``forge_integrity``.
 
-Built on the STUN server model (``tests.models.stun_server``): the TURN methods are rows of its
+Built on the STUN server model (``tests.fakes.stun_server``): the TURN methods are rows of its
 method table, answers are its ``Datagram`` values (from the server address to the client; relayed
 data from the relayed address to the peer), and Binding still works.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from node.proto import stun
 from node.proto.stun.attrs import IPAddress
-from tests.models.stun_server import Datagram, ServerRequest, StunServerModel
+from tests.fakes.stun_server import Datagram, ServerRequest, StunServerModel
 
 Address = tuple[IPAddress, int]
 RELAY_IP = ipaddress.IPv4Address("198.51.100.1")

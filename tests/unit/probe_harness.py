@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 from node.proto.natprobe.probe import NatProbe, ProbeServer, ProbeTiming, sockets_needed
 from node.proto.natprobe.types import NatReport
-from tests.models.stun_server import Endpoint, StunServerModel
-from tests.models.vnet import VirtualNetwork
+from tests.fakes.stun_server import Endpoint, StunServerModel
+from tests.fakes.vnet import VirtualNetwork
 
 BASE_PORT = 50000
 

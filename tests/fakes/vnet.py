@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tests.models.stun_server import Datagram, Endpoint, IPAddress
-from tests.models.vnat import VirtualNat
+from tests.fakes.stun_server import Datagram, Endpoint, IPAddress
+from tests.fakes.vnat import VirtualNat
 
 
 class ServerModel(Protocol):
