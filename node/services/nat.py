@@ -20,12 +20,26 @@ from typing import Any, Self
 
 from node.config import BreakerSection, StunSection
 from node.errors import NodeError
+from node.proto.natprobe.probe import ProbeTiming
 from node.proto.natprobe.types import NatReport
 from node.services.background import run_in_background
 from node.transports.base import SocketFactory
-from node.transports.nat.discovery import NatDiscovery, probe_timing
+from node.transports.nat.discovery import NatDiscovery
 
 log = logging.getLogger(__name__)
+
+
+def probe_timing(section: StunSection, *, hairpin: bool = False) -> ProbeTiming:
+    return ProbeTiming(
+        deadline=section.discovery_timeout_s,
+        binding_timeout=section.binding_timeout_s,
+        rto=section.probe_rto_s,
+        silence_rtts=section.silence_rtts,
+        silence_floor=section.silence_floor_s,
+        silence_max=section.silence_max_s,
+        tcp_after=section.tcp_after_s,
+        hairpin=hairpin,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +76,9 @@ class NatService:
         self._stun = stun
         kwargs = {} if socket_factory is None else {"socket_factory": socket_factory}
         self._discovery = (
-            NatDiscovery(stun.servers, probe_timing(stun), breaker, **kwargs) if stun.servers else None
+            NatDiscovery(stun.servers, probe_timing(stun), breaker.new_breaker, **kwargs)
+            if stun.servers
+            else None
         )
         self._wanted = asyncio.Event()
         self._idle = asyncio.Event()

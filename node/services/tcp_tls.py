@@ -62,7 +62,7 @@ def build_transport(
         performance_samples=t.performance_samples,
     )
     address = (config.node.listen_address, config.tcp_tls.port) if listen else None
-    return TcpTlsTransport(creds, settings, config.breaker, address)
+    return TcpTlsTransport(creds, settings, config.breaker.new_breaker, address)
 
 
 @dataclass(frozen=True, slots=True)

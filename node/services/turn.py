@@ -12,18 +12,63 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from node.config import Config
+from node.config import Config, TurnSection
+from node.proto.turn.credentials import Credentials, rest_credentials
 from node.proto.turn.errors import TurnError
+from node.proto.turn.uri import TurnServerAddress, TurnTransport, parse_turn_uri
 from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
 from node.services.background import run_in_background
-from node.transports.turn.relay import TurnRelayTransport, build_transport
+from node.transports.turn.connection import tls_context
+from node.transports.turn.relay import RelaySettings, TurnRelayTransport
 
 log = logging.getLogger(__name__)
+
+
+def server_addresses(section: TurnSection) -> tuple[TurnServerAddress, ...]:
+    # node.config has checked every URI: none is dropped here.
+    return tuple(a for a in (parse_turn_uri(text) for text in section.servers) if a is not None)
+
+
+def credentials_source(section: TurnSection, clock: Callable[[], float]) -> Callable[[], Credentials]:
+    """Static credentials, or fresh TURN REST API ones (``clock`` is the wall clock) per use."""
+    if not section.shared_secret:
+        static = Credentials(section.username, section.password)
+        return lambda: static
+
+    def ephemeral() -> Credentials:
+        expiry = int(clock()) + section.credential_ttl_s
+        return rest_credentials(section.shared_secret, section.username, expiry)
+
+    return ephemeral
+
+
+def build_transport(config: Config, **options: Any) -> TurnRelayTransport:
+    """The relay transport as ``[turn]``, ``[transport]`` and ``[breaker]`` describe it."""
+    section = config.turn
+    servers = server_addresses(section)
+    if any(s.transport is TurnTransport.TLS for s in servers):
+        options.setdefault("ssl_context", tls_context(Path(section.ca_file) if section.ca_file else None))
+        if section.server_name:
+            options.setdefault("server_hostname", section.server_name)
+    options.setdefault("connect_timeout", config.transport.connect_timeout_s)
+    return TurnRelayTransport(
+        servers,
+        credentials_source(section, time.time),
+        breaker=config.breaker.new_breaker,
+        settings=RelaySettings(
+            max_connections=config.transport.max_connections,
+            connect_timeout=config.transport.connect_timeout_s,
+        ),
+        **options,
+    )
 
 
 @dataclass(frozen=True, slots=True)
