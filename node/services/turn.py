@@ -17,8 +17,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from node.config import Config, TurnSection
 from node.proto.turn.credentials import Credentials, rest_credentials
@@ -26,6 +25,7 @@ from node.proto.turn.errors import TurnError
 from node.proto.turn.uri import TurnServerAddress, TurnTransport, parse_turn_uri
 from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
 from node.services.background import run_in_background
+from node.services.service import TransportService
 from node.transports.turn.connection import tls_context
 from node.transports.turn.relay import RelaySettings, TurnRelayTransport
 
@@ -99,42 +99,39 @@ class TurnView:
         }
 
 
-class TurnService:
+class TurnService(TransportService[TurnView]):
     name = "turn"
 
     def __init__(self, config: Config) -> None:
+        super().__init__()
         self.config = config
         self.transport: TurnRelayTransport = build_transport(config)
-        self.state = TransportState.STOPPED
+        self._phase = TransportState.STOPPED  # the keeper's: READY once the relay is up
         self._failures = 0
-        self._stack = AsyncExitStack()
 
-    async def __aenter__(self) -> Self:
-        self.state = TransportState.STARTING
-        async with AsyncExitStack() as stack:
-            await run_in_background(stack, self._keep(), "turn-keeper")
-            self._stack = stack.pop_all()
-        return self
+    async def _start(self, stack: AsyncExitStack) -> None:
+        self._phase = TransportState.STARTING
+        stack.callback(self._stopped)  # the first in, so the last out: after the keeper ended
+        await run_in_background(stack, self._keep(), "turn-keeper")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
-        self.state = TransportState.STOPPED
+    def _stopped(self) -> None:
+        self._phase = TransportState.STOPPED
+
+    @property
+    def state(self) -> TransportState:
+        # Once up, the relay's own: DEGRADED between a lost allocation and the next.
+        return self.transport.health().state if self._phase is TransportState.READY else self._phase
 
     async def _keep(self) -> None:
         while True:
             try:
                 async with self.transport:
-                    self.state = TransportState.READY
+                    self._phase = TransportState.READY
                     await self._drain()
                 return
             except TurnError as exc:
                 self._failures += 1
-                self.state = TransportState.FAILED
+                self._phase = TransportState.FAILED
                 log.warning("no TURN server usable (%s); trying again later", exc)
             await asyncio.sleep(self.config.breaker.recovery_timeout_s)
             self.transport = build_transport(self.config)  # a fresh one: the last one is closed
@@ -146,15 +143,14 @@ class TurnService:
             else:
                 log.info("turn %s", event)
 
-    def view(self) -> TurnView:
+    def status(self) -> TurnView:
         transport = self.transport
         relay = transport.relay
         health = transport.health()
         relayed = transport.relayed
         conn = relay.connection
-        state = health.state if self.state is TransportState.READY else self.state
         return TurnView(
-            state=state,
+            state=self.state,
             relayed_address=None if relayed is None else str(IpEndpoint(relayed[0], relayed[1])),
             server=None if conn is None else str(conn.server),
             allocations=relay.counters.allocations,
