@@ -29,7 +29,7 @@ from pathlib import Path
 
 import uvloop
 
-from node.config import BreakerSection
+from node.proto.breaker import CircuitBreaker
 from node.proto.vocabulary import Frame, MessageReceived, MessagesReceived
 from node.security import keystore
 from node.security.trust import TrustMode, TrustPolicy
@@ -49,7 +49,7 @@ def creds(tmp: Path, name: str) -> TlsCredentials:
 
 def transport(c: TlsCredentials, listen: bool) -> TcpTlsTransport:
     settings = TcpTlsSettings(LinkSettings(max_message=1 << 20), health_check_interval=3600)
-    return TcpTlsTransport(c, settings, BreakerSection(), ("127.0.0.1", 0) if listen else None)
+    return TcpTlsTransport(c, settings, CircuitBreaker, ("127.0.0.1", 0) if listen else None)
 
 
 async def ours_echo(

@@ -22,7 +22,9 @@ from typing import Any
 
 from node.errors import ReasonError, SettingsError
 from node.os_errors import os_reason
+from node.proto.addresses import parse_host_port
 from node.proto.breaker import CircuitBreaker
+from node.proto.turn.uri import parse_turn_uri
 
 DEFAULT_CONFIG_PATH = Path("/etc/bitcraps/node.toml")
 DEFAULT_UDP_PORT = 47474
@@ -450,9 +452,6 @@ def _check_section(prefix: str, section: Any) -> None:
 
 
 def _check_turn(prefix: str, section: TurnSection) -> None:
-    # Imported here: the config module stays free of the protocol packages at import time.
-    from node.proto.turn.uri import parse_turn_uri  # noqa: PLC0415
-
     for i, server in enumerate(section.servers):
         if parse_turn_uri(server) is None:
             raise ConfigError(
@@ -534,22 +533,6 @@ def _check_fleet_files(prefix: str, ca_file: Path, cert_file: Path) -> None:
         raise ConfigError(
             f"{prefix}.cert_file", ConfigProblem.INVALID, f"{cert_file}: not signed by the CA in {ca_file}"
         )
-
-
-def parse_host_port(text: str) -> tuple[str, int] | None:
-    """'host:port', 'ipv4:port' or '[ipv6]:port' -> (host, port); None when malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return None
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return None
-        return host[1:-1], int(port)
-    if ":" in host or "[" in host or "]" in host:
-        return None  # an IPv6 address must be bracketed, or its port is ambiguous
-    return host, int(port)
 
 
 def to_toml(config: Config, *, redact: bool = False) -> str:

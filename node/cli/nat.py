@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from node import config as configuration
 from node.cli.output import fail
+from node.proto.addresses import parse_host_port
 
 if TYPE_CHECKING:
     from node.proto.natprobe.types import NatReport
@@ -52,15 +53,17 @@ def cmd_nat(args: argparse.Namespace) -> int:
     if not servers:
         return fail("no STUN server: give --stun HOST:PORT or set stun.servers in the config", EXIT_USAGE)
     for server in servers:
-        if configuration.parse_host_port(server) is None:
+        if parse_host_port(server) is None:
             return fail(f"--stun {server!r}: must be 'host:port' or '[ipv6]:port'", EXIT_USAGE)
     # Imported here: the other commands must start fast without asyncio and the probe.
     import asyncio  # noqa: PLC0415
 
     from node.errors import NodeError  # noqa: PLC0415
-    from node.transports.nat.discovery import NatDiscovery, probe_timing  # noqa: PLC0415
+    from node.services.nat import probe_timing  # noqa: PLC0415
+    from node.transports.nat.discovery import NatDiscovery  # noqa: PLC0415
 
-    discovery = NatDiscovery(servers, probe_timing(cfg.stun, hairpin=args.hairpin), cfg.breaker)
+    timing = probe_timing(cfg.stun, hairpin=args.hairpin)
+    discovery = NatDiscovery(servers, timing, cfg.breaker.new_breaker)
     try:
         report = asyncio.run(discovery.run())
     except NodeError as exc:

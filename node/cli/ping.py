@@ -31,12 +31,13 @@ def cmd_ping(args: argparse.Namespace) -> int:
     from node import config as configuration  # noqa: PLC0415
     from node import paths  # noqa: PLC0415
     from node.errors import NodeError  # noqa: PLC0415
+    from node.proto.addresses import parse_host_port  # noqa: PLC0415
     from node.proto.vocabulary import IpEndpoint  # noqa: PLC0415
     from node.security import keystore  # noqa: PLC0415
     from node.security.trust import TrustConfigError  # noqa: PLC0415
     from node.transports.tcp_tls.link import TlsPeerError  # noqa: PLC0415
 
-    hostport = configuration.parse_host_port(args.address)
+    hostport = parse_host_port(args.address)
     if hostport is None:
         return fail(f"{args.address!r}: expected HOST:PORT or [IPv6]:PORT", EXIT_USAGE)
     try:

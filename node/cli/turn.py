@@ -42,7 +42,7 @@ def _endpoint(address: Address | None) -> str | None:
 
 
 def _peer(text: str) -> Address | None:
-    from node.config import parse_host_port  # noqa: PLC0415
+    from node.proto.addresses import parse_host_port  # noqa: PLC0415
 
     parsed = parse_host_port(text)
     if parsed is None:
@@ -82,7 +82,7 @@ async def _probe(conn: TurnConnection, peer: Address, count: int) -> tuple[int, 
 
 
 async def _run(args: argparse.Namespace, peer: Address | None) -> tuple[int, dict[str, Any], str]:
-    from node.config import parse_host_port  # noqa: PLC0415
+    from node.proto.addresses import parse_host_port  # noqa: PLC0415
     from node.proto.turn.credentials import Credentials  # noqa: PLC0415
     from node.proto.turn.errors import TurnTryAlternate  # noqa: PLC0415
     from node.proto.turn.uri import TurnServerAddress, TurnTransport  # noqa: PLC0415
@@ -125,7 +125,7 @@ async def _run(args: argparse.Namespace, peer: Address | None) -> tuple[int, dic
 
 
 def cmd_turn(args: argparse.Namespace) -> int:
-    from node.config import parse_host_port  # noqa: PLC0415
+    from node.proto.addresses import parse_host_port  # noqa: PLC0415
 
     if parse_host_port(args.server) is None:
         return fail(f"--server must be HOST:PORT, got {args.server!r}", EXIT_USAGE)

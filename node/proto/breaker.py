@@ -23,6 +23,7 @@ returns a bare bool, so calls carry no identity to tell them apart.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,6 +33,7 @@ __all__ = [
     "TRANSITIONS",
     "BreakerConfigError",
     "BreakerError",
+    "BreakerFactory",
     "BreakerInput",
     "BreakerSnapshot",
     "BreakerState",
@@ -215,3 +217,9 @@ class CircuitBreaker:
             calls_in_flight=self._in_flight,
             retry_at=self._retry_at if state is BreakerState.OPEN else None,
         )
+
+
+# What drivers are given instead of breaker settings: a fresh breaker per remote or server on each
+# call (the services pass ``config.breaker.new_breaker``; ``CircuitBreaker`` itself gives the
+# design card's defaults).
+BreakerFactory = Callable[[], CircuitBreaker]

@@ -30,11 +30,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from node.errors import LocalError, NodeError, ReasonError, RemoteError
 from node.os_errors import os_reason
+from node.services.service import Service
 from node.transports.isolation import ConnectionIsolation
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,14 @@ def error_reply(code: ErrorCode, message: str) -> bytes:
     return json.dumps({"error": {"code": code.value, "message": message}}).encode() + b"\n"
 
 
-class ControlServer:
+class ControlServer(Service[ControlView]):
+    """Built from where it listens and what it answers (the daemon's commands), not from the
+    Config: nothing in it is configured."""
+
+    name = "control"
+
     def __init__(self, path: Path, commands: Commands, max_clients: int = MAX_CLIENTS) -> None:
+        super().__init__()
         self._path = path
         self._commands = commands
         self._max_clients = max_clients
@@ -123,30 +129,18 @@ class ControlServer:
         self._refused = 0
         self._errors: Counter[ErrorCode] = Counter()
         self._full_logged = False
-        self._stack = AsyncExitStack()
 
-    async def __aenter__(self) -> Self:
+    async def _start(self, stack: AsyncExitStack) -> None:
         if self._path.exists() or self._path.is_symlink():
             if _answers(self._path):
                 raise AlreadyRunning(self._path)
             self._path.unlink()  # left behind by a node that did not stop cleanly
-        async with AsyncExitStack() as stack:
-            listener = _listen(self._path)
-            stack.callback(self._unlink)
-            stack.callback(listener.close)
-            self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
-            stack.callback(self._cancel_all)  # runs before the TaskGroup waits for its tasks
-            self._accept_task = self._tasks.create_task(self._accept_loop(listener), name="control-accept")
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
+        listener = _listen(self._path)
+        stack.callback(self._unlink)
+        stack.callback(listener.close)
+        self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(self._cancel_all)  # runs before the TaskGroup waits for its tasks
+        self._accept_task = self._tasks.create_task(self._accept_loop(listener), name="control-accept")
 
     def _cancel_all(self) -> None:
         # Clients are capped in time anyway; the node's exit does not wait for them.
@@ -159,7 +153,7 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()
 
-    def view(self) -> ControlView:
+    def status(self) -> ControlView:
         return ControlView(
             clients=len(self._clients),
             max_clients=self._max_clients,

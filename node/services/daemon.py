@@ -1,8 +1,9 @@
 """The daemon: starts every service, tells systemd when all are listening, stops in order.
 
-Ownership: ``Node`` is an ``async with`` component; its services sit on an AsyncExitStack in the
-order they were started and its tasks in one TaskGroup, so a stop (or a failure of any part)
-unwinds everything.
+Ownership: ``Node`` is a ``Service`` (``node.services.service``) whose services, each a
+``Service`` too, are entered one after the other from one list onto its exit stack, the control
+socket last, so a stop (or a failure of any part) unwinds everything in reverse. ``status`` is
+built from the services' ``status()`` views.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ import signal
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import node
 from node.config import Config
 from node.paths import NodeDirs, ensure_private_dir
 from node.proto.identity import Identity
+from node.proto.vocabulary import TransportState
 from node.security.keystore import KEY_FILE_NAME
 from node.services.control import ControlServer, ControlView
 from node.services.nat import NatService, NatView
+from node.services.service import Service, ServiceView, TransportService
 from node.services.systemd import Notifier
 from node.services.tcp_tls import TcpTlsService, TcpTlsView
 from node.services.turn import TurnService, TurnView
@@ -37,7 +39,7 @@ class NodeStatus:
     version: str
     uptime_s: float
     listen: tuple[str, ...]
-    transports: tuple[tuple[str, str], ...]
+    transports: tuple[tuple[str, TransportState], ...]
     udp: UdpView
     nat: NatView
     tcp_tls: TcpTlsView | None
@@ -50,9 +52,9 @@ class NodeStatus:
             "version": self.version,
             "uptime_s": round(self.uptime_s, 3),
             "listen": list(self.listen),
-            "transports": dict(self.transports),
+            "transports": {name: state.value for name, state in self.transports},
             "stun": self.udp.stun_json(),
-            "udp": self.udp.udp_json(),
+            "udp": self.udp.to_json(),
             "nat": self.nat.to_json(),
             "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
             "turn": None if self.turn is None else self.turn.to_json(),
@@ -64,66 +66,51 @@ class NodeStatus:
         return f"peer {self.peer_id[:12]}; listening on {', '.join(self.listen)}"
 
 
-class Node:
+class Node(Service[NodeStatus]):
+    """The services of one node, itself shaped like one: ``async with Node(...)`` runs them all."""
+
+    name = "node"
+
     def __init__(self, config: Config, dirs: NodeDirs, identity: Identity) -> None:
+        super().__init__()
         self.config = config
         self.dirs = dirs
         self.identity = identity
-        self.udp = UdpService(config.node.listen_address, config.node.udp_port, config.node.software)
+        self.udp = UdpService(config)
         # NAT discovery at start; the netlink monitor re-runs it with self.nat.rediscover().
-        self.nat = NatService(config.stun, config.breaker)
+        self.nat = NatService(config)
         self.tls = (
             TcpTlsService(config, identity, dirs.state / KEY_FILE_NAME) if config.tcp_tls.enabled else None
         )
         # The TURN relay comes up in the background when [turn] names servers.
         self.turn = TurnService(config) if config.turn.servers else None
+        # The control socket last: `status` answers only once every service runs.
         self.control = ControlServer(dirs.control_socket, {"status": lambda: self.status().to_json()})
+        # In start order; stopped in reverse.
+        self.services: tuple[Service[ServiceView], ...] = tuple(
+            s for s in (self.udp, self.nat, self.tls, self.turn, self.control) if s is not None
+        )
         self._started = time.monotonic()
-        self._stack = AsyncExitStack()
 
-    async def __aenter__(self) -> Self:
-        async with AsyncExitStack() as stack:
-            ensure_private_dir(self.dirs.runtime)
-            await stack.enter_async_context(self.udp)
-            await stack.enter_async_context(self.nat)
-            if self.tls is not None:
-                await stack.enter_async_context(self.tls)
-            if self.turn is not None:
-                await stack.enter_async_context(self.turn)
-            await stack.enter_async_context(self.control)
-            self._stack = stack.pop_all()
+    async def _start(self, stack: AsyncExitStack) -> None:
+        ensure_private_dir(self.dirs.runtime)
+        for service in self.services:
+            await stack.enter_async_context(service)
         self._started = time.monotonic()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
 
     def status(self) -> NodeStatus:
-        udp = self.udp.local
-        listen: tuple[str, ...] = (f"udp://{udp}",)
-        transports: tuple[tuple[str, str], ...] = ((self.udp.name, self.udp.state.value),)
-        if self.tls is not None:
-            listen += (self.tls.listen_url,)
-            transports += ((self.tls.name, self.tls.transport.state.value),)
-        turn = None if self.turn is None else self.turn.view()
-        if turn is not None:
-            transports += ((TurnService.name, turn.state.value),)
+        carriers = [s for s in self.services if isinstance(s, TransportService)]
         return NodeStatus(
             peer_id=self.identity.peer_id,
             version=node.__version__,
             uptime_s=time.monotonic() - self._started,
-            listen=listen,
-            transports=transports,
-            udp=self.udp.view(),
-            nat=self.nat.view(),
-            tcp_tls=None if self.tls is None else self.tls.view(),
-            turn=turn,
-            control=self.control.view(),
+            listen=tuple(url for s in carriers if (url := s.listen_url) is not None),
+            transports=tuple((s.name, s.state) for s in carriers),
+            udp=self.udp.status(),
+            nat=self.nat.status(),
+            tcp_tls=None if self.tls is None else self.tls.status(),
+            turn=None if self.turn is None else self.turn.status(),
+            control=self.control.status(),
         )
 
 

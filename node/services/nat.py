@@ -1,6 +1,6 @@
 """The node's view of the NAT in front of it: one discovery at start, another on request.
 
-``async with NatService(stun, breaker) as nat:`` owns one task (in its own TaskGroup) that runs a
+``async with NatService(config) as nat:`` owns one task (in its own TaskGroup) that runs a
 discovery whenever one is wanted; requests made while one runs are coalesced into one more run.
 ``rediscover()`` is the entry point for whatever learns that the network changed: the netlink
 monitor calls it on address and route changes. The breakers live as long as the service, so a
@@ -15,17 +15,31 @@ import logging
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from node.config import BreakerSection, StunSection
+from node.config import Config, StunSection
 from node.errors import NodeError
+from node.proto.natprobe.probe import ProbeTiming
 from node.proto.natprobe.types import NatReport
 from node.services.background import run_in_background
+from node.services.service import Service
 from node.transports.base import SocketFactory
-from node.transports.nat.discovery import NatDiscovery, probe_timing
+from node.transports.nat.discovery import NatDiscovery
 
 log = logging.getLogger(__name__)
+
+
+def probe_timing(section: StunSection, *, hairpin: bool = False) -> ProbeTiming:
+    return ProbeTiming(
+        deadline=section.discovery_timeout_s,
+        binding_timeout=section.binding_timeout_s,
+        rto=section.probe_rto_s,
+        silence_rtts=section.silence_rtts,
+        silence_floor=section.silence_floor_s,
+        silence_max=section.silence_max_s,
+        tcp_after=section.tcp_after_s,
+        hairpin=hairpin,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,44 +65,31 @@ class NatView:
         return "nat unknown" if self.report is None else f"nat {self.report.nat_type.value}"
 
 
-class NatService:
-    def __init__(
-        self,
-        stun: StunSection,
-        breaker: BreakerSection,
-        *,
-        socket_factory: SocketFactory | None = None,
-    ) -> None:
-        self._stun = stun
+class NatService(Service[NatView]):
+    name = "nat"
+
+    def __init__(self, config: Config, *, socket_factory: SocketFactory | None = None) -> None:
+        super().__init__()
+        stun = self._stun = config.stun
         kwargs = {} if socket_factory is None else {"socket_factory": socket_factory}
         self._discovery = (
-            NatDiscovery(stun.servers, probe_timing(stun), breaker, **kwargs) if stun.servers else None
+            NatDiscovery(stun.servers, probe_timing(stun), config.breaker.new_breaker, **kwargs)
+            if stun.servers
+            else None
         )
         self._wanted = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._stack = AsyncExitStack()
         self._report: NatReport | None = None
         self._at: float | None = None
         self._runs = 0
 
-    async def __aenter__(self) -> Self:
+    async def _start(self, stack: AsyncExitStack) -> None:
         if self._discovery is None:
-            return self
-        async with AsyncExitStack() as stack:
-            await run_in_background(stack, self._work(self._discovery), "nat-discovery")
-            self._stack = stack.pop_all()
+            return
+        await run_in_background(stack, self._work(self._discovery), "nat-discovery")
         if self._stun.discover_at_start:
             self.rediscover()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
 
     def rediscover(self) -> None:
         """Ask for a discovery (the netlink monitor calls this when addresses or routes change).
@@ -123,7 +124,7 @@ class NatService:
             if not self._wanted.is_set():
                 self._idle.set()
 
-    def view(self) -> NatView:
+    def status(self) -> NatView:
         return NatView(
             enabled=self._discovery is not None,
             discovering=not self._idle.is_set(),

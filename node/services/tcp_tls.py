@@ -12,14 +12,14 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from node.config import Config
 from node.proto.identity import Identity
 from node.proto.vocabulary import MessageReceived, TransportState
 from node.security.trust import TrustMode, TrustPolicy, TrustSettings
 from node.services.background import run_in_background
+from node.services.service import TransportService
 from node.transports.tcp_tls.link import LinkSettings, make_credentials
 from node.transports.tcp_tls.slots import Refusal
 from node.transports.tcp_tls.transport import TcpTlsSettings, TcpTlsTransport
@@ -62,7 +62,7 @@ def build_transport(
         performance_samples=t.performance_samples,
     )
     address = (config.node.listen_address, config.tcp_tls.port) if listen else None
-    return TcpTlsTransport(creds, settings, config.breaker, address)
+    return TcpTlsTransport(creds, settings, config.breaker.new_breaker, address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,27 +103,20 @@ class TcpTlsView:
         }
 
 
-class TcpTlsService:
+class TcpTlsService(TransportService[TcpTlsView]):
     name = "tcp_tls"
 
     def __init__(self, config: Config, identity: Identity, key_file: Path) -> None:
+        super().__init__()
         self.transport = build_transport(config, identity, key_file)
-        self._stack = AsyncExitStack()
 
-    async def __aenter__(self) -> Self:
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.transport)
-            await run_in_background(stack, self._drain(), "tcp-tls-drain")
-            self._stack = stack.pop_all()
-        return self
+    async def _start(self, stack: AsyncExitStack) -> None:
+        await stack.enter_async_context(self.transport)
+        await run_in_background(stack, self._drain(), "tcp-tls-drain")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
+    @property
+    def state(self) -> TransportState:
+        return self.transport.state
 
     async def _drain(self) -> None:
         async for event in self.transport.events():
@@ -142,7 +135,7 @@ class TcpTlsService:
         local = self.transport.local
         return f"tls://{local}" if local is not None else "tls://-"
 
-    def view(self) -> TcpTlsView:
+    def status(self) -> TcpTlsView:
         health = self.transport.health()
         metrics = self.transport.metrics()
         return TcpTlsView(

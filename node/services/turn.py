@@ -12,18 +12,63 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from pathlib import Path
+from typing import Any
 
-from node.config import Config
+from node.config import Config, TurnSection
+from node.proto.turn.credentials import Credentials, rest_credentials
 from node.proto.turn.errors import TurnError
+from node.proto.turn.uri import TurnServerAddress, TurnTransport, parse_turn_uri
 from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
 from node.services.background import run_in_background
-from node.transports.turn.relay import TurnRelayTransport, build_transport
+from node.services.service import TransportService
+from node.transports.turn.connection import tls_context
+from node.transports.turn.relay import RelaySettings, TurnRelayTransport
 
 log = logging.getLogger(__name__)
+
+
+def server_addresses(section: TurnSection) -> tuple[TurnServerAddress, ...]:
+    # node.config has checked every URI: none is dropped here.
+    return tuple(a for a in (parse_turn_uri(text) for text in section.servers) if a is not None)
+
+
+def credentials_source(section: TurnSection, clock: Callable[[], float]) -> Callable[[], Credentials]:
+    """Static credentials, or fresh TURN REST API ones (``clock`` is the wall clock) per use."""
+    if not section.shared_secret:
+        static = Credentials(section.username, section.password)
+        return lambda: static
+
+    def ephemeral() -> Credentials:
+        expiry = int(clock()) + section.credential_ttl_s
+        return rest_credentials(section.shared_secret, section.username, expiry)
+
+    return ephemeral
+
+
+def build_transport(config: Config, **options: Any) -> TurnRelayTransport:
+    """The relay transport as ``[turn]``, ``[transport]`` and ``[breaker]`` describe it."""
+    section = config.turn
+    servers = server_addresses(section)
+    if any(s.transport is TurnTransport.TLS for s in servers):
+        options.setdefault("ssl_context", tls_context(Path(section.ca_file) if section.ca_file else None))
+        if section.server_name:
+            options.setdefault("server_hostname", section.server_name)
+    options.setdefault("connect_timeout", config.transport.connect_timeout_s)
+    return TurnRelayTransport(
+        servers,
+        credentials_source(section, time.time),
+        breaker=config.breaker.new_breaker,
+        settings=RelaySettings(
+            max_connections=config.transport.max_connections,
+            connect_timeout=config.transport.connect_timeout_s,
+        ),
+        **options,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,42 +99,39 @@ class TurnView:
         }
 
 
-class TurnService:
+class TurnService(TransportService[TurnView]):
     name = "turn"
 
     def __init__(self, config: Config) -> None:
+        super().__init__()
         self.config = config
         self.transport: TurnRelayTransport = build_transport(config)
-        self.state = TransportState.STOPPED
+        self._phase = TransportState.STOPPED  # the keeper's: READY once the relay is up
         self._failures = 0
-        self._stack = AsyncExitStack()
 
-    async def __aenter__(self) -> Self:
-        self.state = TransportState.STARTING
-        async with AsyncExitStack() as stack:
-            await run_in_background(stack, self._keep(), "turn-keeper")
-            self._stack = stack.pop_all()
-        return self
+    async def _start(self, stack: AsyncExitStack) -> None:
+        self._phase = TransportState.STARTING
+        stack.callback(self._stopped)  # the first in, so the last out: after the keeper ended
+        await run_in_background(stack, self._keep(), "turn-keeper")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
-        self.state = TransportState.STOPPED
+    def _stopped(self) -> None:
+        self._phase = TransportState.STOPPED
+
+    @property
+    def state(self) -> TransportState:
+        # Once up, the relay's own: DEGRADED between a lost allocation and the next.
+        return self.transport.health().state if self._phase is TransportState.READY else self._phase
 
     async def _keep(self) -> None:
         while True:
             try:
                 async with self.transport:
-                    self.state = TransportState.READY
+                    self._phase = TransportState.READY
                     await self._drain()
                 return
             except TurnError as exc:
                 self._failures += 1
-                self.state = TransportState.FAILED
+                self._phase = TransportState.FAILED
                 log.warning("no TURN server usable (%s); trying again later", exc)
             await asyncio.sleep(self.config.breaker.recovery_timeout_s)
             self.transport = build_transport(self.config)  # a fresh one: the last one is closed
@@ -101,15 +143,14 @@ class TurnService:
             else:
                 log.info("turn %s", event)
 
-    def view(self) -> TurnView:
+    def status(self) -> TurnView:
         transport = self.transport
         relay = transport.relay
         health = transport.health()
         relayed = transport.relayed
         conn = relay.connection
-        state = health.state if self.state is TransportState.READY else self.state
         return TurnView(
-            state=state,
+            state=self.state,
             relayed_address=None if relayed is None else str(IpEndpoint(relayed[0], relayed[1])),
             server=None if conn is None else str(conn.server),
             allocations=relay.counters.allocations,

@@ -11,14 +11,16 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 
+from node.config import Config
 from node.errors import LocalError
 from node.os_errors import os_reason
 from node.proto.stun.responder import BindingResponder, Outcome
 from node.proto.vocabulary import IpEndpoint, TransportState
+from node.services.service import TransportService
 from node.transports.isolation import ConnectionIsolation
 
 log = logging.getLogger(__name__)
@@ -35,17 +37,17 @@ class BindError(LocalError):
 
 @dataclass(frozen=True, slots=True)
 class UdpView:
-    """What ``status`` shows of the UDP port: under ``stun`` every datagram by its outcome, under
-    ``udp`` the datagrams whose handling failed (a bug the wall contained), by exception type."""
+    """What ``status`` shows of the UDP port: under ``udp`` the datagrams whose handling failed (a
+    bug the wall contained), by exception type; under ``stun`` every datagram by its outcome."""
 
     outcomes: tuple[tuple[Outcome, int], ...]  # every Outcome, zeros included
     faults: dict[str, int]
 
+    def to_json(self) -> dict[str, Any]:
+        return {"faults": self.faults}
+
     def stun_json(self) -> dict[str, int]:
         return {outcome.value: count for outcome, count in self.outcomes}
-
-    def udp_json(self) -> dict[str, Any]:
-        return {"faults": self.faults}
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -76,25 +78,31 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("UDP error: %s", exc)
 
 
-class UdpService:
-    """``async with UdpService(addr, port, software) as udp:`` binds and serves until exit."""
+class UdpService(TransportService[UdpView]):
+    """``async with UdpService(config) as udp:`` binds ``node.listen_address`` port
+    ``node.udp_port`` and serves until exit."""
 
     name = "udp"
 
-    def __init__(
-        self, address: str, port: int, software: str = "", responder: BindingResponder | None = None
-    ) -> None:
-        self._address = address
-        self._port = port
-        self._protocol = _Protocol(BindingResponder(software) if responder is None else responder)
+    def __init__(self, config: Config, *, responder: BindingResponder | None = None) -> None:
+        super().__init__()
+        self._address = config.node.listen_address
+        self._port = config.node.udp_port
+        if responder is None:
+            responder = BindingResponder(config.node.software)
+        self._protocol = _Protocol(responder)
         self._transport: asyncio.DatagramTransport | None = None
-        self.state = TransportState.STOPPED
+        self._state = TransportState.STOPPED
 
     @property
     def responder(self) -> BindingResponder:
         return self._protocol.responder
 
-    def view(self) -> UdpView:
+    @property
+    def state(self) -> TransportState:
+        return self._state
+
+    def status(self) -> UdpView:
         counters = self._protocol.responder.counters
         return UdpView(tuple((o, counters[o]) for o in Outcome), self._protocol.wall.snapshot())
 
@@ -105,8 +113,12 @@ class UdpService:
         sockname = self._transport.get_extra_info("sockname")
         return IpEndpoint(ipaddress.ip_address(sockname[0]), int(sockname[1]))
 
-    async def __aenter__(self) -> Self:
-        self.state = TransportState.STARTING
+    @property
+    def listen_url(self) -> str:
+        return f"udp://{self.local}"
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        self._state = TransportState.STARTING
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ipaddress.ip_address(self._address).version == 6 else socket.AF_INET
         try:
@@ -114,19 +126,14 @@ class UdpService:
                 lambda: self._protocol, local_addr=(self._address, self._port), family=family
             )
         except OSError as exc:
-            self.state = TransportState.FAILED
+            self._state = TransportState.FAILED
             raise BindError(self._address, self._port, os_reason(exc)) from exc
         self._transport = transport
-        self.state = TransportState.READY
-        return self
+        stack.callback(self._close)
+        self._state = TransportState.READY
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _close(self) -> None:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        self.state = TransportState.STOPPED
+        self._state = TransportState.STOPPED

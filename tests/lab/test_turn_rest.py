@@ -12,7 +12,8 @@ from node.config import TurnSection
 from node.proto.turn.credentials import rest_credentials
 from node.proto.turn.errors import TurnAuthError
 from node.proto.turn.uri import TurnTransport
-from node.transports.turn.relay import TurnRelayTransport, credentials_source, server_addresses
+from node.services.turn import credentials_source, server_addresses
+from node.transports.turn.relay import TurnRelayTransport
 from tests.lab.conftest import LabFactory
 from tests.lab.turn_helpers import LAB_TIMING, connection, coturn
 

@@ -36,7 +36,7 @@ class Side:
         self.relay = RelayAllocation(
             [server_address(lab, transport)],
             lambda: Credentials(config.username, config.password),
-            breaker=BreakerSection(failure_threshold=5, recovery_timeout_s=1.0),
+            breaker=BreakerSection(failure_threshold=5, recovery_timeout_s=1.0).new_breaker,
             on_data=self._on_data,
             on_relay=self.changes.put_nowait,
             timing=LAB_TIMING if transport is TurnTransport.UDP else Timing(reliable=True, ti=3),

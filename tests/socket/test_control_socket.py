@@ -92,7 +92,7 @@ async def test_bad_requests_get_a_typed_error_and_do_not_hurt_the_server(
         assert got == code
         assert message
         assert await asyncio.to_thread(control_client.request, path, "status") == {"ok": True}
-        view = server.view()
+        view = server.status()
         assert view.errors == {code.value: 1}
         assert view.served == 1
         assert view.faults == {}
@@ -115,22 +115,22 @@ async def test_half_a_line_then_silence_times_out_with_a_typed_error(
         got, message = _error(await asyncio.to_thread(control_exchange, path, b'{"comm', False))
         assert got == ErrorCode.TIMEOUT
         assert "0.2 s" in message
-        assert server.view().errors == {"timeout": 1}
+        assert server.status().errors == {"timeout": 1}
 
 
 async def test_clients_over_the_cap_are_refused_at_once_with_a_typed_error(tmp_path: Path) -> None:
     path = tmp_path / "control.sock"
     async with control.ControlServer(path, _commands(), max_clients=2) as server:
         with _idle_clients(path, 2):
-            await eventually(lambda: server.view().clients == 2)
+            await eventually(lambda: server.status().clients == 2)
             # Refused without waiting: the reply comes although these clients hold their slots.
             got, _ = _error(await asyncio.to_thread(control_exchange, path, b""))
             assert got == ErrorCode.TOO_MANY_CLIENTS
             with pytest.raises(control_client.Refused) as refused:
                 await asyncio.to_thread(control_client.request, path, "status", busy_retry=0)
             assert refused.value.code is ErrorCode.TOO_MANY_CLIENTS
-            assert server.view().refused == 2
-        await eventually(lambda: server.view().clients == 0)
+            assert server.status().refused == 2
+        await eventually(lambda: server.status().clients == 0)
         assert await asyncio.to_thread(control_client.request, path, "status", busy_retry=0) == {"ok": True}
 
 
@@ -141,10 +141,10 @@ async def test_a_busy_node_is_asked_again_until_a_slot_frees(
     path = tmp_path / "control.sock"
     async with control.ControlServer(path, _commands(), max_clients=1) as server:
         with _idle_clients(path, 1):
-            await eventually(lambda: server.view().clients == 1)
+            await eventually(lambda: server.status().clients == 1)
             assert await asyncio.to_thread(control_client.request, path, "status") == {"ok": True}
-        assert server.view().refused >= 1
-        assert server.view().errors == {"timeout": 1}
+        assert server.status().refused >= 1
+        assert server.status().errors == {"timeout": 1}
 
 
 class _Unavailable(LocalError):
@@ -175,17 +175,17 @@ async def test_a_command_that_fails_or_faults_closes_only_its_client(
             await asyncio.to_thread(control_client.request, path, "unavailable")
         assert refused.value.code is ErrorCode.COMMAND_FAILED
         assert refused.value.detail == "unavailable failed: the tcp_tls service is stopping"
-        assert server.view().faults == {}  # a typed error is an answer, not a fault
+        assert server.status().faults == {}  # a typed error is an answer, not a fault
 
         with pytest.raises(control_client.Refused) as refused:
             await asyncio.to_thread(control_client.request, path, "bug")
         assert refused.value.code is ErrorCode.COMMAND_FAILED
-        assert server.view().faults == {"ZeroDivisionError": 1}
+        assert server.status().faults == {"ZeroDivisionError": 1}
 
         # A fault in the connection's own handling: the wall closes this client only.
         with pytest.raises(control.ControlError, match="closed the connection without a reply"):
             await asyncio.to_thread(control_client.request, path, "unserialisable")
-        assert server.view().faults == {"TypeError": 1, "ZeroDivisionError": 1}
+        assert server.status().faults == {"TypeError": 1, "ZeroDivisionError": 1}
 
         assert await asyncio.to_thread(control_client.request, path, "status") == {"ok": True}
     faults = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -202,11 +202,11 @@ async def test_closing_with_clients_connected_is_quiet_and_prompt(
     server = control.ControlServer(path, _commands(), max_clients=4)
     async with server:
         with _idle_clients(path, 6) as clients:
-            await eventually(lambda: server.view().clients == 4)
+            await eventually(lambda: server.status().clients == 4)
             clients[0].sendall(b'{"comm')
     # Closing did not wait for the idle clients' CLIENT_TIMEOUT_S: none was answered.
-    assert server.view().clients == 0
-    assert server.view().errors == {}
+    assert server.status().clients == 0
+    assert server.status().errors == {}
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not path.exists()
 
@@ -222,7 +222,7 @@ async def test_stale_socket_is_replaced_and_live_one_refused(tmp_path: Path) -> 
                 pass
         assert await asyncio.to_thread(control_client.request, path, "status") == {"ok": True}
         # The other node's probe connected and left without a word: not a bad request.
-        assert server.view().errors == {}
+        assert server.status().errors == {}
 
 
 def test_request_without_a_server_is_not_running(tmp_path: Path) -> None:

@@ -54,9 +54,11 @@ async def test_udp_blocked_when_only_tcp_answers() -> None:
 
 async def test_a_dead_server_costs_nothing_once_its_breaker_opens() -> None:
     dead = f"127.0.0.1:{_dead_port()}"
-    discovery = NatDiscovery([dead], FAST, BreakerSection(failure_threshold=3, recovery_timeout_s=600))
+    discovery = NatDiscovery(
+        [dead], FAST, BreakerSection(failure_threshold=3, recovery_timeout_s=600).new_breaker
+    )
     async with LoopbackStunServer() as server:
-        live = NatDiscovery([dead, server.label], FAST, BreakerSection(failure_threshold=3))
+        live = NatDiscovery([dead, server.label], FAST, BreakerSection(failure_threshold=3).new_breaker)
         outcomes = [(await discovery.run()).servers[0].outcome for _ in range(4)]
         both = await live.run()
     assert outcomes == [ServerOutcome.NO_ANSWER] * 3 + [ServerOutcome.BREAKER_OPEN]

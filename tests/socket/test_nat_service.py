@@ -7,7 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from node.config import BreakerSection, StunSection
+from node.config import Config, StunSection
 from node.services.nat import NatService
 from tests.socket.stun_loopback import LoopbackStunServer
 from tests.support.nodeproc import cli, start_node
@@ -17,30 +17,30 @@ FAST = {"binding_timeout_s": 0.3, "silence_floor_s": 0.1, "tcp_after_s": 0.1}
 
 async def test_discovers_at_start_and_again_on_request() -> None:
     async with LoopbackStunServer() as server:
-        async with NatService(StunSection(servers=(server.label,), **FAST), BreakerSection()) as nat:
-            assert nat.view().discovering
+        async with NatService(Config(stun=StunSection(servers=(server.label,), **FAST))) as nat:
+            assert nat.status().discovering
             await asyncio.wait_for(nat.wait_idle(), 10)
-            first = nat.view()
+            first = nat.status()
             assert first.runs == 1 and first.report is not None and first.report.nat_type.value == "open"
             nat.rediscover()
             nat.rediscover()  # coalesced with the one just asked for
             await asyncio.wait_for(nat.wait_idle(), 10)
-            assert nat.view().runs == 2
-            assert nat.view().to_json()["result"]["nat_type"] == "open"
+            assert nat.status().runs == 2
+            assert nat.status().to_json()["result"]["nat_type"] == "open"
             nat.rediscover()  # still running when the service stops: cancelled cleanly
-        assert nat.view().runs == 2
+        assert nat.status().runs == 2
 
 
 async def test_without_servers_or_when_told_not_to_it_stays_idle() -> None:
-    async with NatService(StunSection(), BreakerSection()) as nat:
+    async with NatService(Config(stun=StunSection())) as nat:
         nat.rediscover()
-        assert nat.view().to_json() == {
+        assert nat.status().to_json() == {
             "enabled": False, "discovering": False, "runs": 0, "age_s": None, "result": None,
         }  # fmt: skip
     async with LoopbackStunServer() as server:
         section = StunSection(servers=(server.label,), discover_at_start=False, **FAST)
-        async with NatService(section, BreakerSection()) as nat:
-            assert not nat.view().discovering and nat.view().runs == 0
+        async with NatService(Config(stun=section)) as nat:
+            assert not nat.status().discovering and nat.status().runs == 0
 
 
 async def test_daemon_reports_its_nat_in_status(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from tests.support.tlsnodes import endpoint_of, eventually, new_node, next_event
 
 async def test_lost_path_opens_the_breaker_then_recovers(tmp_path: Path) -> None:
     a, b = new_node(tmp_path, "a"), new_node(tmp_path, "b")
-    breaker = BreakerSection(failure_threshold=2, recovery_timeout_s=0.5)
+    breaker = BreakerSection(failure_threshold=2, recovery_timeout_s=0.5).new_breaker
     async with transport(
         pinned_creds(a, frozenset()), listen=False, health_check_interval=0.1, breaker=breaker
     ) as ta:

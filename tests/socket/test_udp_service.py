@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from node.config import Config, NodeSection
 from node.proto import stun
 from node.proto.stun.responder import BindingResponder, IPAddress, Outcome
 from node.proto.vocabulary import TransportState
@@ -26,7 +27,9 @@ def _exchange(port: int, junk: tuple[bytes, ...], request: bytes) -> tuple[bytes
 
 
 async def test_answers_binding_and_survives_garbage() -> None:
-    async with UdpService("127.0.0.1", 0, "t") as udp:
+    async with UdpService(
+        Config(node=NodeSection(listen_address="127.0.0.1", udp_port=0, software="t"))
+    ) as udp:
         assert udp.state is TransportState.READY
         # Two STUN-shaped datagrams that cannot decode, one that is not STUN at all.
         junk = (
@@ -41,9 +44,9 @@ async def test_answers_binding_and_survives_garbage() -> None:
         assert udp.responder.counters[Outcome.ANSWERED] == 1
         assert udp.responder.counters[Outcome.NOT_STUN] == 1
         assert udp.responder.counters[Outcome.MALFORMED] == 2
-        view = udp.view()
+        view = udp.status()
         assert view.stun_json() == {"answered": 1, "rejected": 0, "not_stun": 1, "malformed": 2, "ignored": 0}
-        assert view.udp_json() == {"faults": {}}
+        assert view.to_json() == {"faults": {}}
     assert udp.state is TransportState.STOPPED
 
 
@@ -51,7 +54,9 @@ async def test_port_in_use_is_a_bind_error() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
         busy.bind(("127.0.0.1", 0))
         with pytest.raises(BindError) as info:
-            async with UdpService("127.0.0.1", busy.getsockname()[1]):
+            async with UdpService(
+                Config(node=NodeSection(listen_address="127.0.0.1", udp_port=busy.getsockname()[1]))
+            ):
                 pass
         assert info.value.port == busy.getsockname()[1]
 
@@ -69,7 +74,9 @@ async def test_a_fault_on_one_datagram_is_contained_logged_once_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="node.transports.isolation"):
-        async with UdpService("127.0.0.1", 0, responder=_TripsOnBoom()) as udp:
+        async with UdpService(
+            Config(node=NodeSection(listen_address="127.0.0.1", udp_port=0)), responder=_TripsOnBoom()
+        ) as udp:
             request = stun.Message(stun.Method.BINDING, stun.MessageClass.REQUEST, stun.new_transaction_id())
             data, client_port = await asyncio.to_thread(
                 _exchange, udp.local.port, (b"boom",), stun.encode(request)
@@ -80,7 +87,7 @@ async def test_a_fault_on_one_datagram_is_contained_logged_once_and_counted(
                 client_port,
             )
             assert udp.state is TransportState.READY
-            assert udp.view().udp_json() == {"faults": {"KeyError": 1}}
-            assert udp.view().stun_json()["answered"] == 1
+            assert udp.status().to_json() == {"faults": {"KeyError": 1}}
+            assert udp.status().stun_json()["answered"] == 1
     faults = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(faults) == 1 and "datagram from 127.0.0.1" in faults[0].getMessage()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from node.config import BreakerSection
 from node.proto import identity
+from node.proto.breaker import BreakerFactory, CircuitBreaker
 from node.proto.vocabulary import IpEndpoint, TransportEvent
 from node.security import certs, keystore
 from node.security.trust import TrustMode, TrustPolicy
@@ -76,7 +76,7 @@ def transport(
     connect_timeout: float = 10.0,
     port: int = 0,
     pool_size: int = 20,
-    breaker: BreakerSection | None = None,
+    breaker: BreakerFactory = CircuitBreaker,
     handshake_timeout: float = 10.0,
     max_pending: int = 32,
     max_pending_per_address: int = 8,
@@ -91,9 +91,7 @@ def transport(
         pool_size=pool_size,
         health_check_interval=health_check_interval,
     )
-    return TcpTlsTransport(
-        creds, settings, breaker or BreakerSection(), ("127.0.0.1", port) if listen else None
-    )
+    return TcpTlsTransport(creds, settings, breaker, ("127.0.0.1", port) if listen else None)
 
 
 async def eventually(condition: Callable[[], bool]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from node import config
-from node.transports.nat.discovery import probe_timing
+from node.services.nat import probe_timing
 
 
 def test_discovery_keys_reach_the_probe_timing() -> None:

@@ -4,17 +4,17 @@ breaker (DESIGN.md: a breaker per server), plus a one-shot alternate from a 300 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from typing import Generic, TypeVar
 
-from node.proto.breaker import BreakerState, CircuitBreaker
+from node.proto.breaker import BreakerFactory, BreakerState
 from node.proto.turn.errors import TurnUsageError
 
 S = TypeVar("S", bound=Hashable)
 
 
 class ServerPool(Generic[S]):
-    def __init__(self, servers: Sequence[S], breaker: Callable[[], CircuitBreaker]) -> None:
+    def __init__(self, servers: Sequence[S], breaker: BreakerFactory) -> None:
         if not servers:
             raise TurnUsageError("a server pool needs at least one server")
         self.servers = tuple(servers)

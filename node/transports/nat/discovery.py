@@ -25,10 +25,11 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
-from node.config import BreakerSection, StunSection, parse_host_port
 from node.errors import LocalError
 from node.os_errors import os_reason
 from node.proto import stun
+from node.proto.addresses import parse_host_port
+from node.proto.breaker import BreakerFactory, CircuitBreaker
 from node.proto.natprobe.probe import (
     NatProbe,
     ProbeServer,
@@ -48,19 +49,6 @@ TCP_READ_BYTES = 4096
 
 class DiscoveryError(LocalError):
     """Discovery could not run at all (no usable local socket, a bad server string)."""
-
-
-def probe_timing(section: StunSection, *, hairpin: bool = False) -> ProbeTiming:
-    return ProbeTiming(
-        deadline=section.discovery_timeout_s,
-        binding_timeout=section.binding_timeout_s,
-        rto=section.probe_rto_s,
-        silence_rtts=section.silence_rtts,
-        silence_floor=section.silence_floor_s,
-        silence_max=section.silence_max_s,
-        tcp_after=section.tcp_after_s,
-        hairpin=hairpin,
-    )
 
 
 def _default_factory(family: int, type_: int) -> socket.socket:
@@ -91,7 +79,7 @@ class NatDiscovery:
         self,
         servers: Sequence[str],
         timing: ProbeTiming,
-        breaker: BreakerSection | None = None,
+        breaker: BreakerFactory = CircuitBreaker,
         *,
         socket_factory: SocketFactory = _default_factory,
     ) -> None:
@@ -103,8 +91,7 @@ class NatDiscovery:
             parsed.append((server, host_port))
         self._servers = tuple(parsed)
         self._timing = timing
-        section = breaker or BreakerSection()
-        self.breakers = {label: section.new_breaker() for label, _ in parsed}
+        self.breakers = {label: breaker() for label, _ in parsed}
         self._factory = socket_factory
 
     async def run(self) -> NatReport:

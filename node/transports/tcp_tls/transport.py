@@ -31,10 +31,9 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
-from node.config import BreakerSection
 from node.errors import LocalError, NodeError
 from node.os_errors import os_reason
-from node.proto.breaker import BreakerState, CircuitBreaker
+from node.proto.breaker import BreakerFactory, BreakerState, CircuitBreaker
 from node.proto.link.stream_link import CloseReason, LinkUsageError
 from node.proto.vocabulary import (
     MESSAGE_SETTERS,
@@ -145,13 +144,13 @@ class TcpTlsTransport(Transport):
         self,
         creds: TlsCredentials,
         settings: TcpTlsSettings,
-        breaker: BreakerSection,
+        breaker: BreakerFactory,
         listen: tuple[str, int] | None = None,
     ) -> None:
         self.creds = creds
         self.settings = settings
         self.capabilities = Capabilities(settings.link.max_message, reliable=True, ordered=True)
-        self._breaker_section = breaker
+        self._new_breaker = breaker
         self._listen = listen
         self._listener: socket.socket | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -386,7 +385,7 @@ class TcpTlsTransport(Transport):
     def _breaker(self, endpoint: IpEndpoint) -> CircuitBreaker:
         breaker = self._breakers.get(endpoint)
         if breaker is None:
-            breaker = self._breaker_section.new_breaker()
+            breaker = self._new_breaker()
             self._breakers[endpoint] = breaker
         return breaker
 

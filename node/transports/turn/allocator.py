@@ -5,7 +5,7 @@ works, re-made by itself when it is lost, with every peer's permission and chann
 (or raises the last server's typed ``TurnError`` when none could be made). A keeper task in the
 relay's own TaskGroup then holds the allocation; when it is lost (a refresh unanswered, the
 stream closed, the server restarted and answering 437) it picks the next server from the
-``ServerPool`` (configured order, a circuit breaker each, built from ``BreakerSection``),
+``ServerPool`` (configured order, a circuit breaker each, made by the ``breaker`` factory),
 allocates again and re-opens the known peers. Its new relayed address goes to ``on_relay``: the
 peers must learn it (signalling's job) before their traffic can follow.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from node.config import BreakerSection
+from node.proto.breaker import BreakerFactory, CircuitBreaker
 from node.proto.turn.credentials import Credentials
 from node.proto.turn.errors import TurnError, TurnTryAlternate, TurnUnreachableError
 from node.proto.turn.events import Address
@@ -50,13 +50,12 @@ class RelayAllocation:
         servers: Sequence[TurnServerAddress],
         credentials: Callable[[], Credentials],
         *,
-        breaker: BreakerSection | None = None,
+        breaker: BreakerFactory = CircuitBreaker,
         on_data: DataHandler | None = None,
         on_relay: RelayHandler | None = None,
         **connection_options: Any,
     ) -> None:
-        section = breaker or BreakerSection()
-        self.pool: ServerPool[TurnServerAddress] = ServerPool(servers, section.new_breaker)
+        self.pool: ServerPool[TurnServerAddress] = ServerPool(servers, breaker)
         self._credentials = credentials
         self._on_data = on_data
         self._on_relay = on_relay

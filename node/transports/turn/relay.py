@@ -23,16 +23,16 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from node.config import BreakerSection, Config, TransportSection, TurnSection
+from node.proto.breaker import BreakerFactory, CircuitBreaker
 from node.proto.link import frames
 from node.proto.turn.credentials import Credentials
 from node.proto.turn.errors import TurnError
 from node.proto.turn.events import Address
-from node.proto.turn.uri import TurnServerAddress, TurnTransport
+from node.proto.turn.uri import TurnServerAddress
 from node.proto.vocabulary import (
     Capabilities,
     DisconnectReason,
@@ -53,7 +53,6 @@ from node.proto.vocabulary import (
 )
 from node.transports.base import Transport, TransportPeerError, TransportUsageError
 from node.transports.turn.allocator import RelayAllocation, RelayHandler
-from node.transports.turn.connection import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -63,45 +62,12 @@ MAX_RELAYED_PAYLOAD = 1180
 EVENT_QUEUE_MAX = 4096
 
 
-def server_addresses(section: TurnSection) -> tuple[TurnServerAddress, ...]:
-    from node.proto.turn.uri import parse_turn_uri  # noqa: PLC0415 - validated by node.config
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """The relay's limits (the service takes them from ``[transport]``)."""
 
-    return tuple(a for a in (parse_turn_uri(text) for text in section.servers) if a is not None)
-
-
-def credentials_source(section: TurnSection, clock: Callable[[], float]) -> Callable[[], Credentials]:
-    """Static credentials, or fresh TURN REST API ones (``clock`` is the wall clock) per use."""
-    if not section.shared_secret:
-        static = Credentials(section.username, section.password)
-        return lambda: static
-
-    from node.proto.turn.credentials import rest_credentials  # noqa: PLC0415
-
-    def ephemeral() -> Credentials:
-        expiry = int(clock()) + section.credential_ttl_s
-        return rest_credentials(section.shared_secret, section.username, expiry)
-
-    return ephemeral
-
-
-def build_transport(config: Config, **options: Any) -> TurnRelayTransport:
-    """The relay transport as ``[turn]``, ``[transport]`` and ``[breaker]`` describe it."""
-    import time  # noqa: PLC0415
-
-    section = config.turn
-    servers = server_addresses(section)
-    if any(s.transport is TurnTransport.TLS for s in servers):
-        options.setdefault("ssl_context", tls_context(Path(section.ca_file) if section.ca_file else None))
-        if section.server_name:
-            options.setdefault("server_hostname", section.server_name)
-    options.setdefault("connect_timeout", config.transport.connect_timeout_s)
-    return TurnRelayTransport(
-        servers,
-        credentials_source(section, time.time),
-        breaker=config.breaker,
-        transport=config.transport,
-        **options,
-    )
+    max_connections: int = 100  # peers at once
+    connect_timeout: float = 30.0  # seconds for a peer's permission and channel to be in place
 
 
 class TurnRelayTransport(Transport):
@@ -113,12 +79,12 @@ class TurnRelayTransport(Transport):
         servers: Sequence[TurnServerAddress],
         credentials: Callable[[], Credentials],
         *,
-        breaker: BreakerSection | None = None,
-        transport: TransportSection | None = None,
+        breaker: BreakerFactory = CircuitBreaker,
+        settings: RelaySettings | None = None,
         on_relay: RelayHandler | None = None,
         **connection_options: Any,
     ) -> None:
-        self._settings = transport or TransportSection()
+        self._settings = settings or RelaySettings()
         self._on_relay = on_relay
         self.relay = RelayAllocation(
             servers,
@@ -180,7 +146,7 @@ class TurnRelayTransport(Transport):
         address: Address = (target.ip, target.port)
         self.relay.open_peer(address)
         try:
-            async with asyncio.timeout(self._settings.connect_timeout_s):
+            async with asyncio.timeout(self._settings.connect_timeout):
                 await self.relay.peer_ready(address)
         except TimeoutError as exc:
             self.relay.close_peer(address)
