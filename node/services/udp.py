@@ -1,6 +1,6 @@
 """The node's UDP port: answers STUN Binding requests (and, later, carries the UDP transport).
 
-A thin asyncio layer over ``proto.stun_responder``: datagram in, response out. Nothing received
+A thin asyncio layer over ``proto.stun.responder``: datagram in, response out. Nothing received
 here can raise into the event loop: each datagram is handled behind the service's
 ``ConnectionIsolation`` wall, so a bug one datagram trips is logged, counted and forgotten.
 """
