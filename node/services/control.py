@@ -172,7 +172,7 @@ class ControlServer(Service[ControlView]):
                 conn, _ = await loop.sock_accept(listener)
             except OSError as exc:
                 # Out of file descriptors or memory: back off a moment rather than spin.
-                log.warning("control socket: accept failed: %s", exc.strerror or repr(exc))
+                log.warning("control socket: accept failed: %s", os_reason(exc))
                 await asyncio.sleep(ACCEPT_BACKOFF_S)
                 continue
             conn.setblocking(False)
@@ -183,7 +183,9 @@ class ControlServer(Service[ControlView]):
             self._numbered += 1
             who = f"control client {self._numbered}"
             assert self._tasks is not None
-            task = self._tasks.create_task(self.isolation.run(self._serve(conn), who, conn.close))
+            task = self._tasks.create_task(
+                self.isolation.run_later(functools.partial(self._serve, conn), who, conn.close)
+            )
             self._clients.add(task)
             # Closed however the task ends, even cancelled before it started.
             task.add_done_callback(functools.partial(self._done, conn))

@@ -41,6 +41,13 @@ class ConnectionIsolation:
             self._contain(exc, who, close)
             return None
 
+    async def run_later(
+        self, work: Callable[[], Awaitable[T]], who: str, close: Callable[[], object] | None = None
+    ) -> T | None:
+        """``run`` as a task's body: the work's coroutine is made only once the task runs, so a
+        task cancelled before its first step (a service stopping) leaves none never awaited."""
+        return await self.run(work(), who, close)
+
     def call(self, handler: Callable[P, T], who: str, /, *args: P.args, **kwargs: P.kwargs) -> T | None:
         """A synchronous per-datagram (or per-request) handler; None if it failed."""
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
@@ -94,3 +96,22 @@ def test_a_flood_of_one_fault_logs_its_traceback_once_then_at_powers_of_two(
     assert [r.exc_info is not None for r in lines] == [True] + [False] * 9  # 1, then 2, 4 ... 512
     assert "512 faults of type ValueError" in lines[-1].getMessage()
     assert wall.snapshot() == {"ValueError": 1000}
+
+
+async def test_run_later_makes_the_work_only_when_the_task_runs() -> None:
+    wall = ConnectionIsolation("svc")
+    made: list[str] = []
+
+    async def work() -> str:
+        return "done"
+
+    def factory() -> Coroutine[Any, Any, str]:
+        made.append("made")
+        return work()
+
+    async with asyncio.TaskGroup() as tasks:
+        cancelled = tasks.create_task(wall.run_later(factory, "never ran"))
+        cancelled.cancel()  # before its first step: the work is never made, so never left unawaited
+        ran = tasks.create_task(wall.run_later(factory, "ran"))
+    assert cancelled.cancelled() and ran.result() == "done"
+    assert made == ["made"]
