@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from node.os_errors import os_reason
+from node.proto.stun.channeldata import is_channel_data
 from node.proto.stun.transaction import Timing
 from node.proto.turn.client import DEFAULT_LIFETIME, AllocationState, TurnClient, TurnCounters, TurnTiming
 from node.proto.turn.credentials import Credentials
@@ -328,7 +329,7 @@ class TurnConnection:
                 except OSError as exc:  # an ICMP error queued on the connected socket
                     self._icmp(exc)
                     return
-                if data and 0x40 <= data[0] <= 0x4F:  # ChannelData (RFC 7983 §7)
+                if is_channel_data(data):
                     hit = client.receive_channel_data(data)
                     if hit is not None:
                         self._deliver(hit[0], hit[1])
