@@ -56,3 +56,21 @@ def test_arbitrary_bytes_raise_only_decode_errors(data: bytes) -> None:
     except stun.StunDecodeError:
         return
     assert stun.CHANNEL_MIN <= frame.channel <= stun.CHANNEL_MAX
+
+
+@pytest.mark.parametrize("first", range(256))
+def test_datagrams_and_stream_frames_tell_channel_data_from_stun_by_the_same_first_byte(first: int) -> None:
+    """RFC 7983 §7: 0x40-0x4F is ChannelData, 0x00-0x3F (top bits 00) STUN, the rest neither."""
+    head = bytes([first, 0x01, 0x00, 0x00])  # a ChannelData header of an empty payload, if it is one
+    framer = stun.StreamFramer()
+    framer.feed(head)
+    if 0x40 <= first <= 0x4F:
+        assert stun.is_channel_data(head)
+        assert framer.next_frame() == stun.ChannelData((first << 8) | 0x01, b"")
+    elif first < 0x40:
+        assert not stun.is_channel_data(head)
+        assert framer.next_frame() is None  # a STUN header: 20 bytes wanted
+    else:
+        assert not stun.is_channel_data(head)
+        with pytest.raises(stun.StunDecodeError):
+            framer.next_frame()

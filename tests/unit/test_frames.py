@@ -13,6 +13,7 @@ from node.proto.link.frames import (
     FrameErrorReason,
     FrameKind,
     RawFrame,
+    decode_datagram,
     encode,
 )
 from node.proto.vocabulary import Frame, Priority
@@ -211,3 +212,29 @@ def test_any_frames_cut_anywhere_decode_to_the_same_frames(
     assert flat(out) == [(k, i, prio, p) for k, i, prio, p in frames]
     assert controls == sum(k is not FrameKind.DATA for k, *_ in frames)
     assert decoder.buffered == 0
+
+
+def test_a_datagram_decodes_to_the_one_data_frame_that_fills_it() -> None:
+    wire = encode(FrameKind.DATA, b"move 7", 7, Priority.HIGH)
+    assert decode_datagram(wire) == Frame(7, b"move 7", Priority.HIGH)
+    assert decode_datagram(encode(FrameKind.DATA, b"", 1)) == Frame(1, b"", Priority(0))
+
+
+@pytest.mark.parametrize(
+    ("datagram", "reason"),
+    [
+        (b"garbage", FrameErrorReason.BAD_LENGTH),  # shorter than a header
+        (encode(FrameKind.DATA, b"abc", 1)[:-1], FrameErrorReason.BAD_LENGTH),  # cut short
+        (encode(FrameKind.DATA, b"abc", 1) + b"x", FrameErrorReason.BAD_LENGTH),  # bytes after it
+        (encode(FrameKind.DATA, b"a", 1) + encode(FrameKind.DATA, b"b", 2), FrameErrorReason.BAD_LENGTH),
+        (encode(FrameKind.PING, b"", 9), FrameErrorReason.NOT_DATA),
+        (HEADER.pack(0, 99, 0, 0), FrameErrorReason.UNKNOWN_KIND),
+        (HEADER.pack(0, FrameKind.DATA, 4, 0), FrameErrorReason.BAD_PRIORITY),
+    ],
+)
+def test_a_datagram_that_is_not_one_whole_data_frame_is_refused(
+    datagram: bytes, reason: FrameErrorReason
+) -> None:
+    with pytest.raises(FrameError) as err:
+        decode_datagram(datagram)
+    assert err.value.reason is reason

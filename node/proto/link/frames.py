@@ -1,4 +1,5 @@
-"""Length-prefixed frames for stream transports (TCP-TLS): the wire format and a capped decoder.
+"""Length-prefixed frames for stream transports (TCP-TLS): the wire format and a capped decoder;
+``decode_datagram`` for a datagram that carries one DATA frame whole (the TURN relay's).
 
 Every frame is a 14-byte header and a payload::
 
@@ -47,6 +48,8 @@ class FrameErrorReason(Enum):
     UNKNOWN_KIND = "unknown_kind"
     BAD_PRIORITY = "bad_priority"
     BROKEN = "broken"  # fed again after a framing error
+    BAD_LENGTH = "bad_length"  # a datagram's frame: the header's length is not the datagram's
+    NOT_DATA = "not_data"  # a datagram's frame: a control kind where only DATA is carried
 
 
 class FrameError(ReasonError[FrameErrorReason], RemoteError):
@@ -75,6 +78,25 @@ _KINDS = {int(k): k for k in FrameKind}
 _DATA = int(FrameKind.DATA)
 _PRIORITY = tuple(Priority)  # wire value -> Priority, without an enum call per message
 _UNPACK_FROM = HEADER.unpack_from
+
+
+def decode_datagram(data: bytes) -> Frame:
+    """The one DATA frame that fills ``data`` (a datagram: one frame each, nothing buffered).
+    Raises FrameError when it is anything else."""
+    size = len(data)
+    if size < HEADER_SIZE:
+        raise FrameError(FrameErrorReason.BAD_LENGTH, f"{size} bytes, shorter than a frame header")
+    length, kind, priority, message_id = _UNPACK_FROM(data)
+    if kind != _DATA:
+        reason = FrameErrorReason.NOT_DATA if kind in _KINDS else FrameErrorReason.UNKNOWN_KIND
+        raise FrameError(reason, f"frame kind {kind}")
+    if priority >= PRIORITIES:
+        raise FrameError(FrameErrorReason.BAD_PRIORITY, f"priority {priority}")
+    if length != size - HEADER_SIZE:
+        raise FrameError(
+            FrameErrorReason.BAD_LENGTH, f"header says {length} bytes, the datagram has {size - HEADER_SIZE}"
+        )
+    return make_frame(message_id, data[HEADER_SIZE:], _PRIORITY[priority])
 
 
 class FrameDecoder:

@@ -21,7 +21,10 @@ class ChannelData:
 
 
 def is_channel_data(data: bytes) -> bool:
-    """Cheap demultiplexing test: the first byte is 0x40-0x4F (RFC 8656 §12, RFC 7983 §7)."""
+    """The one test that tells ChannelData from STUN on the TURN path (a datagram from the server,
+    the first bytes of a stream frame): ChannelData's first byte is 0x40-0x4F, its channel number
+    0x4000-0x4FFF (RFC 8656 §12, RFC 7983 §7); STUN's first two bits are 00 (RFC 8489 §5). What
+    is not ChannelData is decoded as STUN, which refuses bytes that are neither."""
     return len(data) >= CHANNEL_HEADER_SIZE and 0x40 <= data[0] <= 0x4F
 
 

@@ -8,7 +8,7 @@ import struct
 from dataclasses import dataclass
 from typing import NoReturn
 
-from node.proto.stun.channeldata import CHANNEL_MAX, CHANNEL_MIN, ChannelData
+from node.proto.stun.channeldata import ChannelData, is_channel_data
 from node.proto.stun.errors import DecodeReason, StreamOverflowError, StunDecodeError
 from node.proto.stun.message import Message, decode
 from node.proto.stun.types import HEADER_SIZE, MAGIC_COOKIE
@@ -101,15 +101,15 @@ class StreamFramer:
         if head is None:
             return None
         first, length = _PEEK.unpack(head)
-        if first < 0x4000:  # top bits 00: STUN (RFC 8489 §5)
+        if is_channel_data(head):
+            size = 4 + length + (-length & 3)  # padded to 4 on streams (RFC 8656 §12.4)
+        elif first < 0x4000:  # top bits 00: STUN (RFC 8489 §5)
             size = HEADER_SIZE + length
             cookie = buffer.peek(8)
             if cookie is not None and _COOKIE.unpack_from(cookie, 4)[0] != MAGIC_COOKIE:
                 self._fail(StunDecodeError(DecodeReason.BAD_MAGIC, "stream framing lost"))
             if length & 3:
                 self._fail(StunDecodeError(DecodeReason.BAD_LENGTH, "STUN length not 4n"))
-        elif CHANNEL_MIN <= first <= CHANNEL_MAX:
-            size = 4 + length + (-length & 3)  # padded to 4 on streams (RFC 8656 §12.4)
         else:
             self._fail(StunDecodeError(DecodeReason.NOT_STUN, f"first bytes {first:#06x}"))
         if size > buffer.max_size:

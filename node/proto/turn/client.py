@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from node.proto import stun
-from node.proto.stun.channeldata import encode_channel_data
+from node.proto.stun.channeldata import encode_channel_data, is_channel_data
 from node.proto.stun.stream import StreamFramer, StunFrame
 from node.proto.stun.transaction import DEFAULT_TIMING, Timing, TransactionManager, TransactionTimedOut
 from node.proto.turn.credentials import Credentials
@@ -296,13 +296,10 @@ class TurnClient:
         return self._indication(peer, data)
 
     def receive_channel_data(self, data: bytes) -> tuple[Address, bytes] | None:
-        """The fast path of ``receive`` for one ChannelData datagram (not for streams): the peer
-        and the payload, or None when it was dropped (counted). The caller checked the first
-        byte is 0x40-0x4F (RFC 7983 §7)."""
+        """One ChannelData datagram (not for streams; ``is_channel_data(data)`` said so): the peer
+        and the payload, or None when it was dropped (counted). The fast path of ``receive``: a
+        driver calls it directly, with no event, timer or address work."""
         size = len(data)
-        if size < 4:
-            self.counters.dropped_malformed += 1
-            return None
         length = (data[2] << 8) | data[3]
         if not length + 4 <= size <= length + 7:  # up to 3 bytes of padding (RFC 8656 §12.5)
             self.counters.dropped_malformed += 1
@@ -494,13 +491,10 @@ class TurnClient:
 
     # -- receiving ---------------------------------------------------------------------------------
     def _receive_datagram(self, data: bytes, now: float) -> None:
-        if stun.is_channel_data(data) and not stun.is_stun(data):
-            try:
-                frame = stun.decode_channel_data(data)
-            except stun.StunDecodeError:
-                self.counters.dropped_malformed += 1
-                return
-            self._receive_channel(frame.channel, frame.data)
+        if is_channel_data(data):
+            hit = self.receive_channel_data(data)
+            if hit is not None:
+                self._events.append(DataReceived(hit[0], hit[1], (data[0] << 8) | data[1]))
             return
         try:
             message = stun.decode(data)

@@ -3,9 +3,10 @@
 A thin layer over ``proto.natprobe``: resolve the configured servers (IPv4: NAT is an IPv4
 matter), ask each server's circuit breaker whether it may be tried, open the probe's UDP sockets
 bound to the address the route to the first server leaves from, feed datagrams and timers in,
-send what the probe wants sent and run its STUN-over-TCP checks as tasks. The whole discovery runs
-under ``asyncio.timeout``. A ``NatDiscovery`` keeps its breakers across runs, so a dead server
-stops costing anything once it has failed ``failure_threshold`` times in a row.
+send what the probe wants sent and run its STUN-over-TCP checks as tasks, with the probe's timer
+on a ``CoreTimer``. The whole discovery runs under ``asyncio.timeout``. A ``NatDiscovery`` keeps
+its breakers across runs, so a dead server stops costing anything once it has failed
+``failure_threshold`` times in a row.
 
 ``socket_factory`` makes every socket (the lab passes one that makes them in a host's network
 namespace); it is called with (family, type) and must return an unbound socket.
@@ -14,7 +15,6 @@ namespace); it is called with (family, type) and must return an unbound socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import ipaddress
@@ -40,6 +40,7 @@ from node.proto.natprobe.probe import (
 from node.proto.natprobe.types import ANSWERED_OUTCOMES, Endpoint, NatReport
 from node.transports import resolver
 from node.transports.base import SocketFactory
+from node.transports.timer import CoreTimer
 
 log = logging.getLogger(__name__)
 
@@ -167,36 +168,50 @@ class NatDiscovery:
     async def _probe(self, specs: Sequence[ProbeServer], sockets: _Sockets) -> NatReport:
         loop = asyncio.get_running_loop()
         probe = NatProbe(specs, sockets.local, loop.time(), self._timing)
-        sockets.deliver_to(probe)
+        finished: asyncio.Future[None] = loop.create_future()
         tcp_tasks: set[asyncio.Task[None]] = set()
         async with asyncio.TaskGroup() as tasks:
-            try:
-                while not probe.finished:
+
+            def flush() -> None:
+                """Send what the probe wants sent, start its TCP checks. Runs in callbacks (a
+                datagram, the timer, a TCP check's end): an error goes to the awaiting ``run``."""
+                if finished.done():
+                    return
+                try:
                     for out in probe.datagrams_to_send(loop.time()):
                         ip, port = out.destination
                         sockets.transports[out.socket].sendto(out.data, (str(ip), port))
                     for check in probe.tcp_checks_to_start():
-                        task = tasks.create_task(self._tcp_check(probe, check, sockets))
+                        task = tasks.create_task(self._tcp_check(probe, check, sockets, after_input))
                         tcp_tasks.add(task)
                         task.add_done_callback(tcp_tasks.discard)
-                    # Callbacks (datagrams, TCP answers) run only while this awaits: none is missed.
-                    timer = probe.get_timer()
-                    if timer is not None and timer > loop.time():
-                        sockets.wake.clear()
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout_at(timer):
-                                await sockets.wake.wait()
-                    timer = probe.get_timer()
-                    if timer is not None and timer <= loop.time():
-                        probe.handle_timer(loop.time())
+                except Exception as exc:  # not swallowed: raised by the await below
+                    finished.set_exception(exc)
+                    return
+                if probe.finished:
+                    finished.set_result(None)
+
+            timer = CoreTimer(loop, probe.get_timer, probe.handle_timer, flush)
+
+            def after_input() -> None:
+                flush()
+                timer.rearm()
+
+            sockets.deliver_to(probe, after_input)
+            try:
+                after_input()
+                await finished
             finally:
+                timer.close()
                 for task in tcp_tasks:
                     task.cancel()
         event = probe.next_event()
         assert event is not None  # finished means the event is queued
         return event.report
 
-    async def _tcp_check(self, probe: NatProbe, check: TcpCheck, sockets: _Sockets) -> None:
+    async def _tcp_check(
+        self, probe: NatProbe, check: TcpCheck, sockets: _Sockets, after_input: Callable[[], None]
+    ) -> None:
         """One Binding over TCP (RFC 8489 §6.2.2), framed with the stream framer."""
         loop = asyncio.get_running_loop()
         sock: socket.socket | None = None
@@ -225,7 +240,7 @@ class NatDiscovery:
             log.debug("STUN over TCP to %s failed: %s", check.destination, exc)
             probe.tcp_failed(check.server_index, loop.time())
         finally:
-            sockets.wake.set()
+            after_input()
             if writer is not None:
                 writer.close()
             elif sock is not None:
@@ -240,8 +255,8 @@ class _Sockets:
         self.source = source
         self.transports: list[asyncio.DatagramTransport] = []
         self.local: list[Endpoint] = []
-        self.wake = asyncio.Event()
         self._probe: NatProbe | None = None
+        self._after_input: Callable[[], None] = _nothing
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Self:
@@ -270,10 +285,15 @@ class _Sockets:
             name = sock.getsockname()
             self.local.append((ipaddress.ip_address(name[0]), int(name[1])))
 
-    def deliver_to(self, probe: NatProbe) -> None:
+    def deliver_to(self, probe: NatProbe, after_input: Callable[[], None]) -> None:
         self._probe = probe
+        self._after_input = after_input
 
     def _deliver(self, index: int, data: bytes, src: Endpoint) -> None:
         if self._probe is not None:  # nothing is sent before the probe exists
             self._probe.receive_datagram(index, data, src, asyncio.get_running_loop().time())
-            self.wake.set()
+            self._after_input()
+
+
+def _nothing() -> None:
+    pass

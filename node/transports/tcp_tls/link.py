@@ -1,7 +1,8 @@
 """One TCP + TLS 1.3 connection around a ``StreamLink`` core: dial, accept, run.
 
 The asyncio layer is thin: bytes from the stream go into the core, bytes the core wants sent go
-to the stream, one timer (the core's ``get_timer``) bounds every read. Identity is settled before
+to the stream, and a ``CoreTimer`` keeps one ``loop.call_at`` at the core's ``get_timer`` (a
+keepalive PING, a dead peer's close). Identity is settled before
 ``dial``/``accept`` return: the TLS certificate (fleet CA chain checked by OpenSSL, the SAN bound
 to the key by ``TrustPolicy``) and the client's in-band proof.
 """
@@ -42,6 +43,7 @@ from node.proto.link.stream_link import (
 from node.proto.vocabulary import Frame, IpEndpoint, PeerId, TransportReason
 from node.security.trust import TrustError, TrustMode, TrustPolicy, TrustReason, classify_tls_error
 from node.transports.base import TransportPeerError
+from node.transports.timer import CoreTimer
 
 READ_SIZE = 256 * 1024
 WRITE_HIGH_WATER = 1 << 20  # drain (wait for the socket) above this much unsent data
@@ -78,6 +80,11 @@ _REFUSED_AS = {
     CloseReason.TIMEOUT: TransportReason.CONNECT_TIMEOUT,
     **{wire: TransportReason.AUTH_FAILED for wire in _TRUST_FROM_WIRE},
 }
+
+
+class _ClosedByTimer(Exception):
+    """Raised out of ``TlsLink.run``'s read when the core's timer closed the link (a dead peer):
+    the peer, silent, would never end that read."""
 
 
 class TlsPeerError(TransportPeerError):
@@ -256,6 +263,9 @@ class TlsLink:
         reads must pause until the consumer has caught up (backpressure), else None (no
         coroutine per read)."""
         core = self.core
+        read = self.reader.read
+        timer = CoreTimer(self.loop, core.get_timer, core.handle_timer, self._after_timer)
+        rearm = timer.rearm
         try:
             while True:
                 event = core.next_event()
@@ -279,9 +289,11 @@ class TlsLink:
                             on_rtt(rtt)
                             pending[1].set_result(rtt)
                     continue
-                data = await self._read()
-                if data is None:
-                    continue  # the timer fired; the core may have queued a PING or a close
+                rearm()  # the deadline moves with every read: cheap when it only moved later
+                try:
+                    data = await read(READ_SIZE)
+                except _ClosedByTimer:
+                    continue  # the core's LinkClosed is queued
                 if not data:
                     self.closed_reason, self.closed_by_peer = CloseReason.CLOSED, True
                     return CloseReason.CLOSED
@@ -292,6 +304,7 @@ class TlsLink:
             self.closed_reason, self.closed_by_peer = CloseReason.CLOSED, True
             return CloseReason.CLOSED
         finally:
+            timer.close()
             for _, future in self._pongs.values():
                 if not future.done():
                     future.set_exception(
@@ -301,18 +314,14 @@ class TlsLink:
                     )
             self.writer.close()
 
-    async def _read(self) -> bytes | None:
-        """Bytes, b"" at EOF, or None when the core's timer fired (after handling it)."""
-        deadline = self.core.get_timer()
-        if deadline is None:
-            return await self.reader.read(READ_SIZE)
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self.reader.read(READ_SIZE)
-        except TimeoutError:
-            self.core.handle_timer(self.loop.time())
-            self.flush()
-            return None
+    def _after_timer(self) -> None:
+        """The core handled its timer: send what it queued (a PING, or a CLOSE) and, when it closed
+        the link, wake ``run`` from its read. Not by closing the writer, which would wait for the
+        peer's TLS close_notify first, nor by feed_eof, after which the peer's next bytes would
+        trip StreamReader's assertion: the read raises ``_ClosedByTimer`` instead."""
+        self.flush()
+        if self.core.closed:
+            self.reader.set_exception(_ClosedByTimer())
 
 
 async def _next_handshake_event(

@@ -12,9 +12,9 @@ bound channel goes from ``recv`` to ``on_data`` through the core's ``receive_cha
 no event, timer or address work (the socket is connected: every datagram is the server's); data
 to a peer with a live permission goes from ``encode_data`` straight to ``send``. Data sent from
 ``on_data`` during a drain (an echo, a reply) is held until the drain ends, then written in as
-few system calls as UDP segmentation offload allows (``node.transports.udp_batch``). One
-``loop.call_at`` timer is re-armed after every other input. No task is started, so nothing can be
-left behind.
+few system calls as UDP segmentation offload allows (``node.transports.udp_batch``). The core's
+timer is a ``CoreTimer`` (one ``loop.call_at``), re-armed after every other input. No task is
+started, so nothing can be left behind.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from node.os_errors import os_reason
+from node.proto.stun.channeldata import is_channel_data
 from node.proto.stun.transaction import Timing
 from node.proto.turn.client import DEFAULT_LIFETIME, AllocationState, TurnClient, TurnCounters, TurnTiming
 from node.proto.turn.credentials import Credentials
@@ -48,6 +49,7 @@ from node.proto.turn.events import (
 from node.proto.turn.uri import TurnServerAddress, TurnTransport
 from node.transports import resolver
 from node.transports.base import SocketFactory
+from node.transports.timer import CoreTimer
 from node.transports.udp_batch import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -124,8 +126,7 @@ class TurnConnection:
         self.dropped_recv_queue_full = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.BaseTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer: CoreTimer | None = None
         self._allocated: asyncio.Future[Allocated] | None = None
         self._closed: asyncio.Future[None] | None = None
         self.lost: asyncio.Future[TurnError] | None = None
@@ -163,6 +164,7 @@ class TurnConnection:
     # -- lifecycle --------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         loop = self._loop = asyncio.get_running_loop()
+        self._timer = CoreTimer(loop, self.client.get_timer, self.client.handle_timer, self._flush)
         self._allocated = loop.create_future()
         self._closed = loop.create_future()
         self.lost = loop.create_future()
@@ -240,8 +242,7 @@ class TurnConnection:
 
     def _abort(self) -> None:
         if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+            self._timer.close()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -328,7 +329,7 @@ class TurnConnection:
                 except OSError as exc:  # an ICMP error queued on the connected socket
                     self._icmp(exc)
                     return
-                if data and 0x40 <= data[0] <= 0x4F:  # ChannelData (RFC 7983 §7)
+                if is_channel_data(data):
                     hit = client.receive_channel_data(data)
                     if hit is not None:
                         self._deliver(hit[0], hit[1])
@@ -393,13 +394,6 @@ class TurnConnection:
             self.client.connection_lost(self._loop.time())
             self._flush()
 
-    def _on_timer(self) -> None:
-        assert self._loop is not None
-        self._timer = None
-        self._timer_at = None
-        self.client.handle_timer(self._loop.time())
-        self._flush()
-
     def _flush(self) -> None:
         client = self.client
         loop = self._loop
@@ -417,12 +411,8 @@ class TurnConnection:
                 self._send_failed(exc)
         while (event := client.next_event()) is not None:
             self._dispatch(event)
-        at = client.get_timer()
-        if at != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = loop.call_at(at, self._on_timer) if at is not None else None
-            self._timer_at = at
+        assert self._timer is not None
+        self._timer.rearm()
 
     def _dispatch(self, event: TurnEvent) -> None:
         if isinstance(event, DataReceived):

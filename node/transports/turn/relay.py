@@ -43,7 +43,6 @@ from node.proto.vocabulary import (
     PeerConnected,
     PeerDisconnected,
     PeerId,
-    Priority,
     RelayEndpoint,
     TransportEvent,
     TransportHealth,
@@ -205,17 +204,17 @@ class TurnRelayTransport(Transport):
     # -- plumbing ---------------------------------------------------------------------------------
     def _datagram(self, source: Address, data: bytes) -> None:
         peer = self._by_address.get(source)
-        header = frames.HEADER_SIZE
-        if peer is None or len(data) < header:
+        if peer is None:
             self._malformed += 1
             return
-        length, kind, priority, message_id = frames.HEADER.unpack_from(data)
-        if kind != frames.FrameKind.DATA or priority >= frames.PRIORITIES or length != len(data) - header:
+        try:
+            frame = frames.decode_datagram(data)
+        except frames.FrameError:
             self._malformed += 1
             return
         self._received += 1
-        self._bytes_received += length
-        self._emit(MessageReceived(peer, Frame(message_id, data[header:], Priority(priority))))
+        self._bytes_received += len(frame.payload)
+        self._emit(MessageReceived(peer, frame))
 
     def _relay_changed(self, relayed: Address | None) -> None:
         if relayed is None:
