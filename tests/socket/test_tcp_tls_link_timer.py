@@ -13,7 +13,7 @@ from pathlib import Path
 from node.proto.link.stream_link import CloseReason, LinkClosed
 from node.proto.vocabulary import IpEndpoint
 from node.transports.tcp_tls.link import LinkSettings, TlsLink, accept, dial
-from tests.socket.tlsnodes import new_node, pinned_creds
+from tests.support.tlsnodes import new_node, pinned_creds
 
 HANG_GUARD_S = 10.0  # only against a hang: each wait ends after a few keepalive periods
 # Keepalive after 0.2 s of silence, dead after 0.4 s (LinkSettings.timing: twice the keepalive).
