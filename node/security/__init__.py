@@ -1,0 +1,3 @@
+"""Security: the identity key files (``keystore``, ``keyfile``), fleet certificates (``certs``) and the
+trust policy (``trust``).
+"""

@@ -1,6 +1,6 @@
 """What NAT behaviour discovery reports: RFC 4787 behaviours, the seed's NAT class, per-server
-observations and the final report. Frozen data only; the probe is in ``natprobe``, the decision
-in ``natprobe_classify``."""
+observations and the final report. Frozen data only; the probe is in ``natprobe.probe``, the decision
+in ``natprobe.classify``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""NAT discovery over real sockets: the asyncio driver of ``node.proto.natprobe``."""
