@@ -39,6 +39,8 @@ STRATEGIES: dict[type[stun.Attribute], st.SearchStrategy[stun.Attribute]] = {
     stun.AlternateServer: _address(stun.AlternateServer),
     stun.ResponseOrigin: _address(stun.ResponseOrigin),
     stun.OtherAddress: _address(stun.OtherAddress),
+    stun.ChangedAddress: _address(stun.ChangedAddress),
+    stun.SourceAddress: _address(stun.SourceAddress),
     stun.Username: st.builds(stun.Username, usernames),
     stun.Realm: st.builds(stun.Realm, text),
     stun.Nonce: st.builds(stun.Nonce, text),

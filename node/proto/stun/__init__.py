@@ -1,5 +1,6 @@
 """The sans-IO STUN/TURN codec: RFC 8489 (and RFC 5389), TURN (RFC 8656), NAT behaviour
-discovery (RFC 5780) and ICE (RFC 8445) attributes, ChannelData and stream framing.
+discovery (RFC 5780) and ICE (RFC 8445) attributes, ChannelData and stream framing; classic
+RFC 3489 messages and their CHANGED-ADDRESS and SOURCE-ADDRESS are read too.
 
 This module is the public entry point; the work is done in ``stun_*`` helpers, ``channeldata``
 and ``saslprep``. No sockets, no asyncio, no clock.
@@ -13,6 +14,7 @@ from node.proto.stun.attrs import (
     AlternateServer,
     Attribute,
     AttributeSpec,
+    ChangedAddress,
     ChangeRequest,
     ChannelNumber,
     Data,
@@ -40,6 +42,7 @@ from node.proto.stun.attrs import (
     ResponseOrigin,
     ResponsePort,
     Software,
+    SourceAddress,
     TextAttribute,
     UnknownAttribute,
     UnknownAttributes,
@@ -101,6 +104,7 @@ __all__ = [
     "AttributeSpec",
     "AttributeType",
     "ChangeRequest",
+    "ChangedAddress",
     "ChannelData",
     "ChannelNumber",
     "Data",
@@ -136,6 +140,7 @@ __all__ = [
     "ResponseOrigin",
     "ResponsePort",
     "Software",
+    "SourceAddress",
     "StreamFramer",
     "StreamOverflowError",
     "StunDecodeError",

@@ -2,9 +2,10 @@
 
 Each attribute is a frozen, slotted dataclass. The registry ``ATTRIBUTE_SPECS`` is a table of
 (type code, class, encode, decode); encoders take the attribute and the transaction id (only the
-XOR addresses use it) and return the value bytes without padding; decoders take the value bytes
-and the transaction id. Decoders may raise ``ValueError`` or ``struct.error`` on malformed input;
-the message decoder turns those into ``StunDecodeError(BAD_ATTRIBUTE)``.
+XOR addresses use it: 12 bytes, or 16 in an RFC 3489 message) and return the value bytes without
+padding; decoders take the value bytes and the transaction id. Decoders may raise ``ValueError``
+or ``struct.error`` on malformed input; the message decoder turns those into
+``StunDecodeError(BAD_ATTRIBUTE)``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from node.proto.stun.types import MAGIC_COOKIE, AttributeType
+from node.proto.stun.types import MAGIC_COOKIE, TRANSACTION_ID_SIZE, AttributeType
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -46,7 +47,7 @@ class Attribute:
     """Base of every attribute class."""
 
 
-# --- addresses (RFC 8489 §14.1, §14.2; RFC 8656 §18.3, §18.5; RFC 5780 §7.3, §7.4) ---
+# --- addresses (RFC 8489 §14.1, §14.2; RFC 8656 §18.3, §18.5; RFC 5780 §7.3, §7.4; RFC 3489) ---
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,18 @@ class ResponseOrigin(AddressAttribute):
 @dataclass(frozen=True, slots=True)
 class OtherAddress(AddressAttribute):
     """OTHER-ADDRESS (RFC 5780 §7.4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedAddress(AddressAttribute):
+    """CHANGED-ADDRESS (RFC 3489 §11.2.3): where answers to CHANGE-REQUEST come from, the
+    classic servers' OTHER-ADDRESS."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceAddress(AddressAttribute):
+    """SOURCE-ADDRESS (RFC 3489 §11.2.5): where the response was sent from, the classic
+    servers' RESPONSE-ORIGIN."""
 
 
 # --- text (RFC 8489 §14.3, §14.9, §14.10, §14.14) ---
@@ -305,8 +318,13 @@ class UnknownAttribute(Attribute):
 # --- encoders and decoders ---
 
 
-def _xor_key6(transaction_id: bytes) -> int:
-    return (MAGIC_COOKIE << 96) | int.from_bytes(transaction_id, "big")
+def _xor_key(transaction_id: bytes) -> int:
+    """The 128 bits an address is XORed with: the header's bytes 4 to 20, i.e. the magic cookie
+    and the 12-byte id (RFC 8489 §14.2), or an RFC 3489 message's whole 16-byte id. RFC 3489
+    defines no XOR address; servers that send one anyway (Vovida stund 0.97) XOR with those
+    same header bytes, so one rule reads both."""
+    key = int.from_bytes(transaction_id, "big")
+    return (MAGIC_COOKIE << 96) | key if len(transaction_id) == TRANSACTION_ID_SIZE else key
 
 
 def _enc_address(attr: AddressAttribute, _tid: bytes) -> bytes:
@@ -318,11 +336,12 @@ def _enc_address(attr: AddressAttribute, _tid: bytes) -> bytes:
 
 def _enc_xor_address(attr: AddressAttribute, tid: bytes) -> bytes:
     # RFC 8489 §14.2: X-Port = port ^ cookie >> 16; X-Address = address ^ cookie (IPv4) or
-    # address ^ (cookie || transaction id) (IPv6).
+    # address ^ (cookie || transaction id) (IPv6). The cookie is the key's top 32 bits.
     ip = attr.ip
+    key = _xor_key(tid)
     if ip.version == 4:
-        return _ADDR4.pack(0, 1, attr.port ^ _COOKIE_HIGH, int(ip) ^ MAGIC_COOKIE)
-    return _ADDR6.pack(0, 2, attr.port ^ _COOKIE_HIGH, (int(ip) ^ _xor_key6(tid)).to_bytes(16, "big"))
+        return _ADDR4.pack(0, 1, attr.port ^ key >> 112, int(ip) ^ key >> 96)
+    return _ADDR6.pack(0, 2, attr.port ^ key >> 112, (int(ip) ^ key).to_bytes(16, "big"))
 
 
 _A = TypeVar("_A", bound=AddressAttribute)
@@ -343,12 +362,13 @@ def _address_decoder(cls: type[_A]) -> Callable[[bytes, bytes], _A]:
 
 def _xor_address_decoder(cls: type[_A]) -> Callable[[bytes, bytes], _A]:
     def decode(value: bytes, tid: bytes) -> _A:
+        key = _xor_key(tid)
         if len(value) == 8 and value[1] == 1:
             _, _, port, address = _ADDR4.unpack(value)
-            return cls(_IPV4(address ^ MAGIC_COOKIE), port ^ _COOKIE_HIGH)
+            return cls(_IPV4(address ^ key >> 96), port ^ key >> 112)
         if len(value) == 20 and value[1] == 2:
-            address = int.from_bytes(value[4:], "big") ^ _xor_key6(tid)
-            return cls(_IPV6(address), _U16.unpack_from(value, 2)[0] ^ _COOKIE_HIGH)
+            address = int.from_bytes(value[4:], "big") ^ key
+            return cls(_IPV6(address), _U16.unpack_from(value, 2)[0] ^ key >> 112)
         raise ValueError("bad address family or length")
 
     return decode
@@ -534,6 +554,8 @@ ATTRIBUTE_SPECS: tuple[AttributeSpec, ...] = (
     _spec(T.ALTERNATE_SERVER, AlternateServer, _enc_address, _address_decoder(AlternateServer)),
     _spec(T.RESPONSE_ORIGIN, ResponseOrigin, _enc_address, _address_decoder(ResponseOrigin)),
     _spec(T.OTHER_ADDRESS, OtherAddress, _enc_address, _address_decoder(OtherAddress)),
+    _spec(T.CHANGED_ADDRESS, ChangedAddress, _enc_address, _address_decoder(ChangedAddress)),
+    _spec(T.SOURCE_ADDRESS, SourceAddress, _enc_address, _address_decoder(SourceAddress)),
     _spec(T.USERNAME, Username, _enc_username, _text_decoder(Username)),
     _spec(T.REALM, Realm, _enc_text, _text_decoder(Realm)),
     _spec(T.NONCE, Nonce, _enc_text, _text_decoder(Nonce)),

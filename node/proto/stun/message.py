@@ -1,5 +1,12 @@
 """STUN messages (RFC 8489 §5, §6, §14): the Message type, encode, decode, integrity and
-fingerprint checks over raw bytes, and the cheap demultiplexing test."""
+fingerprint checks over raw bytes, and the cheap demultiplexing test.
+
+Classic RFC 3489 messages share the layout but have no magic cookie: the 16 bytes after the
+length are one transaction id (RFC 3489 §11.1). ``decode`` reads them only when asked
+(``rfc3489=True``); a ``Message`` then carries all 16 bytes as its ``transaction_id``. An RFC 3489
+server answering our RFC 8489 request echoes the cookie with our 12-byte id (RFC 8489 §12), so its
+response decodes without that flag, with our id, and matches our transaction.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ from node.proto.stun.attrs import (
 )
 from node.proto.stun.errors import DecodeReason, StunDecodeError, StunEncodeError
 from node.proto.stun.types import (
+    CLASSIC_TRANSACTION_ID_SIZE,
     COMPREHENSION_OPTIONAL,
     FINGERPRINT_XOR,
     HEADER_SIZE,
@@ -33,6 +41,7 @@ from node.proto.stun.types import (
 )
 
 _HEADER = struct.Struct("!HHI12s")  # type, length, cookie, transaction id (RFC 8489 §5)
+_CLASSIC_HEADER = struct.Struct("!HH16s")  # type, length, transaction id (RFC 3489 §11.1)
 _HEADER_START = struct.Struct("!HHI")
 _ATTR_HEAD = struct.Struct("!HH")  # type, length (RFC 8489 §14)
 _LENGTH = struct.Struct("!H")
@@ -72,12 +81,19 @@ _TYPES: dict[int, tuple[Method, MessageClass]] = {
 @dataclass(frozen=True, slots=True)
 class Message:
     """A STUN message. ``attributes`` are in wire order; MESSAGE-INTEGRITY(-SHA256) and
-    FINGERPRINT appear in decoded messages but ``encode`` recomputes them from its arguments."""
+    FINGERPRINT appear in decoded messages but ``encode`` recomputes them from its arguments.
+    ``transaction_id`` is 12 bytes after the magic cookie (RFC 8489 §5), or 16 bytes in a classic
+    RFC 3489 message, which has no cookie (§11.1)."""
 
     method: Method
     message_class: MessageClass
     transaction_id: bytes
     attributes: tuple[Attribute, ...] = ()
+
+    @property
+    def classic(self) -> bool:
+        """An RFC 3489 message: its header holds a 16-byte id instead of cookie and id."""
+        return len(self.transaction_id) == CLASSIC_TRANSACTION_ID_SIZE
 
     def find(self, cls: type[_A]) -> _A | None:
         """The first attribute of class ``cls`` (RFC 8489 §14: only the first counts)."""
@@ -116,10 +132,19 @@ def encode(
 ) -> bytes:
     """Serialise ``msg``. With ``key``, append MESSAGE-INTEGRITY (HMAC-SHA1, RFC 8489 §14.5) or,
     with ``sha256``, MESSAGE-INTEGRITY-SHA256 (§14.6); then FINGERPRINT (§14.7) unless told not
-    to. Padding is written as zeros (§14). Raises ``StunEncodeError``."""
+    to. Padding is written as zeros (§14). A 16-byte transaction id makes an RFC 3489 message,
+    with no cookie and neither integrity nor FINGERPRINT: pass ``fingerprint=False``. Raises
+    ``StunEncodeError``."""
     tid = msg.transaction_id
-    if type(tid) is not bytes or len(tid) != TRANSACTION_ID_SIZE:
-        raise StunEncodeError("transaction id must be 12 bytes (RFC 8489 §5)")
+    if type(tid) is not bytes or len(tid) not in (TRANSACTION_ID_SIZE, CLASSIC_TRANSACTION_ID_SIZE):
+        raise StunEncodeError(
+            f"transaction id must be 12 bytes (RFC 8489 §5) or 16 (RFC 3489 §11.1), got {tid!r}"
+        )
+    classic = len(tid) == CLASSIC_TRANSACTION_ID_SIZE
+    if classic and (key is not None or fingerprint):
+        # RFC 3489 has no FINGERPRINT, and its MESSAGE-INTEGRITY covers the message differently
+        # (§11.2.8: padded to 64 bytes, length not adjusted); we never need to send either.
+        raise StunEncodeError("an RFC 3489 message (16-byte id) takes no integrity or FINGERPRINT")
     mtype = message_type(msg.method, msg.message_class)
     parts: list[bytes] = []
     append = parts.append
@@ -148,6 +173,8 @@ def encode(
     trailer = (_MI256_SIZE if sha256 else _MI_SIZE) if key is not None else 0
     if length + trailer + (_FP_SIZE if fingerprint else 0) > MAX_VALUE_SIZE:
         raise StunEncodeError("message longer than 65535 bytes after the header")
+    if classic:
+        return _CLASSIC_HEADER.pack(mtype, length, tid) + body
     if key is not None:
         # RFC 8489 §14.5/§14.6: the HMAC covers the header, whose length already counts the
         # integrity attribute, and every attribute before it.
@@ -164,13 +191,17 @@ def encode(
     return _HEADER.pack(mtype, length, MAGIC_COOKIE, tid) + body
 
 
-def decode(data: bytes) -> Message:
+def decode(data: bytes, *, rfc3489: bool = False) -> Message:
     """Parse one STUN message (a whole datagram or a whole stream frame).
 
     Checks the header (RFC 8489 §6.3), every attribute's framing and value, and FINGERPRINT
     when present. Attributes after MESSAGE-INTEGRITY other than MESSAGE-INTEGRITY-SHA256 and
     FINGERPRINT are ignored (§14.5, §14.6). Integrity is checked separately by
-    ``verify_integrity``, which needs the key. Raises only ``StunDecodeError``."""
+    ``verify_integrity``, which needs the key. A header without the magic cookie is
+    ``BAD_MAGIC`` unless ``rfc3489`` is set: then it is a classic RFC 3489 message whose 16 bytes
+    after the length are its transaction id (§11.1). Only a caller that talks to RFC 3489 peers
+    on purpose sets it; the node's own demultiplexing (``is_stun``) never does (RFC 7983 §7).
+    Raises only ``StunDecodeError``."""
     if type(data) is not bytes:
         data = bytes(data)
     size = len(data)
@@ -179,9 +210,12 @@ def decode(data: bytes) -> Message:
     mtype, length, cookie = _HEADER_START.unpack_from(data)
     if mtype & 0xC000:
         raise StunDecodeError(DecodeReason.NOT_STUN)
-    if cookie != MAGIC_COOKIE:
+    if cookie == MAGIC_COOKIE:
+        tid = data[8:20]
+    elif rfc3489:
+        tid = data[4:20]
+    else:
         raise StunDecodeError(DecodeReason.BAD_MAGIC)
-    tid = data[8:20]
     if length + HEADER_SIZE != size or length & 3:
         raise StunDecodeError(
             DecodeReason.BAD_LENGTH, f"header says {length}, got {size - 20}", transaction_id=tid

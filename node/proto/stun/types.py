@@ -9,6 +9,9 @@ MAGIC_COOKIE = 0x2112A442  # RFC 8489 §5
 MAGIC_COOKIE_BYTES = b"\x21\x12\xa4\x42"
 HEADER_SIZE = 20  # RFC 8489 §5
 TRANSACTION_ID_SIZE = 12  # RFC 8489 §5
+# RFC 3489 §11.1: a classic message's transaction id is the 16 bytes RFC 8489 splits into the
+# magic cookie and its 12-byte id.
+CLASSIC_TRANSACTION_ID_SIZE = 16
 FINGERPRINT_XOR = 0x5354554E  # RFC 8489 §14.7 ("STUN")
 MAX_VALUE_SIZE = 0xFFFF  # the 16-bit length fields (RFC 8489 §5, §14)
 
@@ -35,10 +38,13 @@ class MessageClass(enum.IntEnum):
 
 
 class AttributeType(enum.IntEnum):
-    """Attribute type codes (RFC 8489 §18.3, RFC 8656 §18, RFC 5780 §7, RFC 8445 §16.1)."""
+    """Attribute type codes (RFC 8489 §18.3, RFC 8656 §18, RFC 5780 §7, RFC 8445 §16.1, RFC 3489
+    §11.2)."""
 
     MAPPED_ADDRESS = 0x0001
-    CHANGE_REQUEST = 0x0003  # RFC 5780 §7.2
+    CHANGE_REQUEST = 0x0003  # RFC 5780 §7.2 (RFC 3489 §11.2.4: the same attribute)
+    SOURCE_ADDRESS = 0x0004  # RFC 3489 §11.2.5 (RFC 5780 §7.3: now RESPONSE-ORIGIN)
+    CHANGED_ADDRESS = 0x0005  # RFC 3489 §11.2.3 (RFC 5780 §7.4: now OTHER-ADDRESS)
     USERNAME = 0x0006
     MESSAGE_INTEGRITY = 0x0008
     ERROR_CODE = 0x0009
