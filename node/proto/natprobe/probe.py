@@ -4,8 +4,9 @@ One ``NatProbe`` is one discovery across several STUN servers, all probed at onc
 through numbered local sockets that the driver opens before it starts (``sockets_needed``):
 
 - socket ``MAPPING_SOCKET`` sends the first Binding to every server's primary address and, for a
-  server that offers a usable OTHER-ADDRESS (RFC 5780 §4.3), to its alternate IP, its alternate
-  IP and port, and its alternate port: the mapping tests. Comparing what several plain servers
+  server that offers a usable OTHER-ADDRESS (RFC 5780 §4.3) or, from a classic RFC 3489 server,
+  CHANGED-ADDRESS, to its alternate IP, its alternate IP and port, and its alternate port: the
+  mapping tests. Comparing what several plain servers
   saw from this one socket detects "mapping varies by destination" without RFC 5780.
 - socket ``filter_socket(i)`` is fresh for server ``i``: it talks only to that server's primary
   address, then asks for answers from the alternate address and port and from the alternate port
@@ -376,7 +377,9 @@ class NatProbe:
         if tx.test is Test.BINDING:
             server.mapped = mapped
             primary = tx.destination
-            other = message.find(stun.OtherAddress)
+            # RFC 5780 §7.4 renamed RFC 3489's CHANGED-ADDRESS (§11.2.3) to OTHER-ADDRESS; a
+            # classic server sends only the old one, which means the same alternate address.
+            other = message.find(stun.OtherAddress) or message.find(stun.ChangedAddress)
             if other is None or other.ip == primary[0] or other.port == primary[1]:
                 # No usable alternate (RFC 5780 §4.1: both IP and port must differ).
                 self._fire(server, PhaseInput.ANSWERED_PLAIN)

@@ -79,7 +79,8 @@ class ServerReport:
 
     server: str  # as configured ("host:port")
     outcome: ServerOutcome
-    rfc5780: bool  # it offered a usable OTHER-ADDRESS and answered from where it said
+    # It offered a usable OTHER-ADDRESS (or RFC 3489 CHANGED-ADDRESS) for the RFC 5780 tests.
+    rfc5780: bool
     rtt: float | None  # seconds, the largest round trip seen (an upper bound, never Karn-filtered)
     mapped: Endpoint | None = None  # the mapping socket's mapped address towards its primary
     mapping: Behaviour | None = None
