@@ -12,8 +12,9 @@ stage "system packages"
 if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=300 update -qq
+    # stun-server (stund, a classic RFC 3489 server) is for the lab; it starts no daemon itself.
     apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
-        python3 python3-venv iproute2 nftables conntrack coturn dbus openssl procps >/dev/null
+        python3 python3-venv iproute2 nftables conntrack coturn stun-server dbus openssl procps >/dev/null
 elif [ "${CI:-}" = true ]; then
     echo "CI=true but not root: cannot install system packages or build the NAT lab" >&2
     exit 1
