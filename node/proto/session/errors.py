@@ -28,7 +28,9 @@ class DropReason(enum.Enum):
 
     TRUNCATED = "shorter than its message type requires"
     UNKNOWN_TYPE = "unknown message type"
-    BAD_LENGTH = "handshake initiation not exactly its fixed size (anti-amplification)"
+    BAD_LENGTH = "handshake initiation or cookie reply not exactly its fixed size (anti-amplification)"
+    BAD_MAC = "the INIT's mac1 does not verify (damaged, or not a secure-session INIT)"
+    BAD_COOKIE_REPLY = "cookie reply that does not open for the INIT we sent last (forged or replayed)"
     UNKNOWN_INDEX = "no live handshake or keys for its receiver index (stale, expired or forged)"
     BAD_EPHEMERAL = "the X25519 ephemeral key is invalid (low order)"
     DECRYPT_FAILED = "authentication failed: tampered, or sealed under another key"

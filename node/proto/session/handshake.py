@@ -204,11 +204,11 @@ class Response:
         shared = _shared_secret(ephemeral, msg.ephemeral)
         self.local_index = local_index
         self.remote_index = msg.sender_index
-        self.init = msg.raw
+        self.init = msg.transcript
         self.deadline = deadline
         self.early: list[bytes] = []  # transport datagrams that overtook the CONFIRM
         header = encode_response_header(local_index, msg.sender_index, _public_bytes(ephemeral))
-        h2 = mix_hash(mix_hash(INITIAL_HASH, msg.raw), header)
+        h2 = mix_hash(mix_hash(INITIAL_HASH, msg.transcript), header)
         self._prk = extract(h2, shared)
         key_r, self._key_i = handshake_keys(self._prk, h2)
         sealed = _seal_proof(identity, credential, key_r, h2, SIGN_RESPONDER)

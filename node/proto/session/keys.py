@@ -5,7 +5,7 @@ chaining key as PRK) and TLS 1.3 (RFC 8446 §7.1: separate keys per direction, e
 a label and the transcript hash so far). All of SHA-256 and HKDF-SHA256 (RFC 5869).
 
     h0   = SHA-256(PROTOCOL_NAME)
-    h1   = H(h0 || INIT)                     every byte of the initiation, padding included
+    h1   = H(h0 || INIT)                     every byte of the initiation but mac2 (hashed as zeros)
     h2   = H(h1 || RESPONSE header)          indices and the responder's ephemeral
     prk  = HKDF-Extract(salt=h2, IKM=X25519(e_i, e_r))
     hs_r = HKDF-Expand(prk, "hs r" || h2)    seals the responder's identity proof

@@ -27,6 +27,13 @@ Network input never raises: a bad datagram is counted in ``drops`` by ``DropReas
 handshake is a ``HandshakeFailed`` event, and a session that cannot go on ends with
 ``SessionClosed``. Simultaneous initiations (both sides dial, as in hole punching) resolve to the
 INIT with the larger ephemeral key; the other side answers it as responder.
+
+An INIT is anonymous until its CONFIRM proves who sent it, so an established session lets no INIT
+disturb it (issue 13): it answers one as a separate pending handshake (up to
+``max_pending_responses`` of them, the oldest forgotten first) and keeps its keys and its own
+pending rekey until that handshake completes. Under load a responder's ``CookieChecker``
+(node.proto.session.cookie) answers an INIT with a COOKIE_REPLY; the initiator takes the cookie,
+if the reply answers the INIT it sent, and sends its INIT again with mac2.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.proto.identity import Identity
+from node.proto.session.cookie import COOKIE_LIFETIME, open_cookie_reply
 from node.proto.session.errors import (
     DropReason,
     HandshakeError,
@@ -60,11 +68,13 @@ from node.proto.session.messages import (
     TRANSPORT_HEADER,
     TRANSPORT_OVERHEAD,
     ConfirmMessage,
+    CookieReplyMessage,
     InitMessage,
     MessageType,
     ResponseMessage,
     decode_handshake,
     message_type,
+    with_mac2,
 )
 from node.proto.session.replay_window import DEFAULT_BLOCKS, ReplayVerdict
 from node.proto.session.trust import PeerVerificationError, PeerVerifier
@@ -110,6 +120,7 @@ class SessionConfig:
     previous_key_grace: float = 10.0
     replay_window_blocks: int = DEFAULT_BLOCKS
     max_early_datagrams: int = 16
+    max_pending_responses: int = 4  # INITs answered and awaiting their CONFIRM at once
     max_payload: int = MAX_UDP_PAYLOAD - TRANSPORT_OVERHEAD
 
     def __post_init__(self) -> None:
@@ -134,6 +145,8 @@ class SessionConfig:
             )
         if self.replay_window_blocks < 2:
             raise SessionConfigError("replay_window_blocks must be >= 2")
+        if self.max_pending_responses < 1:
+            raise SessionConfigError("max_pending_responses must be >= 1")
         if self.max_early_datagrams < 0:
             raise SessionConfigError("max_early_datagrams must be >= 0")
         if not 0 <= self.max_payload <= MAX_UDP_PAYLOAD - TRANSPORT_OVERHEAD:
@@ -255,8 +268,11 @@ class SecureSession:
         self._initiation: Initiation | None = None
         self._init_transaction: ClientTransaction | None = None
         self._confirming: _Confirming | None = None
-        self._response: Response | None = None
+        self._responses: dict[int, Response] = {}  # by our index; insertion order is age
         self._glare_lost: bytes | None = None
+        self._cookie: bytes | None = None  # the responder's latest cookie for our address
+        self._cookie_at = -math.inf
+        self._cookie_wanted = False  # an INIT went out since the last cookie reply we took
         self._current: Keypair | None = None
         self._previous: Keypair | None = None
         self._previous_expires: float | None = None  # None: kept while the current is unconfirmed
@@ -294,9 +310,9 @@ class SecureSession:
 
     def local_indices(self) -> frozenset[int]:
         """The receiver indices that reach this session now (for a driver that routes by index)."""
-        live = (self._initiation, self._confirming and self._confirming.keypair, self._response)
+        live = (self._initiation, self._confirming and self._confirming.keypair)
         keys = (self._current, self._previous)
-        return frozenset(x.local_index for x in (*live, *keys) if x)
+        return frozenset([*(x.local_index for x in (*live, *keys) if x), *self._responses])
 
     def next_event(self) -> SessionEvent | None:
         return self._events.popleft() if self._events else None
@@ -304,7 +320,10 @@ class SecureSession:
     def datagrams_to_send(self, now: float) -> list[bytes]:
         out: list[bytes] = []
         if self._init_transaction is not None:
-            out += self._init_transaction.datagrams_to_send(now)
+            inits = self._init_transaction.datagrams_to_send(now)
+            if inits:
+                self._cookie_wanted = True
+                out += [self._with_cookie(init, now) for init in inits]
         if self._confirming is not None:
             out += self._confirming.transaction.datagrams_to_send(now)
         if self._out:
@@ -354,6 +373,8 @@ class SecureSession:
                 self._receive_init(msg, now)
             elif isinstance(msg, ResponseMessage):
                 self._receive_response(msg, now)
+            elif isinstance(msg, CookieReplyMessage):
+                self._receive_cookie_reply(msg, now)
             else:
                 self._receive_confirm(msg, now)
         except SessionDecodeError as exc:
@@ -365,8 +386,7 @@ class SecureSession:
             deadlines.append(self._timer_of(self._init_transaction))
         if self._confirming is not None:
             deadlines.append(self._timer_of(self._confirming.transaction))
-        if self._response is not None:
-            deadlines.append(self._response.deadline)
+        deadlines += [response.deadline for response in self._responses.values()]
         if self._current is not None:
             deadlines.append(self._current.created_at + self._config.reject_after_time)
         if self._previous is not None:
@@ -389,9 +409,13 @@ class SecureSession:
             if isinstance(self._confirming.transaction.next_event(), TransactionTimedOut):
                 self._revert_unconfirmed(self._confirming.keypair)
                 self._handshake_failed(HandshakeError(HandshakeFailure.TIMEOUT, "keys unconfirmed"), now)
-        if self._response is not None and now >= self._response.deadline:
-            self._response = None
-            self._handshake_failed(HandshakeError(HandshakeFailure.TIMEOUT, "no CONFIRM"), now)
+        for index, response in list(self._responses.items()):
+            if now >= response.deadline:
+                del self._responses[index]
+                # With keys, an INIT nobody confirmed proves nothing (a spoof, a replay, a peer that
+                # gave up): it is forgotten without delaying our own rekey.
+                if self._state is not SessionState.ESTABLISHED:
+                    self._handshake_failed(HandshakeError(HandshakeFailure.TIMEOUT, "no CONFIRM"), now)
         if self._current is None:  # nothing to age (or the failures above closed the session)
             return
         if self._previous is not None and now >= self._previous_deadline(self._previous):
@@ -419,6 +443,7 @@ class SecureSession:
     def _start_initiation(self, now: float) -> None:
         initiation = Initiation(self._identity, self._credential, self._new_index(), self._new_ephemeral())
         self._initiation = initiation
+        self._cookie_wanted = False
         self._init_transaction = ClientTransaction(
             initiation.local_index.to_bytes(4, "little"),
             initiation.init,
@@ -431,14 +456,16 @@ class SecureSession:
         return self._peer_id if self._peer_id is not None else self._expected_peer_id
 
     def _receive_init(self, msg: InitMessage, now: float) -> None:
-        if self._response is not None and msg.raw == self._response.init:
-            self._out.append(self._response.response)  # our RESPONSE was lost: the same again
-            return
-        if msg.raw == self._glare_lost:
+        transcript = msg.transcript  # a retransmission with a cookie is the same INIT
+        for pending in self._responses.values():
+            if transcript == pending.init:
+                self._out.append(pending.response)  # our RESPONSE was lost: the same again
+                return
+        if transcript == self._glare_lost:
             raise SessionDecodeError(DropReason.GLARE_LOST, "a retransmission")
         # Both sides dialled at once: the larger ephemeral wins, and the other side answers it.
         if self._initiation is not None and msg.ephemeral <= self._initiation.ephemeral_public:
-            self._glare_lost = msg.raw
+            self._glare_lost = transcript
             raise SessionDecodeError(DropReason.GLARE_LOST)
         response = Response(
             self._identity,
@@ -448,10 +475,30 @@ class SecureSession:
             msg=msg,
             deadline=now + self._config.responder_timeout,
         )
-        self._initiation = self._init_transaction = None  # lost the glare, if there was one
+        if self._state is not SessionState.ESTABLISHED:
+            self._initiation = self._init_transaction = None  # lost the glare, if there was one
+        # else anyone could have sent it: our rekey goes on until its CONFIRM proves the peer's.
         self._transition(_Input.INIT_RECEIVED)
-        self._response = response  # a newer INIT replaces a pending one: the peer restarted
+        if len(self._responses) >= self._config.max_pending_responses:
+            del self._responses[next(iter(self._responses))]  # the oldest: its CONFIRM is late
+        self._responses[response.local_index] = response
         self._out.append(response.response)
+
+    def _receive_cookie_reply(self, msg: CookieReplyMessage, now: float) -> None:
+        initiation = self._initiation
+        if initiation is None or msg.receiver_index != initiation.local_index:
+            raise SessionDecodeError(DropReason.UNEXPECTED, "COOKIE_REPLY")
+        if not self._cookie_wanted:  # one reply per INIT sent, so a replay cannot make us resend
+            raise SessionDecodeError(DropReason.BAD_COOKIE_REPLY, "one already taken for this INIT")
+        cookie = open_cookie_reply(msg, initiation.init)
+        self._cookie, self._cookie_at, self._cookie_wanted = cookie, now, False
+        self._out.append(with_mac2(initiation.init, cookie))  # the INIT again, now with mac2
+
+    def _with_cookie(self, init: bytes, now: float) -> bytes:
+        # WireGuard keeps a cookie for CookieRefreshTime, the responder's secret's life (§5.4.7).
+        if self._cookie is None or now >= self._cookie_at + COOKIE_LIFETIME:
+            return init
+        return with_mac2(init, self._cookie)
 
     def _receive_response(self, msg: ResponseMessage, now: float) -> None:
         initiation = self._initiation
@@ -474,8 +521,8 @@ class SecureSession:
         self._confirming = _Confirming(result.keypair, transaction)
 
     def _receive_confirm(self, msg: ConfirmMessage, now: float) -> None:
-        response = self._response
-        if response is None or msg.receiver_index != response.local_index:
+        response = self._responses.get(msg.receiver_index)
+        if response is None:
             current = self._current
             if current is not None and msg.raw == self._last_confirm:
                 self._out.append(current.seal(b""))  # our confirmation was lost: confirm again
@@ -486,10 +533,13 @@ class SecureSession:
                 msg, self._verifier, self._expected(), now, self._config.replay_window_blocks
             )
         except (HandshakeError, PeerVerificationError) as exc:
-            self._response = None
+            del self._responses[msg.receiver_index]
             self._handshake_failed(exc, now)
             return
-        self._response = None
+        # The peer proved itself: its handshake replaces our rekey (a glare it won) and any
+        # other INITs waiting for a CONFIRM (spoofs, or older attempts of its own).
+        self._responses = {}
+        self._initiation = self._init_transaction = None
         self._install(result, now)
         self._last_confirm = msg.raw
         self._out.append(result.keypair.seal(b""))  # key confirmation for the initiator
@@ -539,7 +589,7 @@ class SecureSession:
         reason = error.reason if isinstance(error, HandshakeError) else HandshakeFailure.REFUSED_BY_TRUST
         self._events.append(HandshakeFailed(reason, error))
         self._rekey_not_before = now + self._config.rekey_retry_interval
-        pending = self._initiation or self._response or self._confirming
+        pending = self._initiation or self._responses or self._confirming
         if self._current is None and pending is None:
             self._transition(_Input.GAVE_UP)
             self._events.append(SessionClosed(CloseReason.HANDSHAKE_FAILED))
@@ -577,8 +627,8 @@ class SecureSession:
             self._events.append(DatagramReceived(payload))
 
     def _hold_early(self, data: bytes, index: int) -> None:
-        response = self._response
-        if response is None or response.local_index != index:
+        response = self._responses.get(index)
+        if response is None:
             raise SessionDecodeError(DropReason.UNKNOWN_INDEX)
         if len(response.early) >= self._config.max_early_datagrams:
             raise SessionDecodeError(DropReason.EARLY_OVERFLOW)
@@ -603,7 +653,7 @@ class SecureSession:
             or self._state is not SessionState.ESTABLISHED
             or self._initiation is not None
             or self._confirming is not None
-            or self._response is not None
+            or self._responses
         ):
             return None
         if current.send_counter >= self._config.rekey_after_messages:
@@ -632,6 +682,6 @@ class SecureSession:
     def _forget(self) -> None:
         self._initiation = self._init_transaction = None
         self._confirming = None
-        self._response = None
+        self._responses = {}
         self._current = self._previous = None
         self._out = []
