@@ -251,7 +251,10 @@ class SecureSession:
         expected_peer_id: str | None = None,
         config: SessionConfig = DEFAULT_SESSION_CONFIG,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        index_taken: Callable[[int], bool] | None = None,
     ) -> None:
+        """``index_taken``: a driver routing many sessions by receiver index (one table for the
+        socket) says which indices other sessions hold, so that this one never picks them."""
         if len(credential) > MAX_CREDENTIAL:
             raise SessionConfigError(
                 f"credential of {len(credential)} bytes exceeds {MAX_CREDENTIAL} (anti-amplification)"
@@ -262,6 +265,8 @@ class SecureSession:
         self._expected_peer_id = expected_peer_id
         self._config = config
         self._random = random_bytes
+        self._index_taken = index_taken
+        self._authenticated = 0
         self._state = SessionState.IDLE
         self._peer_id: str | None = None
         self._peer_public_key: bytes | None = None
@@ -307,6 +312,13 @@ class SecureSession:
     def drops(self) -> Counter[DropReason]:
         """Dropped incoming datagrams by reason (a copy)."""
         return self._drops.copy()
+
+    @property
+    def authenticated(self) -> int:
+        """How many received datagrams authenticated: opened under this session's keys, or
+        completed a handshake. A driver learns the peer's current address and consent freshness
+        from these alone (a replayed or forged datagram never counts)."""
+        return self._authenticated
 
     def local_indices(self) -> frozenset[int]:
         """The receiver indices that reach this session now (for a driver that routes by index)."""
@@ -434,7 +446,7 @@ class SecureSession:
         taken = self.local_indices()
         while True:
             index = int.from_bytes(self._random(4), "little")
-            if index not in taken:
+            if index not in taken and not (self._index_taken and self._index_taken(index)):
                 return index
 
     def _new_ephemeral(self) -> X25519PrivateKey:
@@ -513,6 +525,7 @@ class SecureSession:
             self._handshake_failed(exc, now)
             return
         self._initiation = self._init_transaction = None
+        self._authenticated += 1
         # Retransmitted like the INIT was, until a datagram opens under the new keys.
         transaction = ClientTransaction(
             result.keypair.local_index.to_bytes(4, "little"), confirm, now, self._config.handshake_timing
@@ -540,6 +553,7 @@ class SecureSession:
         # other INITs waiting for a CONFIRM (spoofs, or older attempts of its own).
         self._responses = {}
         self._initiation = self._init_transaction = None
+        self._authenticated += 1
         self._install(result, now)
         self._last_confirm = msg.raw
         self._out.append(result.keypair.seal(b""))  # key confirmation for the initiator
@@ -621,6 +635,7 @@ class SecureSession:
         except InvalidTag:
             raise SessionDecodeError(DropReason.DECRYPT_FAILED) from None
         keypair.replay.mark(counter)  # only authentic counters move the window
+        self._authenticated += 1
         if not keypair.confirmed:
             self._confirmed(keypair, now)
         if payload:  # an empty payload is a keepalive / key confirmation
