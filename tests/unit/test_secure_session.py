@@ -575,3 +575,19 @@ def test_decode_handshake_refuses_transport_datagrams() -> None:
         decode_proof(bytes(10))
     with pytest.raises(SessionDecodeError):
         decode_proof(bytes(32) + b"\x00\x01" + bytes(64))
+
+
+def test_the_fast_datagram_event_is_the_dataclass_it_stands_for() -> None:
+    """The receive path builds DatagramReceived by setting its slot; the result must be the same
+    frozen value the dataclass would make (equal, hashable, immutable)."""
+    import dataclasses
+
+    from node.proto.session import secure_session as ss
+
+    fast = ss._new(ss.DatagramReceived)
+    ss._SET_PAYLOAD(fast, b"payload")
+    assert fast == ss.DatagramReceived(b"payload")
+    assert hash(fast) == hash(ss.DatagramReceived(b"payload"))
+    assert [f.name for f in dataclasses.fields(ss.DatagramReceived)] == ["payload"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.payload = b"other"  # type: ignore[misc]

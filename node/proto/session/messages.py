@@ -206,6 +206,7 @@ def decode_proof(plaintext: bytes) -> Proof:
 
 
 _BY_TYPE_WORD: Final = {_TYPE.pack(kind): kind for kind in MessageType}
+TRANSPORT_TYPE_WORD: Final = _TYPE.pack(MessageType.TRANSPORT)  # the first 4 bytes of a data datagram
 
 
 def message_type(data: bytes) -> MessageType:
