@@ -12,6 +12,7 @@ the file's size (``MAX_CONFIG_BYTES``), its nesting (tomllib recurses), every st
 from __future__ import annotations
 
 import ipaddress
+import logging
 import reprlib
 import tomllib
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ MAX_CONFIG_BYTES = 1 << 20
 # Linux's PATH_MAX (file keys); far above a host name (253, RFC 1035 §2.3.4) or a TURN URI.
 MAX_STRING_CHARS = 4096
 
+log = logging.getLogger(__name__)
+
 
 class ConfigProblem(Enum):
     UNREADABLE = "unreadable"
@@ -43,6 +46,7 @@ class ConfigProblem(Enum):
     WRONG_TYPE = "wrong type"
     OUT_OF_RANGE = "out of range"
     INVALID = "invalid"
+    CONFLICT = "conflict"  # one setting given twice, under its key and its deprecated alias
 
 
 class ConfigError(ReasonError[ConfigProblem], SettingsError):
@@ -71,6 +75,9 @@ class Rule:
     maximum: float | None = None
     secret: bool = False  # a credential: ``config show`` prints it only when asked to
     max_items: int | None = None
+    # A deprecated alias of the key of this name in that section: accepted when read (see
+    # _resolve_trust), never shown; the attribute holds the effective value of the new key.
+    moved_to: str | None = None
 
 
 REDACTED = "<redacted>"
@@ -83,11 +90,12 @@ def _rule(
     maximum: float | None = None,
     secret: bool = False,
     max_items: int | None = None,
+    moved_to: str | None = None,
 ) -> dict[str, Rule]:
     # dataclasses.field(metadata=...) takes a mapping; the rule inside it is typed.
     if max_items is not None:
         doc = f"{doc}; at most {max_items}"
-    return {"rule": Rule(doc, minimum, maximum, secret, max_items)}
+    return {"rule": Rule(doc, minimum, maximum, secret, max_items, moved_to)}
 
 
 # One discovery asks every STUN server (one UDP socket each, RFC 5780 tests) and TURN servers are
@@ -258,8 +266,28 @@ class TcpTlsSection:
             maximum=100_000,
         ),
     )
+    # Deprecated aliases of [trust] (see TrustSection): read, never shown; the effective values.
+    ca_file: str = field(default="", metadata=_rule("deprecated: trust.ca_file", moved_to="trust"))
+    cert_file: str = field(default="", metadata=_rule("deprecated: trust.cert_file", moved_to="trust"))
+    pinned_peer_ids: tuple[str, ...] = field(
+        default=(),
+        metadata=_rule("deprecated: trust.pinned_peer_ids", max_items=MAX_PINNED_PEER_IDS, moved_to="trust"),
+    )
+    allow_development: bool = field(
+        default=True, metadata=_rule("deprecated: trust.allow_development", moved_to="trust")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TrustSection:
+    """Whom the node trusts, on every transport (TCP-TLS, UDP, TURN): one policy
+    (node.security.trust). Once in [tcp_tls], whose keys are still read (_resolve_trust)."""
+
     ca_file: str = field(
-        default="", metadata=_rule("fleet CA certificate (PEM); set it to require certificates from it")
+        default="",
+        metadata=_rule(
+            "fleet CA certificate (PEM); set it to require certificates from it on every transport"
+        ),
     )
     cert_file: str = field(
         default="", metadata=_rule("this node's certificate from the fleet CA (identity issue)")
@@ -283,6 +311,7 @@ class Config:
     breaker: BreakerSection = field(default_factory=BreakerSection)
     stun: StunSection = field(default_factory=StunSection)
     turn: TurnSection = field(default_factory=TurnSection)
+    trust: TrustSection = field(default_factory=TrustSection)
     tcp_tls: TcpTlsSection = field(default_factory=TcpTlsSection)
 
 
@@ -332,6 +361,14 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
             raise ConfigError(name, ConfigProblem.WRONG_TYPE, "must be a table ([" + name + "])")
         default = getattr(Config(), name)
         sections[name] = _section(name, default, value)
+    trust = _resolve_trust(
+        data, sections.get("trust", TrustSection()), sections.get("tcp_tls", TcpTlsSection())
+    )
+    sections["trust"] = trust
+    # The deprecated [tcp_tls] aliases read as the effective values, so no reader sees a stale one.
+    sections["tcp_tls"] = replace(
+        sections.get("tcp_tls", TcpTlsSection()), **{key: getattr(trust, key) for key in TRUST_KEYS}
+    )
     return Config(**sections)
 
 
@@ -432,9 +469,6 @@ def _check_section(prefix: str, section: Any) -> None:
         )
     if isinstance(section, TurnSection):
         _check_turn(prefix, section)
-
-    if isinstance(section, TcpTlsSection):
-        _check_tcp_tls(prefix, section)
     if isinstance(section, StunSection):
         if section.silence_max_s < section.silence_floor_s:
             raise ConfigError(
@@ -493,30 +527,62 @@ PEER_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 PEER_ID_LENGTH = 52  # base32 of SHA-256 without padding (node.proto.identity.peer_id_of)
 
 
-def _check_tcp_tls(prefix: str, section: TcpTlsSection) -> None:
+TRUST_KEYS = tuple(f.name for f in fields(TrustSection))
+LEGACY_TRUST_SECTION = "tcp_tls"
+
+
+def _resolve_trust(data: Mapping[str, Any], trust: TrustSection, tcp_tls: TcpTlsSection) -> TrustSection:
+    """The effective [trust]: its own keys, then those still given in [tcp_tls] (deprecated, one
+    warning); a key given in both with different values is an error naming both."""
+    new, old = data.get("trust", {}), data.get(LEGACY_TRUST_SECTION, {})
+    legacy = [key for key in TRUST_KEYS if key in old]
+    for key in legacy:
+        if key in new and getattr(trust, key) != getattr(tcp_tls, key):
+            raise ConfigError(
+                f"trust.{key}",
+                ConfigProblem.CONFLICT,
+                f"{_SHOWN.repr(getattr(trust, key))} differs from {LEGACY_TRUST_SECTION}.{key}"
+                f" = {_SHOWN.repr(getattr(tcp_tls, key))} (deprecated): give it in [trust] only",
+            )
+    moved = {key: getattr(tcp_tls, key) for key in legacy if key not in new}
+    # Errors name the key where the operator wrote it; a missing one, the section they used.
+    used = LEGACY_TRUST_SECTION if legacy and not any(key in new for key in TRUST_KEYS) else "trust"
+    where = {key: LEGACY_TRUST_SECTION if key in moved else used for key in TRUST_KEYS}
+    effective = replace(trust, **moved)
+    _check_trust({key: f"{where[key]}.{key}" for key in TRUST_KEYS}, effective)
+    if legacy:  # only for a config that loads: a rejected one stays one line (the error)
+        log.warning(
+            "%s: deprecated, the trust settings of every transport are in [trust] (applied from [%s])",
+            ", ".join(f"{LEGACY_TRUST_SECTION}.{key}" for key in legacy),
+            LEGACY_TRUST_SECTION,
+        )
+    return effective
+
+
+def _check_trust(name: Mapping[str, str], section: TrustSection) -> None:
     for i, peer in enumerate(section.pinned_peer_ids):
         if len(peer) != PEER_ID_LENGTH or not set(peer) <= PEER_ID_CHARS:
             raise ConfigError(
-                f"{prefix}.pinned_peer_ids[{i}]",
+                f"{name['pinned_peer_ids']}[{i}]",
                 ConfigProblem.INVALID,
                 f"not a peer id (52 lowercase base32 characters): {_SHOWN.repr(peer)}",
             )
     if bool(section.ca_file) != bool(section.cert_file):
         key = "cert_file" if section.ca_file else "ca_file"
         raise ConfigError(
-            f"{prefix}.{key}", ConfigProblem.INVALID, "ca_file and cert_file are set together or not at all"
+            name[key], ConfigProblem.INVALID, "ca_file and cert_file are set together or not at all"
         )
     if section.ca_file:
-        _check_fleet_files(prefix, Path(section.ca_file), Path(section.cert_file))
+        _check_fleet_files(name, Path(section.ca_file), Path(section.cert_file))
     if not (section.ca_file or section.pinned_peer_ids or section.allow_development):
         raise ConfigError(
-            f"{prefix}.allow_development",
+            name["allow_development"],
             ConfigProblem.INVALID,
             "false, but neither ca_file nor pinned_peer_ids is set: no peer could be trusted",
         )
 
 
-def _check_fleet_files(prefix: str, ca_file: Path, cert_file: Path) -> None:
+def _check_fleet_files(name: Mapping[str, str], ca_file: Path, cert_file: Path) -> None:
     """What ``run`` checks of the fleet CA and the node certificate (node.security.trust), except that the
     certificate is for this node's key: the identity is the node's state, not its configuration."""
     from node.security import certs  # noqa: PLC0415 - cryptography, only when a fleet CA is configured
@@ -524,14 +590,14 @@ def _check_fleet_files(prefix: str, ca_file: Path, cert_file: Path) -> None:
     try:
         ca = certs.load_certificate(ca_file)
     except certs.CertError as exc:
-        raise ConfigError(f"{prefix}.ca_file", ConfigProblem.INVALID, str(exc)) from exc
+        raise ConfigError(name["ca_file"], ConfigProblem.INVALID, str(exc)) from exc
     try:
         cert, _ = certs.load_node_certificate(cert_file)
     except certs.CertError as exc:
-        raise ConfigError(f"{prefix}.cert_file", ConfigProblem.INVALID, str(exc)) from exc
+        raise ConfigError(name["cert_file"], ConfigProblem.INVALID, str(exc)) from exc
     if not certs.signed_by(cert, ca):
         raise ConfigError(
-            f"{prefix}.cert_file", ConfigProblem.INVALID, f"{cert_file}: not signed by the CA in {ca_file}"
+            name["cert_file"], ConfigProblem.INVALID, f"{cert_file}: not signed by the CA in {ca_file}"
         )
 
 
@@ -542,7 +608,7 @@ def to_toml(config: Config, *, redact: bool = False) -> str:
     for section_field in fields(config):
         section = getattr(config, section_field.name)
         lines.append(f"[{section_field.name}]")
-        for f in fields(section):
+        for f in _shown_fields(section):
             lines.append(f"# {f.metadata['rule'].doc}")
             lines.append(f"{f.name} = {_toml_value(_shown(section, f.name, f.metadata['rule'], redact))}")
         lines.append("")
@@ -557,9 +623,14 @@ def to_dict(config: Config, *, redact: bool = False) -> dict[str, dict[str, Any]
             f.name: (
                 list(v) if isinstance(v := _shown(section, f.name, f.metadata["rule"], redact), tuple) else v
             )
-            for f in fields(section)
+            for f in _shown_fields(section)
         }
     return out
+
+
+def _shown_fields(section: object) -> list[Any]:
+    """A section's keys as ``config show`` prints them: without deprecated aliases."""
+    return [f for f in fields(section) if f.metadata["rule"].moved_to is None]  # type: ignore[arg-type]
 
 
 def _shown(section: object, name: str, rule: Rule, redact: bool) -> Any:

@@ -1,6 +1,6 @@
 """``bitcraps-node ping PEER_ADDR``: connect over TCP-TLS, prove both identities, time round trips.
 
-Uses this node's identity (``--state-dir``) and trust settings (``--config``: ``[tcp_tls]``), so
+Uses this node's identity (``--state-dir``) and trust settings (``--config``: ``[trust]``), so
 it shows exactly what the daemon would accept. Prints the peer id the peer proved and the RTT.
 
 Exit codes: 0 answered, 1 the connection or the identity check failed (the typed reason on
@@ -97,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ping.add_argument("address", metavar="PEER_ADDR", help="HOST:PORT of the peer's TCP-TLS listener")
     ping.add_argument("--peer", help="the peer id expected there (refused if another peer answers)")
     ping.add_argument("--count", type=_count, default=1, help="round trips to time (default 1)")
-    ping.add_argument("--config", type=Path, help="TOML config for the trust settings ([tcp_tls])")
+    ping.add_argument("--config", type=Path, help="TOML config for the trust settings ([trust])")
     ping.add_argument("--state-dir", type=Path, help="where this node's identity key lives")
     ping.add_argument("--json", action="store_true", help="one JSON document on stdout")
     ping.set_defaults(func=cmd_ping)

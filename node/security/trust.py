@@ -182,7 +182,7 @@ class TrustPolicy:
         if self.mode is not TrustMode.FLEET_CA:
             return certs.self_signed(identity)
         if cert_file is None:
-            raise TrustConfigError("fleet CA mode needs the node certificate (tcp_tls.cert_file)")
+            raise TrustConfigError("fleet CA mode needs the node certificate (trust.cert_file)")
         try:
             cert, parsed = certs.load_node_certificate(cert_file)
         except certs.CertError as exc:

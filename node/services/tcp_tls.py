@@ -1,5 +1,6 @@
 """The node's TCP-TLS listener: the transport built from ``[tcp_tls]``, ``[transport]`` and
-``[breaker]``, with the trust policy the config asks for, and its numbers for ``status``.
+``[breaker]``, with the node's trust policy (``[trust]``, node.services.trust), and its numbers for
+``status``.
 
 ``async with TcpTlsService(config, identity, key_file) as tls:`` listens until exit. Until the
 coordinator consumes transport events, one task (in the service's own TaskGroup) drains them
@@ -17,9 +18,10 @@ from typing import Any
 from node.config import Config
 from node.proto.identity import Identity
 from node.proto.vocabulary import MessageReceived, TransportState
-from node.security.trust import TrustMode, TrustPolicy, TrustSettings
+from node.security.trust import TrustMode
 from node.services.background import run_in_background
 from node.services.service import TransportService
+from node.services.trust import trust_policy, trust_settings
 from node.transports.tcp_tls.link import LinkSettings, make_credentials
 from node.transports.tcp_tls.slots import Refusal
 from node.transports.tcp_tls.transport import TcpTlsSettings, TcpTlsTransport
@@ -27,25 +29,14 @@ from node.transports.tcp_tls.transport import TcpTlsSettings, TcpTlsTransport
 log = logging.getLogger(__name__)
 
 
-def trust_settings(config: Config) -> TrustSettings:
-    section = config.tcp_tls
-    return TrustSettings(
-        ca_file=Path(section.ca_file) if section.ca_file else None,
-        cert_file=Path(section.cert_file) if section.cert_file else None,
-        pinned_peer_ids=frozenset(section.pinned_peer_ids),
-        allow_development=section.allow_development,
-    )
-
-
 def build_transport(
     config: Config, identity: Identity, key_file: Path, *, listen: bool = True
 ) -> TcpTlsTransport:
     """The TCP-TLS transport as configured. Raises TrustConfigError for unusable trust settings."""
-    trust = trust_settings(config)
-    policy = TrustPolicy.from_settings(trust)
+    policy = trust_policy(config)
     if policy.mode is TrustMode.DEVELOPMENT:
         log.warning("TCP-TLS trust: development mode, INSECURE: any peer id is accepted (bound to its key)")
-    creds = make_credentials(identity, key_file, policy, trust.cert_file)
+    creds = make_credentials(identity, key_file, policy, trust_settings(config).cert_file)
     t = config.transport
     settings = TcpTlsSettings(
         LinkSettings(

@@ -1,0 +1,32 @@
+"""The node's trust policy for every transport, from the effective ``[trust]`` section
+(``Config.trust``, which already holds any deprecated ``[tcp_tls]`` trust keys): TCP-TLS, UDP and
+TURN decide whom to admit by the same fleet CA, pins and development mode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from node.config import Config
+from node.security.trust import SessionVerifier, TrustPolicy, TrustSettings
+
+
+def trust_settings(config: Config) -> TrustSettings:
+    section = config.trust
+    return TrustSettings(
+        ca_file=Path(section.ca_file) if section.ca_file else None,
+        cert_file=Path(section.cert_file) if section.cert_file else None,
+        pinned_peer_ids=frozenset(section.pinned_peer_ids),
+        allow_development=section.allow_development,
+    )
+
+
+def trust_policy(config: Config) -> TrustPolicy:
+    """The policy any transport admits peers by. Raises TrustConfigError for unusable settings
+    (an unreadable CA, or no CA, no pins and the development mode refused)."""
+    return TrustPolicy.from_settings(trust_settings(config))
+
+
+def session_verifier(config: Config) -> SessionVerifier:
+    """The same policy as the datagram secure session's ``PeerVerifier`` (UDP, TURN)."""
+    return SessionVerifier(trust_policy(config))
