@@ -531,13 +531,19 @@ TRUST_KEYS = tuple(f.name for f in fields(TrustSection))
 LEGACY_TRUST_SECTION = "tcp_tls"
 
 
+def _same_setting(value: object) -> object:
+    """A value as compared between [trust] and its deprecated alias: a list of pinned ids is a set
+    (the same ids in another order are the same setting)."""
+    return frozenset(value) if isinstance(value, tuple) else value
+
+
 def _resolve_trust(data: Mapping[str, Any], trust: TrustSection, tcp_tls: TcpTlsSection) -> TrustSection:
     """The effective [trust]: its own keys, then those still given in [tcp_tls] (deprecated, one
     warning); a key given in both with different values is an error naming both."""
     new, old = data.get("trust", {}), data.get(LEGACY_TRUST_SECTION, {})
     legacy = [key for key in TRUST_KEYS if key in old]
     for key in legacy:
-        if key in new and getattr(trust, key) != getattr(tcp_tls, key):
+        if key in new and _same_setting(getattr(trust, key)) != _same_setting(getattr(tcp_tls, key)):
             raise ConfigError(
                 f"trust.{key}",
                 ConfigProblem.CONFLICT,

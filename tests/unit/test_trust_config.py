@@ -169,3 +169,9 @@ def test_a_node_certificate_from_another_ca_names_the_key_where_written(tmp_path
     assert err.key == "tcp_tls.cert_file" and "not signed by the CA" in str(err)
     err = config_error(f'[trust]\nca_file = "{ca_file}"\ncert_file = "{theirs}"\n')
     assert err.key == "trust.cert_file"
+
+
+def test_the_same_pinned_ids_in_another_order_are_the_same_setting() -> None:
+    a, b = "a" * 52, "b" * 52
+    cfg = c.parse(f'[trust]\npinned_peer_ids = ["{a}", "{b}"]\n[tcp_tls]\npinned_peer_ids = ["{b}", "{a}"]\n')
+    assert set(cfg.trust.pinned_peer_ids) == {a, b}
