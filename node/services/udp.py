@@ -143,8 +143,11 @@ class UdpService(TransportService[UdpView]):
                 log.info("udp %s", event)
 
     def status(self) -> UdpView:
-        counters = self.responder.counters
+        counters = self.responder.counters.copy()
         metrics = self.transport.metrics()
+        # Every datagram on the port is counted under ``stun`` as it always was: the session
+        # table's are not STUN, whatever became of them (that is under ``udp``).
+        counters[Outcome.NOT_STUN] += metrics.session_datagrams
         return UdpView(
             tuple((o, counters[o]) for o in Outcome),
             self.wall.snapshot(),

@@ -133,7 +133,8 @@ class UdpMetrics:
     malformed: int  # neither STUN nor a readable session message
     reassembly_drops: int  # fragments or reassemblies dropped (every FragmentDrop)
     events_dropped: int  # messages dropped because the consumer fell behind
-    stun_responses: int  # STUN responses received (for our own client transactions)
+    stun_responses: int  # STUN responses handed to on_stun_response (our own client transactions)
+    session_datagrams: int  # datagrams that went to the session table (not STUN)
     table: dict[TableCount, int]
 
 
@@ -216,6 +217,7 @@ class UdpTransport(Transport):
         self._answered: deque[bool] = deque(maxlen=settings.performance_samples)
         self._sent = self._received = self._bytes_sent = self._bytes_received = 0
         self._send_failures = self._unknown = self._events_dropped = self._stun_responses = 0
+        self._session_datagrams = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -297,17 +299,18 @@ class UdpTransport(Transport):
     def _datagram(self, data: bytes, addr: Addr) -> None:
         kind = classify(data)
         if kind is Kind.SESSION:
+            self._session_datagrams += 1
             self._bytes_received += len(data)
             self._table.receive_datagram(data, addr, self._now())
             self._pump()
-        elif kind is Kind.STUN_RESPONSE:
+        elif kind is Kind.STUN_RESPONSE and self.on_stun_response is not None:
             self._stun_responses += 1
-            if self.on_stun_response is not None:
-                self.on_stun_response(data, addr)
+            self.on_stun_response(data, addr)
         else:
             if kind is Kind.UNKNOWN:
                 self._unknown += 1
-            # The responder counts what is not STUN too (``stun.not_stun`` in status).
+            # The responder answers requests and counts the rest by what it is (``stun`` in status:
+            # responses nobody waits for are ``ignored``, what is not STUN ``not_stun``).
             self._answer_stun(data, addr)
 
     def _answer_stun(self, data: bytes, addr: Addr) -> None:
@@ -587,6 +590,7 @@ class UdpTransport(Transport):
             reassembly_drops=sum(n for reason, n in drops.items() if reason is not FragmentDrop.DUPLICATE),
             events_dropped=self._events_dropped,
             stun_responses=self._stun_responses,
+            session_datagrams=self._session_datagrams,
             table=status.counts,
         )
 
