@@ -76,7 +76,7 @@ class Node(Service[NodeStatus]):
         self.config = config
         self.dirs = dirs
         self.identity = identity
-        self.udp = UdpService(config)
+        self.udp = UdpService(config, identity)
         # NAT discovery at start; the netlink monitor re-runs it with self.nat.rediscover().
         self.nat = NatService(config)
         self.tls = (

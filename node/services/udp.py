@@ -1,139 +1,170 @@
-"""The node's UDP port: answers STUN Binding requests (and, later, carries the UDP transport).
+"""The node's UDP port: the UDP transport (node.transports.udp), which also answers STUN there.
 
-A thin asyncio layer over ``proto.stun.responder``: datagram in, response out. Nothing received
-here can raise into the event loop: each datagram is handled behind the service's
-``ConnectionIsolation`` wall, so a bug one datagram trips is logged, counted and forgotten.
+``async with UdpService(config, identity) as udp:`` binds ``node.listen_address`` port
+``node.udp_port`` and serves until exit: STUN Binding requests answered (``proto.stun.responder``),
+secure sessions with peers under the same trust policy as TCP-TLS (fleet CA, pins, development
+mode: the ``[trust]`` section), handshakes above ``udp.handshakes_per_second`` asked for a
+cookie first. Nothing received can raise into the event loop: each datagram is handled behind the
+service's ``ConnectionIsolation`` wall. Until the coordinator consumes transport events, one task
+(in the service's own TaskGroup) drains them into debug logs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import logging
-import socket
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
 
 from node.config import Config
 from node.errors import LocalError
-from node.os_errors import os_reason
+from node.proto.datagram.reassembly import ReassemblyLimits
+from node.proto.identity import Identity
+from node.proto.session.table_types import DEFAULT_TABLE_CONFIG
 from node.proto.stun.responder import BindingResponder, Outcome
-from node.proto.vocabulary import IpEndpoint, TransportState
+from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
+from node.security.trust import SessionVerifier, TrustMode, TrustPolicy
+from node.services.background import run_in_background
 from node.services.service import TransportService
+from node.services.trust import trust_settings
 from node.transports.isolation import ConnectionIsolation
+from node.transports.udp.transport import BindError, StunResponseHook, UdpSettings, UdpTransport
+
+__all__ = ["BindError", "UdpService", "UdpView", "build_transport"]
 
 log = logging.getLogger(__name__)
 
 
-class BindError(LocalError):
-    """The UDP port could not be bound (in use, no such address, not permitted)."""
-
-    def __init__(self, address: str, port: int, reason: str) -> None:
-        super().__init__(f"cannot bind UDP {address} port {port}: {reason}")
-        self.address = address
-        self.port = port
-
-
 @dataclass(frozen=True, slots=True)
 class UdpView:
-    """What ``status`` shows of the UDP port: under ``udp`` the datagrams whose handling failed (a
-    bug the wall contained), by exception type; under ``stun`` every datagram by its outcome."""
+    """What ``status`` shows of the UDP port: under ``stun`` every datagram the responder judged,
+    by outcome; under ``udp`` the sessions and their counts, and the datagrams whose handling
+    failed (a bug the wall contained), by exception type."""
 
     outcomes: tuple[tuple[Outcome, int], ...]  # every Outcome, zeros included
     faults: dict[str, int]
+    sessions: int = 0
+    handshakes: int = 0
+    cookies_sent: int = 0
+    malformed: int = 0
+    reassembly_drops: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"faults": self.faults}
+        return {
+            "sessions": self.sessions,
+            "handshakes": self.handshakes,
+            "cookies_sent": self.cookies_sent,
+            "malformed": self.malformed,
+            "reassembly_drops": self.reassembly_drops,
+            "faults": self.faults,
+        }
 
     def stun_json(self) -> dict[str, int]:
         return {outcome.value: count for outcome, count in self.outcomes}
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: BindingResponder) -> None:
-        self.responder = responder
-        self.wall = ConnectionIsolation("udp")
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's UDPTransport is not an asyncio.DatagramTransport subclass, only shaped like one.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.wall.call(self._answer, f"datagram from {addr[0]}", data, addr)
-
-    def _answer(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        ip = ipaddress.ip_address(str(addr[0]).split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # a v4 peer on a dual-stack socket: report the address it knows
-        outcome, response = self.responder.handle(data, (ip, int(addr[1])))
-        if response is not None and self.transport is not None:
-            self.transport.sendto(response, addr)
-        elif outcome is Outcome.MALFORMED:
-            log.debug("dropped malformed STUN datagram from %s", addr[0])
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable from a peer that left) surface here; they are not fatal.
-        log.debug("UDP error: %s", exc)
+def build_transport(
+    config: Config,
+    identity: Identity,
+    *,
+    responder: BindingResponder | None = None,
+    on_stun_response: StunResponseHook | None = None,
+    wall: ConnectionIsolation | None = None,
+) -> UdpTransport:
+    """The UDP transport as configured. Raises TrustConfigError for unusable trust settings."""
+    trust = trust_settings(config)
+    policy = TrustPolicy.from_settings(trust)
+    verifier = SessionVerifier(policy)
+    credential = b""
+    if policy.mode is TrustMode.FLEET_CA:
+        own = policy.own_certificate(identity, trust.cert_file)
+        credential = verifier.credential(own.public_bytes(serialization.Encoding.DER))
+    t = config.transport
+    settings = UdpSettings(
+        max_message=t.max_message_bytes,
+        handshakes_per_second=config.udp.handshakes_per_second,
+        connect_timeout=t.connect_timeout_s,
+        health_check_interval=t.health_check_interval_s,
+        performance_samples=t.performance_samples,
+        table=replace(DEFAULT_TABLE_CONFIG, max_sessions=t.max_connections),
+        # A sender may hold two of the largest messages, all senders four (the defaults at 1 MiB).
+        reassembly=ReassemblyLimits(
+            max_message=t.max_message_bytes,
+            sender_max_bytes=max(2 << 20, 2 * t.max_message_bytes),
+            max_bytes=max(4 << 20, 4 * t.max_message_bytes),
+        ),
+    )
+    return UdpTransport(
+        identity,
+        verifier,
+        settings,
+        listen=(config.node.listen_address, config.node.udp_port),
+        credential=credential,
+        responder=responder if responder is not None else BindingResponder(config.node.software),
+        on_stun_response=on_stun_response,
+        wall=wall,
+    )
 
 
 class UdpService(TransportService[UdpView]):
-    """``async with UdpService(config) as udp:`` binds ``node.listen_address`` port
-    ``node.udp_port`` and serves until exit."""
-
     name = "udp"
 
-    def __init__(self, config: Config, *, responder: BindingResponder | None = None) -> None:
+    def __init__(
+        self, config: Config, identity: Identity, *, responder: BindingResponder | None = None
+    ) -> None:
         super().__init__()
-        self._address = config.node.listen_address
-        self._port = config.node.udp_port
-        if responder is None:
-            responder = BindingResponder(config.node.software)
-        self._protocol = _Protocol(responder)
-        self._transport: asyncio.DatagramTransport | None = None
-        self._state = TransportState.STOPPED
+        self.wall = ConnectionIsolation("udp")
+        self.transport = build_transport(config, identity, responder=responder, wall=self.wall)
 
     @property
     def responder(self) -> BindingResponder:
-        return self._protocol.responder
+        return self.transport.responder
 
     @property
     def state(self) -> TransportState:
-        return self._state
+        return self.transport.state
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        await stack.enter_async_context(self.transport)
+        await run_in_background(stack, self._drain(), "udp-drain")
+
+    async def _drain(self) -> None:
+        async for event in self.transport.events():
+            if isinstance(event, MessageReceived):
+                log.debug(
+                    "udp message %d from %s (%d bytes)",
+                    event.frame.message_id,
+                    event.peer,
+                    len(event.frame.payload),
+                )
+            else:
+                log.info("udp %s", event)
 
     def status(self) -> UdpView:
-        counters = self._protocol.responder.counters
-        return UdpView(tuple((o, counters[o]) for o in Outcome), self._protocol.wall.snapshot())
+        counters = self.responder.counters.copy()
+        metrics = self.transport.metrics()
+        # Every datagram on the port is counted under ``stun`` as it always was: the session
+        # table's are not STUN, whatever became of them (that is under ``udp``).
+        counters[Outcome.NOT_STUN] += metrics.session_datagrams
+        return UdpView(
+            tuple((o, counters[o]) for o in Outcome),
+            self.wall.snapshot(),
+            sessions=metrics.sessions,
+            handshakes=metrics.handshakes,
+            cookies_sent=metrics.cookies_sent,
+            malformed=metrics.malformed,
+            reassembly_drops=metrics.reassembly_drops,
+        )
 
     @property
     def local(self) -> IpEndpoint:
-        if self._transport is None:
+        local = self.transport.local
+        if local is None:
             raise LocalError("UDP service is not running")
-        sockname = self._transport.get_extra_info("sockname")
-        return IpEndpoint(ipaddress.ip_address(sockname[0]), int(sockname[1]))
+        return local
 
     @property
     def listen_url(self) -> str:
         return f"udp://{self.local}"
-
-    async def _start(self, stack: AsyncExitStack) -> None:
-        self._state = TransportState.STARTING
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ipaddress.ip_address(self._address).version == 6 else socket.AF_INET
-        try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: self._protocol, local_addr=(self._address, self._port), family=family
-            )
-        except OSError as exc:
-            self._state = TransportState.FAILED
-            raise BindError(self._address, self._port, os_reason(exc)) from exc
-        self._transport = transport
-        stack.callback(self._close)
-        self._state = TransportState.READY
-
-    def _close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-        self._state = TransportState.STOPPED

@@ -23,6 +23,7 @@ from typing import Self, TypeAlias
 
 from node.errors import LocalError, ReasonError, RemoteError
 from node.proto.vocabulary import (
+    MESSAGE_SETTERS,
     BatchedEvent,
     Capabilities,
     Endpoint,
@@ -39,6 +40,22 @@ from node.proto.vocabulary import (
 # Opens a socket (family, type) where the caller wants it: the lab passes one that opens it
 # inside a host's network namespace; the node's own default is plain ``socket.socket``.
 SocketFactory: TypeAlias = Callable[[int, int], socket.socket]
+
+
+async def unbatched(batches: AsyncIterator[BatchedEvent]) -> AsyncIterator[TransportEvent]:
+    """``events()`` of a transport that receives in batches: each message of a MessagesReceived as
+    its own MessageReceived, in order; other events as they are."""
+    new, (set_peer, set_frame) = object.__new__, MESSAGE_SETTERS
+    async for event in batches:
+        if isinstance(event, MessagesReceived):
+            peer = event.peer
+            for frame in event.frames:
+                message = new(MessageReceived)  # = MessageReceived(peer, frame), faster
+                set_peer(message, peer)
+                set_frame(message, frame)
+                yield message
+        else:
+            yield event
 
 
 class TransportError(ReasonError[TransportReason]):

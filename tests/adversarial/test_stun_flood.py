@@ -158,7 +158,14 @@ def _settled(attacked: NodeUnderAttack, attacker: _Attacker) -> tuple[dict[str, 
 def _fresh_status(attacked: NodeUnderAttack) -> None:
     status = attacked.status()
     assert status["stun"] == {"answered": 0, "rejected": 0, "not_stun": 0, "malformed": 0, "ignored": 0}
-    assert status["udp"] == {"faults": {}}
+    assert status["udp"] == {
+        "sessions": 0,
+        "handshakes": 0,
+        "cookies_sent": 0,
+        "malformed": 0,
+        "reassembly_drops": 0,
+        "faults": {},
+    }
 
 
 def test_open_flood_is_accounted_bounded_and_never_amplified(attacked: NodeUnderAttack) -> None:

@@ -36,14 +36,12 @@ from node.os_errors import os_reason
 from node.proto.breaker import BreakerFactory, BreakerState, CircuitBreaker
 from node.proto.link.stream_link import CloseReason, LinkUsageError
 from node.proto.vocabulary import (
-    MESSAGE_SETTERS,
     BatchedEvent,
     Capabilities,
     DisconnectReason,
     Endpoint,
     Frame,
     IpEndpoint,
-    MessageReceived,
     MessagesReceived,
     PeerConnected,
     PeerDisconnected,
@@ -55,7 +53,7 @@ from node.proto.vocabulary import (
     TransportState,
 )
 from node.security.trust import TrustReason
-from node.transports.base import Transport, TransportUsageError
+from node.transports.base import Transport, TransportUsageError, unbatched
 from node.transports.channel import EventChannel
 from node.transports.isolation import ConnectionIsolation
 from node.transports.tcp_tls.link import (
@@ -483,18 +481,8 @@ class TcpTlsTransport(Transport):
             link.close(CloseReason.CLOSED)
             await self._emit(PeerDisconnected(peer, DisconnectReason.CLOSED_LOCALLY))
 
-    async def events(self) -> AsyncIterator[TransportEvent]:
-        new, (set_peer, set_frame) = object.__new__, MESSAGE_SETTERS
-        async for event in self._events:
-            if isinstance(event, MessagesReceived):
-                peer = event.peer
-                for frame in event.frames:
-                    message = new(MessageReceived)  # = MessageReceived(peer, frame), faster
-                    set_peer(message, peer)
-                    set_frame(message, frame)
-                    yield message
-            else:
-                yield event
+    def events(self) -> AsyncIterator[TransportEvent]:
+        return unbatched(self._events.__aiter__())
 
     def batched_events(self) -> AsyncIterator[BatchedEvent]:
         return self._events.__aiter__()

@@ -1,0 +1,1 @@
+"""The UDP transport: one socket on the node's port carrying STUN and secure sessions."""
