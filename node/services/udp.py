@@ -12,6 +12,7 @@ service's ``ConnectionIsolation`` wall. Until the coordinator consumes transport
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,6 +24,7 @@ from node.errors import LocalError
 from node.proto.datagram.reassembly import ReassemblyLimits
 from node.proto.identity import Identity
 from node.proto.session.table_types import DEFAULT_TABLE_CONFIG
+from node.proto.session.trust import PeerVerifier
 from node.proto.stun.responder import BindingResponder, Outcome
 from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
 from node.security.trust import SessionVerifier, TrustMode, TrustPolicy
@@ -72,8 +74,10 @@ def build_transport(
     responder: BindingResponder | None = None,
     on_stun_response: StunResponseHook | None = None,
     wall: ConnectionIsolation | None = None,
+    wrap_verifier: Callable[[PeerVerifier], PeerVerifier] | None = None,
 ) -> UdpTransport:
-    """The UDP transport as configured. Raises TrustConfigError for unusable trust settings."""
+    """The UDP transport as configured. Raises TrustConfigError for unusable trust settings.
+    ``wrap_verifier`` wraps the trust policy's verifier (the ping CLI notes the id a key proves)."""
     trust = trust_settings(config)
     policy = TrustPolicy.from_settings(trust)
     verifier = SessionVerifier(policy)
@@ -98,7 +102,7 @@ def build_transport(
     )
     return UdpTransport(
         identity,
-        verifier,
+        verifier if wrap_verifier is None else wrap_verifier(verifier),
         settings,
         listen=(config.node.listen_address, config.node.udp_port),
         credential=credential,
