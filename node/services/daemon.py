@@ -77,8 +77,9 @@ class Node(Service[NodeStatus]):
         self.dirs = dirs
         self.identity = identity
         self.udp = UdpService(config, identity)
-        # NAT discovery at start; the netlink monitor re-runs it with self.nat.rediscover().
-        self.nat = NatService(config)
+        # NAT discovery at start, from the UDP port (started first, so it is open by then); the
+        # netlink monitor re-runs it with self.nat.rediscover().
+        self.nat = NatService(config, port=self.udp.transport)
         self.tls = (
             TcpTlsService(config, identity, dirs.state / KEY_FILE_NAME) if config.tcp_tls.enabled else None
         )

@@ -4,8 +4,10 @@
 discovery whenever one is wanted; requests made while one runs are coalesced into one more run.
 ``rediscover()`` is the entry point for whatever learns that the network changed: the netlink
 monitor calls it on address and route changes. The breakers live as long as the service, so a
-dead server stops costing time after it has failed often enough. Discovery uses its own
-ephemeral sockets, never the node's UDP port.
+dead server stops costing time after it has failed often enough. Given the node's UDP port (the
+daemon passes its UDP transport), discovery sends its Binding and mapping tests from that port,
+so ``nat.result.mapped_address`` is the mapping peers reach; the filtering tests, and everything
+without a port, use ephemeral sockets of their own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from node.services.background import run_in_background
 from node.services.service import Service
 from node.transports.base import SocketFactory
 from node.transports.nat.discovery import NatDiscovery
+from node.transports.port import DatagramPort
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +71,18 @@ class NatView:
 class NatService(Service[NatView]):
     name = "nat"
 
-    def __init__(self, config: Config, *, socket_factory: SocketFactory | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        socket_factory: SocketFactory | None = None,
+        port: DatagramPort | None = None,
+    ) -> None:
         super().__init__()
         stun = self._stun = config.stun
-        kwargs = {} if socket_factory is None else {"socket_factory": socket_factory}
+        factory = {} if socket_factory is None else {"socket_factory": socket_factory}
         self._discovery = (
-            NatDiscovery(stun.servers, probe_timing(stun), config.breaker.new_breaker, **kwargs)
+            NatDiscovery(stun.servers, probe_timing(stun), config.breaker.new_breaker, **factory, port=port)
             if stun.servers
             else None
         )

@@ -8,6 +8,12 @@ on a ``CoreTimer``. The whole discovery runs under ``asyncio.timeout``. A ``NatD
 its breakers across runs, so a dead server stops costing anything once it has failed
 ``failure_threshold`` times in a row.
 
+Given the node's UDP port (``port``, a ``DatagramPort``), the mapping socket is that port: the first
+Binding to every server and the RFC 5780 mapping tests leave from it, their answers come back
+through it by transaction id, so the mapped address reported is the mapping of the port peers
+reach. The filtering tests keep fresh sockets of their own (RFC 5780 §4.4 needs a socket no
+mapping test has opened a hole from). Without a port (the ``nat`` command) every socket is fresh.
+
 ``socket_factory`` makes every socket (the lab passes one that makes them in a host's network
 namespace); it is called with (family, type) and must return an unbound socket.
 """
@@ -31,6 +37,7 @@ from node.proto import stun
 from node.proto.addresses import parse_host_port
 from node.proto.breaker import BreakerFactory, CircuitBreaker
 from node.proto.natprobe.probe import (
+    MAPPING_SOCKET,
     NatProbe,
     ProbeServer,
     ProbeTiming,
@@ -38,8 +45,10 @@ from node.proto.natprobe.probe import (
     sockets_needed,
 )
 from node.proto.natprobe.types import ANSWERED_OUTCOMES, Endpoint, NatReport
+from node.proto.vocabulary import IpEndpoint
 from node.transports import resolver
 from node.transports.base import SocketFactory
+from node.transports.port import DatagramPort
 from node.transports.timer import CoreTimer
 
 log = logging.getLogger(__name__)
@@ -83,6 +92,7 @@ class NatDiscovery:
         breaker: BreakerFactory = CircuitBreaker,
         *,
         socket_factory: SocketFactory = _default_factory,
+        port: DatagramPort | None = None,
     ) -> None:
         parsed = []
         for server in servers:
@@ -91,7 +101,10 @@ class NatDiscovery:
                 raise DiscoveryError(f"not 'host:port': {server!r}")
             parsed.append((server, host_port))
         self._servers = tuple(parsed)
-        self._timing = timing
+        # A hairpin Binding to the port's mapping would reach the node's own STUN responder, which
+        # answers it instead of letting the probe see it arrive: the check needs fresh sockets.
+        self._timing = timing if port is None else dataclasses.replace(timing, hairpin=False)
+        self._port = port
         self.breakers = {label: breaker() for label, _ in parsed}
         self._factory = socket_factory
 
@@ -103,9 +116,10 @@ class NatDiscovery:
         try:
             async with asyncio.timeout(self._timing.deadline + RESOLVE_TIMEOUT_S + 1.0):
                 addresses = await self._resolve_all()
-                async with _Sockets(self._factory, self._source_address(addresses)) as sockets:
+                port, source = self._port_and_source(addresses)
+                async with _Sockets(self._factory, source) as sockets:
                     # Sockets first, breakers second: a call a breaker admits is always recorded.
-                    await sockets.open(sockets_needed(len(addresses)))
+                    await sockets.open(sockets_needed(len(addresses)), port)
                     now = loop.time()
                     specs = [
                         ProbeServer(label, address, address is not None and self.breakers[label].allow(now))
@@ -150,6 +164,22 @@ class NatDiscovery:
             return (ipaddress.IPv4Address(info[4][0]), port)
         return None  # pragma: no cover - getaddrinfo raises rather than answer nothing
 
+    def _port_and_source(self, addresses: Sequence[Endpoint | None]) -> tuple[DatagramPort | None, str]:
+        """The port to map (None: a fresh socket) and the address the other sockets bind to."""
+        port = self._port
+        if port is None:
+            return None, self._source_address(addresses)
+        local = port.local
+        if local is None:
+            raise DiscoveryError("the node's UDP port is not open")
+        if local.ip.is_unspecified:
+            return port, self._source_address(addresses)
+        if local.ip.version == 4:
+            return port, str(local.ip)
+        # Bound to one IPv6 address, the port cannot reach IPv4 servers (NAT is an IPv4 matter).
+        log.info("NAT discovery uses its own socket: the UDP port is bound to %s", local.ip)
+        return None, self._source_address(addresses)
+
     def _source_address(self, addresses: Sequence[Endpoint | None]) -> str:
         """The address the route to the first server leaves from: sockets bound to it report a
         concrete local address, so "mapped address equals the local one" can be seen."""
@@ -179,8 +209,7 @@ class NatDiscovery:
                     return
                 try:
                     for out in probe.datagrams_to_send(loop.time()):
-                        ip, port = out.destination
-                        sockets.transports[out.socket].sendto(out.data, (str(ip), port))
+                        sockets.senders[out.socket](out.data, out.destination)
                     for check in probe.tcp_checks_to_start():
                         task = tasks.create_task(self._tcp_check(probe, check, sockets, after_input))
                         tcp_tasks.add(task)
@@ -248,12 +277,13 @@ class NatDiscovery:
 
 
 class _Sockets:
-    """The probe's UDP sockets, bound to ``source``, open for one discovery."""
+    """The probe's UDP sockets, bound to ``source``, open for one discovery; the mapping socket
+    may be the node's port instead."""
 
     def __init__(self, factory: SocketFactory, source: str) -> None:
         self._factory = factory
         self.source = source
-        self.transports: list[asyncio.DatagramTransport] = []
+        self.senders: list[Callable[[bytes, Endpoint], None]] = []
         self.local: list[Endpoint] = []
         self._probe: NatProbe | None = None
         self._after_input: Callable[[], None] = _nothing
@@ -267,9 +297,19 @@ class _Sockets:
     ) -> None:
         await self._stack.aclose()
 
-    async def open(self, count: int) -> None:
+    async def open(self, count: int, port: DatagramPort | None) -> None:
         loop = asyncio.get_running_loop()
-        for index in range(count):
+        first = 0
+        if port is not None:
+            local = port.local
+            if local is None:
+                raise DiscoveryError("the node's UDP port closed")
+            # Bound to the unspecified address, the port sends from the route's source address.
+            ip = ipaddress.ip_address(self.source) if local.ip.is_unspecified else local.ip
+            self.senders.append(functools.partial(self._send_from_port, port, set()))
+            self.local.append((ip, local.port))
+            first = MAPPING_SOCKET + 1
+        for index in range(first, count):
             sock = self._factory(socket.AF_INET, socket.SOCK_DGRAM)
             try:
                 sock.setblocking(False)
@@ -281,9 +321,20 @@ class _Sockets:
                 sock.close()
                 raise
             self._stack.callback(transport.close)
-            self.transports.append(transport)
+            self.senders.append(functools.partial(_sendto, transport))
             name = sock.getsockname()
             self.local.append((ipaddress.ip_address(name[0]), int(name[1])))
+
+    def _send_from_port(self, port: DatagramPort, expected: set[bytes], data: bytes, to: Endpoint) -> None:
+        tid = data[8:20]  # RFC 8489 §5: the transaction id; a retransmission repeats it
+        if tid not in expected:
+            expected.add(tid)
+            port.expect_stun(tid, self._from_port)
+            self._stack.callback(port.forget_stun, tid)
+        port.send_datagram(data, IpEndpoint(to[0], to[1]))
+
+    def _from_port(self, data: bytes, src: IpEndpoint) -> None:
+        self._deliver(MAPPING_SOCKET, data, (src.ip, src.port))
 
     def deliver_to(self, probe: NatProbe, after_input: Callable[[], None]) -> None:
         self._probe = probe
@@ -293,6 +344,10 @@ class _Sockets:
         if self._probe is not None:  # nothing is sent before the probe exists
             self._probe.receive_datagram(index, data, src, asyncio.get_running_loop().time())
             self._after_input()
+
+
+def _sendto(transport: asyncio.DatagramTransport, data: bytes, to: Endpoint) -> None:
+    transport.sendto(data, (str(to[0]), to[1]))
 
 
 def _nothing() -> None:

@@ -1,11 +1,12 @@
 """The UDP transport: secure sessions to peers on the node's one UDP socket, behind ``Transport``.
 
 One socket (the node's port) and one demultiplexer (node.transports.udp.demux): STUN requests go to
-the Binding responder as they always did, STUN responses to ``on_stun_response`` (the node's own
-STUN client transactions, multiplexed on this port), secure-session messages to one
-``SessionTable`` (node.proto.session.table: sessions by receiver index, roaming, keepalive and
-consent), anything else is counted and dropped. Each datagram is handled behind the
-``ConnectionIsolation`` wall, so a bug one datagram trips is logged, counted and forgotten.
+the Binding responder as they always did, STUN responses to the node's own STUN client
+transactions multiplexed on this port (``DatagramPort``: registered by transaction id, as NAT
+discovery's are; else ``on_stun_response``; else the responder counts them as ignored),
+secure-session messages to one ``SessionTable`` (node.proto.session.table: sessions by receiver
+index, roaming, keepalive and consent), anything else is counted and dropped. Each datagram is
+handled behind the ``ConnectionIsolation`` wall, so a bug one datagram trips is logged, counted and forgotten.
 
 The driver is aioquic's shape: feed the core, hand its events on, write what it wants sent, re-arm
 one ``CoreTimer``. Above the table:
@@ -85,6 +86,7 @@ from node.proto.vocabulary import (
 from node.transports.base import Transport, TransportPeerError, TransportUsageError, unbatched
 from node.transports.channel import EventChannel
 from node.transports.isolation import ConnectionIsolation
+from node.transports.port import StunDelivery
 from node.transports.timer import CoreTimer
 from node.transports.udp.admission import CookieGate
 from node.transports.udp.demux import Kind, classify
@@ -218,6 +220,8 @@ class UdpTransport(Transport):
         self._sent = self._received = self._bytes_sent = self._bytes_received = 0
         self._send_failures = self._unknown = self._events_dropped = self._stun_responses = 0
         self._session_datagrams = 0
+        # The node's own STUN client transactions on this port (NAT discovery): id -> receiver.
+        self._stun_clients: dict[bytes, StunDelivery] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -303,6 +307,9 @@ class UdpTransport(Transport):
             self._bytes_received += len(data)
             self._table.receive_datagram(data, addr, self._now())
             self._pump()
+        elif kind is Kind.STUN_RESPONSE and (deliver := self._stun_clients.get(data[8:20])) is not None:
+            self._stun_responses += 1
+            deliver(data, _endpoint(addr))
         elif kind is Kind.STUN_RESPONSE and self.on_stun_response is not None:
             self._stun_responses += 1
             self.on_stun_response(data, addr)
@@ -312,6 +319,18 @@ class UdpTransport(Transport):
             # The responder answers requests and counts the rest by what it is (``stun`` in status:
             # responses nobody waits for are ``ignored``, what is not STUN ``not_stun``).
             self._answer_stun(data, addr)
+
+    # -- DatagramPort: STUN client transactions from this port (node.transports.port) ------------
+
+    def send_datagram(self, data: bytes, destination: IpEndpoint) -> None:
+        self._running().sendto(data, self._address(destination))
+        self._bytes_sent += len(data)
+
+    def expect_stun(self, transaction_id: bytes, deliver: StunDelivery) -> None:
+        self._stun_clients[transaction_id] = deliver
+
+    def forget_stun(self, transaction_id: bytes) -> None:
+        self._stun_clients.pop(transaction_id, None)
 
     def _answer_stun(self, data: bytes, addr: Addr) -> None:
         ip = ipaddress.ip_address(str(addr[0]).split("%", 1)[0])
