@@ -84,7 +84,7 @@ class Node(Service[NodeStatus]):
             TcpTlsService(config, identity, dirs.state / KEY_FILE_NAME) if config.tcp_tls.enabled else None
         )
         # The TURN relay comes up in the background when [turn] names servers.
-        self.turn = TurnService(config) if config.turn.servers else None
+        self.turn = TurnService(config, identity) if config.turn.servers else None
         # The control socket last: `status` answers only once every service runs.
         self.control = ControlServer(dirs.control_socket, {"status": lambda: self.status().to_json()})
         # In start order; stopped in reverse.

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+
 from node.config import Config
-from node.security.trust import SessionVerifier, TrustPolicy, TrustSettings
+from node.proto.identity import Identity
+from node.security.trust import SessionVerifier, TrustMode, TrustPolicy, TrustSettings
 
 
 def trust_settings(config: Config) -> TrustSettings:
@@ -30,3 +33,16 @@ def trust_policy(config: Config) -> TrustPolicy:
 def session_verifier(config: Config) -> SessionVerifier:
     """The same policy as the datagram secure session's ``PeerVerifier`` (UDP, TURN)."""
     return SessionVerifier(trust_policy(config))
+
+
+def session_trust(config: Config, identity: Identity) -> tuple[SessionVerifier, bytes]:
+    """The datagram session's verifier and this node's credential in it (its fleet certificate in
+    fleet-CA mode, else nothing: the peer id is the key). Raises TrustConfigError as trust_policy."""
+    trust = trust_settings(config)
+    policy = TrustPolicy.from_settings(trust)
+    verifier = SessionVerifier(policy)
+    credential = b""
+    if policy.mode is TrustMode.FLEET_CA:
+        own = policy.own_certificate(identity, trust.cert_file)
+        credential = verifier.credential(own.public_bytes(serialization.Encoding.DER))
+    return verifier, credential

@@ -1,7 +1,7 @@
 """The node's TURN relay: the transport built from ``[turn]`` (servers in order, a breaker each
 from ``[breaker]``), kept up in the background, and its numbers for ``status``.
 
-A relay is a fallback, so the node does not wait for it: ``async with TurnService(config)``
+A relay is a fallback, so the node does not wait for it: ``async with TurnService(config, identity)``
 returns at once and one task (in the service's own TaskGroup) brings the relay up, trying again
 after ``breaker.recovery_timeout_s`` while every server fails, then drains its events into logs
 until the coordinator consumes them. Once up, the relay re-allocates by itself when a server is
@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from node.config import Config, TurnSection
+from node.proto.identity import Identity
 from node.proto.turn.credentials import Credentials, rest_credentials
 from node.proto.turn.errors import TurnError
 from node.proto.turn.uri import TurnServerAddress, TurnTransport, parse_turn_uri
 from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
 from node.services.background import run_in_background
 from node.services.service import TransportService
+from node.services.trust import session_trust
+from node.services.udp import reassembly_limits
 from node.transports.turn.connection import tls_context
 from node.transports.turn.relay import RelaySettings, TurnRelayTransport
 
@@ -50,8 +53,10 @@ def credentials_source(section: TurnSection, clock: Callable[[], float]) -> Call
     return ephemeral
 
 
-def build_transport(config: Config, **options: Any) -> TurnRelayTransport:
-    """The relay transport as ``[turn]``, ``[transport]`` and ``[breaker]`` describe it."""
+def build_transport(config: Config, identity: Identity, **options: Any) -> TurnRelayTransport:
+    """The relay transport as ``[turn]``, ``[transport]``, ``[trust]`` and ``[breaker]`` describe
+    it: peers through the relay prove their ids by the same trust as on UDP and TCP-TLS. Raises
+    TrustConfigError for unusable trust settings."""
     section = config.turn
     servers = server_addresses(section)
     if any(s.transport is TurnTransport.TLS for s in servers):
@@ -59,13 +64,20 @@ def build_transport(config: Config, **options: Any) -> TurnRelayTransport:
         if section.server_name:
             options.setdefault("server_hostname", section.server_name)
     options.setdefault("connect_timeout", config.transport.connect_timeout_s)
+    verifier, credential = session_trust(config, identity)
+    t = config.transport
     return TurnRelayTransport(
         servers,
         credentials_source(section, time.time),
+        identity,
+        verifier,
+        credential=credential,
         breaker=config.breaker.new_breaker,
         settings=RelaySettings(
-            max_connections=config.transport.max_connections,
-            connect_timeout=config.transport.connect_timeout_s,
+            max_connections=t.max_connections,
+            connect_timeout=t.connect_timeout_s,
+            max_message=t.max_message_bytes,
+            reassembly=reassembly_limits(config),
         ),
         **options,
     )
@@ -102,10 +114,11 @@ class TurnView:
 class TurnService(TransportService[TurnView]):
     name = "turn"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, identity: Identity) -> None:
         super().__init__()
         self.config = config
-        self.transport: TurnRelayTransport = build_transport(config)
+        self.identity = identity
+        self.transport: TurnRelayTransport = build_transport(config, identity)
         self._phase = TransportState.STOPPED  # the keeper's: READY once the relay is up
         self._failures = 0
 
@@ -134,7 +147,8 @@ class TurnService(TransportService[TurnView]):
                 self._phase = TransportState.FAILED
                 log.warning("no TURN server usable (%s); trying again later", exc)
             await asyncio.sleep(self.config.breaker.recovery_timeout_s)
-            self.transport = build_transport(self.config)  # a fresh one: the last one is closed
+            # A fresh one: the last one is closed.
+            self.transport = build_transport(self.config, self.identity)
 
     async def _drain(self) -> None:
         async for event in self.transport.events():

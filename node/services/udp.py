@@ -17,8 +17,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from node.config import Config
 from node.errors import LocalError
 from node.proto.datagram.reassembly import ReassemblyLimits
@@ -27,10 +25,9 @@ from node.proto.session.table_types import DEFAULT_TABLE_CONFIG
 from node.proto.session.trust import PeerVerifier
 from node.proto.stun.responder import BindingResponder, Outcome
 from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
-from node.security.trust import SessionVerifier, TrustMode, TrustPolicy
 from node.services.background import run_in_background
 from node.services.service import TransportService
-from node.services.trust import trust_settings
+from node.services.trust import session_trust
 from node.transports.isolation import ConnectionIsolation
 from node.transports.udp.transport import BindError, StunResponseHook, UdpSettings, UdpTransport
 
@@ -67,6 +64,15 @@ class UdpView:
         return {outcome.value: count for outcome, count in self.outcomes}
 
 
+def reassembly_limits(config: Config) -> ReassemblyLimits:
+    """Reassembly's caps on a datagram path (UDP, TURN) for ``transport.max_message_bytes``."""
+    largest = config.transport.max_message_bytes
+    # A sender may hold two of the largest messages, all senders four (the defaults at 1 MiB).
+    return ReassemblyLimits(
+        max_message=largest, sender_max_bytes=max(2 << 20, 2 * largest), max_bytes=max(4 << 20, 4 * largest)
+    )
+
+
 def build_transport(
     config: Config,
     identity: Identity,
@@ -78,13 +84,8 @@ def build_transport(
 ) -> UdpTransport:
     """The UDP transport as configured. Raises TrustConfigError for unusable trust settings.
     ``wrap_verifier`` wraps the trust policy's verifier (the ping CLI notes the id a key proves)."""
-    trust = trust_settings(config)
-    policy = TrustPolicy.from_settings(trust)
-    verifier = SessionVerifier(policy)
-    credential = b""
-    if policy.mode is TrustMode.FLEET_CA:
-        own = policy.own_certificate(identity, trust.cert_file)
-        credential = verifier.credential(own.public_bytes(serialization.Encoding.DER))
+    verifier: PeerVerifier
+    verifier, credential = session_trust(config, identity)
     t = config.transport
     settings = UdpSettings(
         max_message=t.max_message_bytes,
@@ -93,12 +94,7 @@ def build_transport(
         health_check_interval=t.health_check_interval_s,
         performance_samples=t.performance_samples,
         table=replace(DEFAULT_TABLE_CONFIG, max_sessions=t.max_connections),
-        # A sender may hold two of the largest messages, all senders four (the defaults at 1 MiB).
-        reassembly=ReassemblyLimits(
-            max_message=t.max_message_bytes,
-            sender_max_bytes=max(2 << 20, 2 * t.max_message_bytes),
-            max_bytes=max(4 << 20, 4 * t.max_message_bytes),
-        ),
+        reassembly=reassembly_limits(config),
     )
     return UdpTransport(
         identity,

@@ -7,11 +7,14 @@ import time
 from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.config import TurnSection
+from node.proto.identity import Identity
 from node.proto.turn.credentials import rest_credentials
 from node.proto.turn.errors import TurnAuthError
 from node.proto.turn.uri import TurnTransport
+from node.security.trust import SessionVerifier, TrustMode, TrustPolicy
 from node.services.turn import credentials_source, server_addresses
 from node.transports.turn.relay import TurnRelayTransport
 from tests.lab.conftest import LabFactory
@@ -33,6 +36,8 @@ async def test_rest_credentials_from_the_config_allocate(lab_factory: LabFactory
     async with TurnRelayTransport(
         server_addresses(section),
         credentials_source(section, time.time),
+        Identity.from_private_key(Ed25519PrivateKey.generate()),
+        SessionVerifier(TrustPolicy(TrustMode.DEVELOPMENT)),
         timing=LAB_TIMING,
         socket_factory=lambda _family, kind: lab.socket("A1", kind),
     ) as relay:

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from netlink.lab.coturn import write_certificate
 from node.proto import stun
+from node.proto.identity import Identity
 from node.proto.stun.stream import StreamFramer, StunFrame
 from node.proto.stun.transaction import Timing
 from node.proto.turn.credentials import Credentials
@@ -30,6 +32,7 @@ from node.proto.vocabulary import (
     TransportReason,
     TransportState,
 )
+from node.security.trust import SessionVerifier, TrustMode, TrustPolicy
 from node.transports.base import TransportUsageError
 from node.transports.turn.allocator import RelayAllocation
 from node.transports.turn.connection import HOLD_MAX, READ_BATCH, TurnConnection, tls_context
@@ -49,6 +52,7 @@ class ModelServer:
         self.udp: asyncio.DatagramTransport | None = None
         self.writers: dict[Address, asyncio.StreamWriter] = {}
         self.echo = True
+        self.relayed: list[tuple[Address, Address, bytes]] = []  # relay to relay: (from, to, data)
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -63,6 +67,7 @@ class ModelServer:
                     self.udp.sendto(out.data, (str(out.dst[0]), out.dst[1]))
             elif out.dst in {a.relayed for a in self.model.allocations.values()}:
                 # relay to relay: both clients' allocations live on this one server
+                self.relayed.append((out.src, out.dst, out.data))
                 self.deliver(self.model.receive_from_peer(out.dst, out.src, out.data, self.now()))
             elif self.echo:
                 self.deliver(self.model.receive_from_peer(out.src, out.dst, out.data, self.now()))
@@ -293,40 +298,53 @@ async def test_the_relay_transport_carries_frames_between_two_nodes(
 ) -> None:
     _, ports = served
     servers = [_udp(ports[TurnTransport.UDP])]
-    async with TurnRelayTransport(servers, lambda: GOOD) as a, TurnRelayTransport(servers, lambda: GOOD) as b:
+    alice, bob = _identity(), _identity()
+    peer_a, peer_b = alice.peer_id, bob.peer_id
+    async with (
+        TurnRelayTransport(servers, lambda: GOOD, alice, _dev()) as a,
+        TurnRelayTransport(servers, lambda: GOOD, bob, _dev()) as b,
+    ):
         assert a.relayed is not None and b.relayed is not None
         a_at = RelayEndpoint(IpEndpoint(*ports_endpoint(ports)), IpEndpoint(*a.relayed))
         b_at = RelayEndpoint(IpEndpoint(*ports_endpoint(ports)), IpEndpoint(*b.relayed))
-        await asyncio.gather(a.connect("peer-b", b_at), b.connect("peer-a", a_at))
+        await asyncio.gather(a.connect(peer_b, b_at), b.connect(peer_a, a_at))
         events_b = b.events()
-        assert await anext(events_b) == PeerConnected("peer-a", RelayEndpoint(b_at.server, a_at.peer))
+        assert await anext(events_b) == PeerConnected(peer_a, RelayEndpoint(b_at.server, a_at.peer))
         for i in range(20):
-            await a.send("peer-b", Frame(i, b"move %d" % i, Priority.HIGH))
+            await a.send(peer_b, Frame(i, b"move %d" % i, Priority.HIGH))
         got = []
         async with asyncio.timeout(5):
             while len(got) < 20:
                 event = await anext(events_b)
-                assert isinstance(event, MessageReceived) and event.peer == "peer-a"
+                assert isinstance(event, MessageReceived) and event.peer == peer_a
                 got.append(event.frame)
         assert got == [Frame(i, b"move %d" % i, Priority.HIGH) for i in range(20)]
         with pytest.raises(TransportUsageError) as too_big:
-            await a.send("peer-b", Frame(99, b"x" * (a.capabilities.max_message_size + 1)))
+            await a.send(peer_b, Frame(99, b"x" * (a.capabilities.max_message_size + 1)))
         assert too_big.value.reason is TransportReason.MESSAGE_TOO_LARGE
         with pytest.raises(TransportUsageError):
             await a.send("nobody", Frame(1, b"x"))
-        # A datagram that is not one DATA frame is a counted drop, not an event.
+        # A datagram that is not a session message is a counted drop, not an event.
         assert a.relay.connection is not None
         a.relay.connection.send(b.relayed, b"garbage")
-        await a.send("peer-b", Frame(100, b"after"))
+        await a.send(peer_b, Frame(100, b"after"))
         async with asyncio.timeout(5):
             event = await anext(events_b)
         assert isinstance(event, MessageReceived) and event.frame.message_id == 100
         assert b.health().malformed_dropped == 1
         assert b.health().messages_received == 21 and a.health().messages_sent == 21
         assert a.health().state is TransportState.READY and a.health().connections == 1
-        await b.disconnect("peer-a")
-        assert await anext(events_b) == PeerDisconnected("peer-a", DisconnectReason.CLOSED_LOCALLY)
-    assert [e async for e in a.events()][-1] == PeerDisconnected("peer-b", DisconnectReason.SHUTDOWN)
+        await b.disconnect(peer_a)
+        assert await anext(events_b) == PeerDisconnected(peer_a, DisconnectReason.CLOSED_LOCALLY)
+    assert [e async for e in a.events()][-1] == PeerDisconnected(peer_b, DisconnectReason.SHUTDOWN)
+
+
+def _identity() -> Identity:
+    return Identity.from_private_key(Ed25519PrivateKey.generate())
+
+
+def _dev() -> SessionVerifier:
+    return SessionVerifier(TrustPolicy(TrustMode.DEVELOPMENT))
 
 
 def ports_endpoint(ports: dict[TurnTransport, int]) -> tuple[ipaddress.IPv4Address, int]:

@@ -1,20 +1,25 @@
 """The TURN relay transport: peers reached through our allocation on a TURN server (RFC 8656),
-behind the common ``Transport`` interface.
+behind the common ``Transport`` interface, each proving its identity in a secure session.
+
+The relayed path carries the same sessions as the node's UDP port: a ``SessionPath``
+(node.transports.session_path: one ``SessionTable``, sessions by receiver index, fragments of
+``TURN_PLAINTEXT`` and bounded reassembly, keepalive and consent) whose datagrams go to and come
+from peer addresses through the allocation (ChannelData or Send indications: the connection's
+business). The TURN server and everything between sees only sealed session messages.
 
 ``connect(peer, endpoint)`` takes the address the relay should send to (``RelayEndpoint.peer``,
 usually the other side's own relayed address, or an ``IpEndpoint``), installs its permission and
-channel and waits until the relay lets it in. Each frame travels in one relayed datagram in the
-node's frame format (``node.proto.link.frames``: DATA kind, priority, message id). Datagrams from an
-address no peer was connected at, or that are not one well-formed DATA frame, are counted drops.
+channel, waits until the relay lets it in, then runs the handshake through the relay and returns
+once the peer proved ``peer``'s identity (another id: TransportPeerError(PEER_MISMATCH)). The
+address-to-peer map is the sessions' own: an address belongs to a peer only once a session there
+authenticated, and a peer's address moves only with an authenticated datagram (roaming as on UDP);
+the caller's pairing of id and address is never taken on trust. A peer whose address moved keeps
+its permission at the new address.
 
 The allocation is a ``RelayAllocation``: it survives the loss of a server by allocating again
-(the next configured server when one is down) and re-opening every connected peer. The new
+(the next configured server when one is down) and re-opening every permitted peer. The new
 relayed address is ``relayed`` and goes to ``on_relay``; the peers must learn it (signalling's
 job) before their traffic can follow.
-
-Identity: this transport carries bytes. Proving the peer's identity over TURN is the datagram
-secure session's job (``node.proto.session.secure_session``), layered above it; until it is adopted here,
-``connect`` trusts the caller's pairing of peer id and address.
 """
 
 from __future__ import annotations
@@ -22,25 +27,29 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
 from node.proto.breaker import BreakerFactory, CircuitBreaker
-from node.proto.link import frames
+from node.proto.datagram.fragments import TURN_PLAINTEXT
+from node.proto.datagram.reassembly import ReassemblyLimits
+from node.proto.identity import Identity
+from node.proto.session.table_types import DEFAULT_TABLE_CONFIG
+from node.proto.session.trust import PeerVerifier
 from node.proto.turn.credentials import Credentials
 from node.proto.turn.errors import TurnError
 from node.proto.turn.events import Address
 from node.proto.turn.uri import TurnServerAddress
 from node.proto.vocabulary import (
+    BatchedEvent,
     Capabilities,
     DisconnectReason,
     Endpoint,
     Frame,
     IpEndpoint,
-    MessageReceived,
-    PeerConnected,
     PeerDisconnected,
     PeerId,
     RelayEndpoint,
@@ -50,15 +59,11 @@ from node.proto.vocabulary import (
     TransportReason,
     TransportState,
 )
-from node.transports.base import Transport, TransportPeerError, TransportUsageError
+from node.transports.base import Transport, TransportPeerError, TransportUsageError, unbatched
+from node.transports.session_path import PathSettings, SessionPath
 from node.transports.turn.allocator import RelayAllocation, RelayHandler
 
 log = logging.getLogger(__name__)
-
-# One frame per relayed datagram: kept under a 1280-byte IPv6 minimum MTU with the frame header
-# (14), a Send indication's STUN overhead (36) and IP/UDP headers (48).
-MAX_RELAYED_PAYLOAD = 1180
-EVENT_QUEUE_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +71,42 @@ class RelaySettings:
     """The relay's limits (the service takes them from ``[transport]``)."""
 
     max_connections: int = 100  # peers at once
-    connect_timeout: float = 30.0  # seconds for a peer's permission and channel to be in place
+    connect_timeout: float = 30.0  # seconds for a peer's permission, then again for its handshake
+    max_message: int = 1 << 20  # transport.max_message_bytes
+    event_queue: int = 4096  # received messages held for the consumer, at most
+    reassembly: ReassemblyLimits = field(default_factory=ReassemblyLimits)
+
+    def path(self) -> PathSettings:
+        # Fragments fit a ChannelData datagram of 1200 bytes (RFC 8656 §12.4: 4 bytes of header);
+        # before the channel is bound a Send indication's 36 keeps it under IPv6's 1280 anyway.
+        return PathSettings(
+            max_message=self.max_message,
+            plaintext=TURN_PLAINTEXT,
+            connect_timeout=self.connect_timeout,
+            event_queue=self.event_queue,
+            table=replace(DEFAULT_TABLE_CONFIG, max_sessions=self.max_connections),
+            reassembly=self.reassembly,
+        )
 
 
 class TurnRelayTransport(Transport):
     kind = TransportKind.TURN
-    capabilities = Capabilities(max_message_size=MAX_RELAYED_PAYLOAD, reliable=False, ordered=False)
 
     def __init__(
         self,
         servers: Sequence[TurnServerAddress],
         credentials: Callable[[], Credentials],
+        identity: Identity,
+        verifier: PeerVerifier,
         *,
+        credential: bytes = b"",
         breaker: BreakerFactory = CircuitBreaker,
         settings: RelaySettings | None = None,
         on_relay: RelayHandler | None = None,
         **connection_options: Any,
     ) -> None:
-        self._settings = settings or RelaySettings()
+        self._settings = settings = settings or RelaySettings()
+        self.capabilities = Capabilities(settings.max_message, reliable=False, ordered=False)
         self._on_relay = on_relay
         self.relay = RelayAllocation(
             servers,
@@ -93,12 +116,18 @@ class TurnRelayTransport(Transport):
             on_relay=self._relay_changed,
             **connection_options,
         )
-        self._peers: dict[PeerId, Address] = {}
-        self._by_address: dict[Address, PeerId] = {}
-        self._events: asyncio.Queue[TransportEvent | None] = asyncio.Queue(EVENT_QUEUE_MAX)
+        self._path: SessionPath[Address] = SessionPath(
+            identity,
+            verifier,
+            settings.path(),
+            self._transmit,
+            self._endpoint,
+            name="TURN",
+            credential=credential,
+        )
+        self._path.on_address = self._address_moved
         self._state = TransportState.STOPPED
-        self._sent = self._received = self._bytes_sent = self._bytes_received = 0
-        self._send_failures = self._malformed = self._dropped_events = 0
+        self._dialling: Counter[Address] = Counter()  # addresses a connect is waiting on
 
     @property
     def relayed(self) -> Address | None:
@@ -107,11 +136,13 @@ class TurnRelayTransport(Transport):
     # -- lifecycle --------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         self._state = TransportState.STARTING
+        self._path.start(asyncio.get_running_loop())
         try:
             await self.relay.__aenter__()
         except BaseException:
             # Any failure to start (a TurnError, an OSError, cancellation) leaves it FAILED.
             self._state = TransportState.FAILED
+            self._path.close()
             raise
         self._state = TransportState.READY
         return self
@@ -122,17 +153,19 @@ class TurnRelayTransport(Transport):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        path = self._path
+        path.closing = True  # the table's own goodbyes are not events any more
         try:
             await self.relay.__aexit__(exc_type, exc, tb)
         finally:
-            for peer in list(self._peers):
-                self._forget(peer, DisconnectReason.SHUTDOWN)
+            for peer in list(path.peers):
+                path.events.offer(PeerDisconnected(peer, DisconnectReason.SHUTDOWN))
+            path.close()
             self._state = TransportState.STOPPED
-            self._emit(None)
 
     # -- Transport --------------------------------------------------------------------------------
     async def connect(self, peer: PeerId, endpoint: Endpoint) -> None:
-        if self._state is TransportState.STOPPED:
+        if self._state is TransportState.STOPPED or self._path.closing:
             raise TransportUsageError(TransportReason.CLOSED, "the TURN transport is not running")
         if isinstance(endpoint, RelayEndpoint):
             target = endpoint.peer
@@ -140,81 +173,81 @@ class TurnRelayTransport(Transport):
             target = endpoint
         else:
             raise TransportUsageError(TransportReason.UNSUPPORTED_ENDPOINT, str(endpoint))
-        if peer not in self._peers and len(self._peers) >= self._settings.max_connections:
-            raise TransportUsageError(TransportReason.TOO_MANY_CONNECTIONS, f"{len(self._peers)} peers")
+        if peer in self._path.peers:
+            return
         address: Address = (target.ip, target.port)
         self.relay.open_peer(address)
+        self._dialling[address] += 1
         try:
-            async with asyncio.timeout(self._settings.connect_timeout):
-                await self.relay.peer_ready(address)
-        except TimeoutError as exc:
-            self.relay.close_peer(address)
-            raise TransportPeerError(TransportReason.CONNECT_TIMEOUT, f"relay to {target}") from exc
-        except TurnError as exc:
-            self.relay.close_peer(address)
-            raise TransportPeerError(TransportReason.CONNECT_FAILED, str(exc)) from exc
-        old = self._peers.get(peer)
-        if old is not None and old != address:
-            self._by_address.pop(old, None)
-        self._peers[peer] = address
-        self._by_address[address] = peer
-        self._emit(PeerConnected(peer, RelayEndpoint(self._server_endpoint(), target)))
+            try:
+                async with asyncio.timeout(self._settings.connect_timeout):
+                    await self.relay.peer_ready(address)
+            except TimeoutError as exc:
+                raise TransportPeerError(
+                    TransportReason.CONNECT_TIMEOUT,
+                    f"the relay did not let {target} in within {self._settings.connect_timeout:g} s",
+                ) from exc
+            except TurnError as exc:
+                raise TransportPeerError(
+                    TransportReason.CONNECT_FAILED, f"no permission for {target}: {exc}"
+                ) from exc
+            await self._path.connect(peer, address, f"{target} through the relay")
+        except BaseException:
+            if address not in self._path.peers.values() and self._dialling[address] == 1:
+                self.relay.close_peer(address)
+            raise
+        finally:
+            self._dialling[address] -= 1
+            if not self._dialling[address]:
+                del self._dialling[address]
 
     async def send(self, peer: PeerId, frame: Frame) -> None:
         self.check_size(frame)
-        address = self._peers.get(peer)
-        if address is None:
-            raise TransportUsageError(TransportReason.NOT_CONNECTED, peer)
-        data = frames.encode(frames.FrameKind.DATA, frame.payload, frame.message_id, frame.priority)
-        before = self.relay.counters.dropped_no_relay
-        self.relay.send(address, data)
-        if self.relay.counters.dropped_no_relay != before:
-            self._send_failures += 1  # no allocation right now: the coordinator retries elsewhere
-            return
-        self._sent += 1
-        self._bytes_sent += len(frame.payload)
+        self._path.send(peer, frame)
 
     async def disconnect(self, peer: PeerId) -> None:
-        if peer in self._peers:
-            self._forget(peer, DisconnectReason.CLOSED_LOCALLY)
+        self._path.disconnect(peer)
 
-    async def events(self) -> AsyncIterator[TransportEvent]:
-        while True:
-            event = await self._events.get()
-            if event is None:
-                return
-            yield event
+    async def ping(self, peer: PeerId) -> float:
+        """One probe round trip to ``peer`` through the relay, in seconds."""
+        return await self._path.ping(peer)
+
+    def events(self) -> AsyncIterator[TransportEvent]:
+        return unbatched(self._path.events.__aiter__())
+
+    def batched_events(self) -> AsyncIterator[BatchedEvent]:
+        return self._path.events.__aiter__()
 
     def health(self) -> TransportHealth:
         state = self._state
         if state is TransportState.READY and self.relay.relayed is None:
             state = TransportState.DEGRADED  # between a lost allocation and the next one
-        return TransportHealth(
-            kind=self.kind,
-            state=state,
-            connections=len(self._peers),
-            messages_sent=self._sent,
-            messages_received=self._received,
-            bytes_sent=self._bytes_sent,
-            bytes_received=self._bytes_received,
-            send_failures=self._send_failures,
-            malformed_dropped=self._malformed,
-        )
+        return self._path.health(self.kind, state, len(self._path.peers))
+
+    def peers(self) -> dict[PeerId, Address]:
+        """Each proven peer and the address its session authenticated from."""
+        return dict(self._path.peers)
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _datagram(self, source: Address, data: bytes) -> None:
-        peer = self._by_address.get(source)
-        if peer is None:
-            self._malformed += 1
-            return
-        try:
-            frame = frames.decode_datagram(data)
-        except frames.FrameError:
-            self._malformed += 1
-            return
-        self._received += 1
-        self._bytes_received += len(frame.payload)
-        self._emit(MessageReceived(peer, frame))
+        # Everything relayed to us is a session message (or garbage: the table counts it).
+        if not self._path.closing:
+            self._path.receive(data, source)
+
+    def _transmit(self, out: list[tuple[bytes, Address]]) -> None:
+        relay = self.relay
+        for data, address in out:
+            before = relay.counters.dropped_no_relay
+            relay.send(address, data)
+            if relay.counters.dropped_no_relay != before:
+                self._path.send_failures += 1  # no allocation right now: the coordinator retries
+
+    def _address_moved(self, peer: PeerId, old: Address | None, new: Address | None) -> None:
+        """A session authenticated ``peer`` at ``new`` (None: the peer is gone)."""
+        if new is not None:
+            self.relay.open_peer(new)  # kept open, and restored after a re-allocation
+        if old is not None and old not in self._path.peers.values() and not self._dialling[old]:
+            self.relay.close_peer(old)  # its permission lapses by itself (RFC 8656 §9)
 
     def _relay_changed(self, relayed: Address | None) -> None:
         if relayed is None:
@@ -224,17 +257,8 @@ class TurnRelayTransport(Transport):
         if self._on_relay is not None:
             self._on_relay(relayed)
 
-    def _forget(self, peer: PeerId, reason: DisconnectReason) -> None:
-        address = self._peers.pop(peer)
-        self._by_address.pop(address, None)
-        self.relay.close_peer(address)
-        self._emit(PeerDisconnected(peer, reason))
-
-    def _emit(self, event: TransportEvent | None) -> None:
-        if self._events.full():
-            self._dropped_events += 1
-            return
-        self._events.put_nowait(event)
+    def _endpoint(self, address: Address) -> Endpoint:
+        return RelayEndpoint(self._server_endpoint(), IpEndpoint(address[0], address[1]))
 
     def _server_endpoint(self) -> IpEndpoint:
         conn = self.relay.connection

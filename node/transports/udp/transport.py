@@ -8,8 +8,8 @@ secure-session messages to one ``SessionTable`` (node.proto.session.table: sessi
 index, roaming, keepalive and consent), anything else is counted and dropped. Each datagram is
 handled behind the ``ConnectionIsolation`` wall, so a bug one datagram trips is logged, counted and forgotten.
 
-The driver is aioquic's shape: feed the core, hand its events on, write what it wants sent, re-arm
-one ``CoreTimer``. Above the table:
+The sessions run in a ``SessionPath`` (node.transports.session_path, shared with TURN), in aioquic's
+driver shape: feed the core, hand its events on, write what it wants sent, re-arm one timer:
 - ``connect(peer, endpoint)`` dials and returns once the peer proved ``peer``'s identity; another id
   is refused with TransportPeerError(PEER_MISMATCH).
 - ``send`` splits a frame into fragments that fit a 1200-byte datagram (UDP_PLAINTEXT) and seals
@@ -34,10 +34,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import socket
-import statistics
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -45,27 +42,13 @@ from typing import Any, Self, TypeAlias, cast
 
 from node.errors import LocalError
 from node.os_errors import os_reason
-from node.proto.datagram.errors import FragmentDrop, FragmentError
-from node.proto.datagram.fragments import HEADER_SIZE, UDP_PLAINTEXT, fragment
-from node.proto.datagram.probe import ProbeKind, encode_probe, parse_probe
-from node.proto.datagram.reassembly import Reassembler, ReassemblyLimits
+from node.proto.datagram.errors import FragmentDrop
+from node.proto.datagram.fragments import UDP_PLAINTEXT
+from node.proto.datagram.reassembly import ReassemblyLimits
 from node.proto.identity import Identity
 from node.proto.session.cookie import CookieChecker, CookieConfig, CookieCount
-from node.proto.session.errors import HandshakeFailure, SessionNotReady
-from node.proto.session.table import SessionTable
-from node.proto.session.table_types import (
-    DEFAULT_TABLE_CONFIG,
-    DialFailed,
-    PeerDatagram,
-    PeerEstablished,
-    PeerGone,
-    PeerRoamed,
-    TableConfig,
-    TableCount,
-    TableError,
-    TableEvent,
-)
-from node.proto.session.trust import PeerVerificationError, PeerVerifier, VerifyFailure
+from node.proto.session.table_types import DEFAULT_TABLE_CONFIG, TableConfig, TableCount
+from node.proto.session.trust import PeerVerifier
 from node.proto.stun.responder import BindingResponder, Outcome
 from node.proto.vocabulary import (
     BatchedEvent,
@@ -73,9 +56,6 @@ from node.proto.vocabulary import (
     Endpoint,
     Frame,
     IpEndpoint,
-    MessagesReceived,
-    PeerConnected,
-    PeerDisconnected,
     PeerId,
     TransportEvent,
     TransportHealth,
@@ -83,11 +63,10 @@ from node.proto.vocabulary import (
     TransportReason,
     TransportState,
 )
-from node.transports.base import Transport, TransportPeerError, TransportUsageError, unbatched
-from node.transports.channel import EventChannel
+from node.transports.base import Transport, TransportUsageError, unbatched
 from node.transports.isolation import ConnectionIsolation
 from node.transports.port import StunDelivery
-from node.transports.timer import CoreTimer
+from node.transports.session_path import PathSettings, SessionPath
 from node.transports.udp.admission import CookieGate
 from node.transports.udp.demux import Kind, classify
 
@@ -122,6 +101,18 @@ class UdpSettings:
     event_queue: int = 4096  # received messages held for the consumer, at most
     table: TableConfig = DEFAULT_TABLE_CONFIG  # max_sessions = transport.max_connections
     reassembly: ReassemblyLimits = field(default_factory=ReassemblyLimits)
+
+    def path(self) -> PathSettings:
+        return PathSettings(
+            max_message=self.max_message,
+            plaintext=UDP_PLAINTEXT,
+            connect_timeout=self.connect_timeout,
+            probe_timeout=self.probe_timeout,
+            performance_samples=self.performance_samples,
+            event_queue=self.event_queue,
+            table=self.table,
+            reassembly=self.reassembly,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +154,6 @@ class _Protocol(asyncio.DatagramProtocol):
         self.owner._resume()
 
 
-@dataclass(slots=True)
-class _Probe:
-    peer: PeerId
-    sent: float
-    waiter: asyncio.Future[float] | None
-
-
 class UdpTransport(Transport):
     kind = TransportKind.UDP
 
@@ -199,27 +183,25 @@ class UdpTransport(Transport):
             )
         )
         self._gate = CookieGate(self.cookies, self._half_open, max(1, settings.table.max_sessions // 2))
-        self._table: SessionTable[Addr] = SessionTable(
-            identity, verifier, credential=credential, config=settings.table, admit_init=self._gate
+        self._path: SessionPath[Addr] = SessionPath(
+            identity,
+            verifier,
+            settings.path(),
+            self._transmit,
+            _endpoint,
+            name="UDP",
+            credential=credential,
+            admit_init=self._gate,
         )
-        self._reassembler: Reassembler[PeerId] = Reassembler(settings.reassembly)
-        self._events: EventChannel[BatchedEvent] = EventChannel(settings.event_queue)
+        self._table = self._path.table
         self._udp: asyncio.DatagramTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: CoreTimer | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._paused: asyncio.Future[None] | None = None
         self._closing = False
         self.state = TransportState.STOPPED
-        self._peers: dict[PeerId, Addr] = {}
-        self._dials: dict[PeerId, list[asyncio.Future[None]]] = {}
-        self._probes: dict[int, _Probe] = {}
-        self._rtt: deque[float] = deque(maxlen=settings.performance_samples)
-        self._answered: deque[bool] = deque(maxlen=settings.performance_samples)
-        self._sent = self._received = self._bytes_sent = self._bytes_received = 0
-        self._send_failures = self._unknown = self._events_dropped = self._stun_responses = 0
-        self._session_datagrams = 0
+        self._unknown = self._stun_responses = self._session_datagrams = 0
         # The node's own STUN client transactions on this port (NAT discovery): id -> receiver.
         self._stun_clients: dict[bytes, StunDelivery] = {}
 
@@ -249,7 +231,7 @@ class UdpTransport(Transport):
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):  # a smaller buffer only drops more under a burst
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        self._timer = CoreTimer(loop, self._get_timer, self._handle_timer, self._flush)
+        self._path.start(loop)
         tasks = asyncio.TaskGroup()
         await tasks.__aenter__()
         self._tasks = tasks
@@ -264,6 +246,7 @@ class UdpTransport(Transport):
         tb: TracebackType | None,
     ) -> None:
         self._closing = True
+        self._path.closing = True
         try:
             tasks, self._tasks = self._tasks, None
             if tasks is not None:
@@ -271,27 +254,12 @@ class UdpTransport(Transport):
                     self._health_task.cancel()
                 await tasks.__aexit__(None, None, None)
         finally:
-            if self._timer is not None:
-                self._timer.close()
-            for waiters in self._dials.values():
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(
-                            TransportUsageError(TransportReason.CLOSED, "the transport closed")
-                        )
-            for probe in self._probes.values():
-                if probe.waiter is not None and not probe.waiter.done():
-                    probe.waiter.cancel()
+            self._path.close()
             if self._udp is not None:
                 self._udp.close()
                 self._udp = None
             self._resume()
             self.state = TransportState.STOPPED
-            self._events.close()
-
-    def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
 
     def _running(self) -> asyncio.DatagramTransport:
         if self._closing or self._udp is None:
@@ -304,9 +272,7 @@ class UdpTransport(Transport):
         kind = classify(data)
         if kind is Kind.SESSION:
             self._session_datagrams += 1
-            self._bytes_received += len(data)
-            self._table.receive_datagram(data, addr, self._now())
-            self._pump()
+            self._path.receive(data, addr)
         elif kind is Kind.STUN_RESPONSE and (deliver := self._stun_clients.get(data[8:20])) is not None:
             self._stun_responses += 1
             deliver(data, _endpoint(addr))
@@ -324,7 +290,7 @@ class UdpTransport(Transport):
 
     def send_datagram(self, data: bytes, destination: IpEndpoint) -> None:
         self._running().sendto(data, self._address(destination))
-        self._bytes_sent += len(data)
+        self._path.bytes_sent += len(data)  # the port's bytes, STUN of its own included
 
     def expect_stun(self, transaction_id: bytes, deliver: StunDelivery) -> None:
         self._stun_clients[transaction_id] = deliver
@@ -342,105 +308,16 @@ class UdpTransport(Transport):
         elif outcome is Outcome.MALFORMED:
             log.debug("dropped malformed STUN datagram from %s", addr[0])
 
-    def _pump(self) -> None:
-        """After any input to the table: its events, its datagrams, its timer."""
-        self._flush()
-        assert self._timer is not None
-        self._timer.rearm()
-
-    def _flush(self) -> None:
-        table = self._table
-        now = self._now()
-        while (event := table.next_event()) is not None:
-            self._on_event(event, now)
-        out = table.datagrams_to_send(now)
+    def _transmit(self, out: list[tuple[bytes, Addr]]) -> None:
         udp = self._udp
-        if out and udp is not None:
+        if udp is not None:
             sendto = udp.sendto
-            sent = 0
             for data, addr in out:
                 sendto(data, addr)
-                sent += len(data)
-            self._bytes_sent += sent
-
-    def _get_timer(self) -> float | None:
-        table = self._table.get_timer()
-        fragments = self._reassembler.get_timer()
-        if table is None or fragments is None:
-            return table if fragments is None else fragments
-        return min(table, fragments)
-
-    def _handle_timer(self, now: float) -> None:
-        self._table.handle_timer(now)
-        self._reassembler.handle_timer(now)
 
     def _half_open(self) -> int:
         status = self._table.status()
         return status.sessions - status.peers
-
-    # -- table events -------------------------------------------------------------------------
-
-    def _on_event(self, event: TableEvent[Addr], now: float) -> None:
-        if isinstance(event, PeerDatagram):
-            self._on_payload(event.peer_id, event.payload, now)
-        elif isinstance(event, PeerEstablished):
-            new = event.peer_id not in self._peers  # it repeats when a newer session takes over
-            self._peers[event.peer_id] = event.addr
-            for waiter in self._dials.pop(event.peer_id, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
-            if new:
-                self._emit(PeerConnected(event.peer_id, _endpoint(event.addr)))
-        elif isinstance(event, PeerRoamed):
-            self._peers[event.peer_id] = event.new
-            log.info("UDP peer %s moved from %s to %s", event.peer_id, event.old[0], event.new[0])
-        elif isinstance(event, PeerGone):
-            self._peers.pop(event.peer_id, None)
-            if not self._closing:
-                self._emit(PeerDisconnected(event.peer_id, event.reason.disconnect_reason))
-        elif isinstance(event, DialFailed):
-            error = _dial_error(event)
-            for waiter in self._dials.pop(event.expected_peer_id, ()):
-                if not waiter.done():
-                    waiter.set_exception(error)
-
-    def _on_payload(self, peer: PeerId, payload: bytes, now: float) -> None:
-        if len(payload) < HEADER_SIZE:
-            probe = parse_probe(payload)
-            if probe is not None:
-                self._on_probe(peer, *probe, now)
-                return
-        try:
-            frame = self._reassembler.receive(peer, payload, now)
-        except FragmentError as exc:  # counted by the reassembler; one debug line, never a crash
-            log.debug("UDP fragment from %s dropped: %s", peer, exc)
-            return
-        if frame is None:
-            return
-        self._received += 1
-        if len(self._events) >= self.settings.event_queue:
-            self._events_dropped += 1
-            return
-        self._events.offer(MessagesReceived(peer, (frame,)))
-
-    def _on_probe(self, peer: PeerId, kind: ProbeKind, token: int, now: float) -> None:
-        if kind is ProbeKind.PING:
-            # A probe is best effort: a PONG that cannot be sealed now is one the pinger counts lost.
-            with contextlib.suppress(TableError, SessionNotReady):
-                self._table.send(peer, encode_probe(ProbeKind.PONG, token), now)
-            return
-        probe = self._probes.get(token)
-        if probe is None or probe.peer != peer:
-            return  # late (already counted lost), or not ours
-        del self._probes[token]
-        rtt = now - probe.sent
-        self._rtt.append(rtt)
-        self._answered.append(True)
-        if probe.waiter is not None and not probe.waiter.done():
-            probe.waiter.set_result(rtt)
-
-    def _emit(self, event: BatchedEvent) -> None:
-        self._events.offer(event)  # connects and disconnects are never dropped; few and small
 
     # -- Transport ---------------------------------------------------------------------------
 
@@ -450,39 +327,7 @@ class UdpTransport(Transport):
             raise TransportUsageError(
                 TransportReason.UNSUPPORTED_ENDPOINT, f"{endpoint!r} is not an IP endpoint"
             )
-        if peer in self._peers:
-            return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        dialling = peer in self._dials
-        self._dials.setdefault(peer, []).append(waiter)
-        started = loop.time()
-        try:
-            if not dialling:
-                try:
-                    self._table.connect(peer, self._address(endpoint), started)
-                except TableError as exc:
-                    raise TransportUsageError(
-                        TransportReason.TOO_MANY_CONNECTIONS, f"cannot dial {peer} at {endpoint}: {exc}"
-                    ) from exc
-                self._pump()
-            try:
-                async with asyncio.timeout(self.settings.connect_timeout):
-                    await waiter
-            except TimeoutError:
-                raise TransportPeerError(
-                    TransportReason.CONNECT_TIMEOUT,
-                    f"{peer} at {endpoint} did not complete a handshake within "
-                    f"{self.settings.connect_timeout:g} s",
-                ) from None
-        finally:
-            waiters = self._dials.get(peer)
-            if waiters is not None and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._dials[peer]
-        if not dialling:
-            self._rtt.append(loop.time() - started)  # a handshake: one round trip and the key agreements
+        await self._path.connect(peer, self._address(endpoint), str(endpoint))
 
     def _address(self, endpoint: IpEndpoint) -> Addr:
         ip = endpoint.ip
@@ -493,22 +338,7 @@ class UdpTransport(Transport):
 
     async def send(self, peer: PeerId, frame: Frame) -> None:
         self.check_size(frame)
-        if peer not in self._peers:
-            self._send_failures += 1
-            raise TransportUsageError(TransportReason.NOT_CONNECTED, f"no UDP session with {peer}")
-        now = self._now()
-        table = self._table
-        try:
-            for piece in fragment(frame, UDP_PLAINTEXT, self.settings.max_message):
-                table.send(peer, piece, now)
-        except (TableError, SessionNotReady) as exc:
-            self._send_failures += 1
-            raise TransportUsageError(
-                TransportReason.NOT_CONNECTED, f"the UDP session with {peer} cannot seal now: {exc}"
-            ) from exc
-        finally:
-            self._pump()  # what was sealed goes out even when a later fragment could not be
-        self._sent += 1
+        self._path.send(peer, frame)
         paused = self._paused
         if paused is not None:
             await asyncio.shield(paused)  # the socket's buffer is above its high-water mark
@@ -523,83 +353,32 @@ class UdpTransport(Transport):
             paused.set_result(None)
 
     async def disconnect(self, peer: PeerId) -> None:
-        if peer not in self._peers:
-            return
-        self._table.close(peer, self._now())
-        self._pump()
+        self._path.disconnect(peer)
 
     async def ping(self, peer: PeerId) -> float:
         """One probe round trip to ``peer`` in seconds (also an RTT sample for ``health``)."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[float] = loop.create_future()
-        self._probe(peer, waiter)
-        try:
-            async with asyncio.timeout(self.settings.probe_timeout):
-                return await waiter
-        except TimeoutError:
-            raise TransportPeerError(
-                TransportReason.CONNECT_TIMEOUT,
-                f"{peer} did not answer a probe within {self.settings.probe_timeout:g} s",
-            ) from None
-
-    def _probe(self, peer: PeerId, waiter: asyncio.Future[float] | None) -> None:
-        now = self._now()
-        token = int.from_bytes(os.urandom(8), "big")
-        try:
-            self._table.send(peer, encode_probe(ProbeKind.PING, token), now)
-        except (TableError, SessionNotReady) as exc:
-            raise TransportUsageError(TransportReason.NOT_CONNECTED, f"cannot probe {peer}: {exc}") from exc
-        self._probes[token] = _Probe(peer, now, waiter)
-        self._pump()
+        return await self._path.ping(peer)
 
     def events(self) -> AsyncIterator[TransportEvent]:
-        return unbatched(self._events.__aiter__())
+        return unbatched(self._path.events.__aiter__())
 
     def batched_events(self) -> AsyncIterator[BatchedEvent]:
-        return self._events.__aiter__()
+        return self._path.events.__aiter__()
 
     # -- health -------------------------------------------------------------------------------
 
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.health_check_interval)
-            self.wall.call(self._check_health, "UDP health check")
-
-    def _check_health(self) -> None:
-        now = self._now()
-        for token, probe in list(self._probes.items()):
-            if now - probe.sent >= self.settings.probe_timeout:
-                del self._probes[token]
-                self._answered.append(False)
-        for peer in list(self._peers):
-            try:
-                self._probe(peer, None)
-            except TransportUsageError:
-                self._answered.append(False)
+            self.wall.call(self._path.check_health, "UDP health check")
 
     def health(self) -> TransportHealth:
-        samples = list(self._rtt)
-        answered = list(self._answered)
-        return TransportHealth(
-            kind=self.kind,
-            state=self.state,
-            connections=self._table.status().sessions,
-            messages_sent=self._sent,
-            messages_received=self._received,
-            bytes_sent=self._bytes_sent,
-            bytes_received=self._bytes_received,
-            send_failures=self._send_failures,
-            malformed_dropped=self._malformed(),
-            rtt_ms=statistics.median(samples) * 1000 if samples else None,
-            loss=answered.count(False) / len(answered) if answered else None,
-        )
-
-    def _malformed(self) -> int:
-        return self._unknown + self._table.counts[TableCount.MALFORMED]
+        sessions = self._table.status().sessions
+        return self._path.health(self.kind, self.state, sessions, malformed=self._unknown)
 
     def metrics(self) -> UdpMetrics:
         status = self._table.status()
-        drops = self._reassembler.stats().drops
+        drops = self._path.reassembler.stats().drops
         return UdpMetrics(
             sessions=status.sessions,
             peers=status.peers,
@@ -607,14 +386,14 @@ class UdpTransport(Transport):
             cookies_sent=self.cookies.counts[CookieCount.COOKIES_SENT],
             malformed=self._unknown + status.counts.get(TableCount.MALFORMED, 0),
             reassembly_drops=sum(n for reason, n in drops.items() if reason is not FragmentDrop.DUPLICATE),
-            events_dropped=self._events_dropped,
+            events_dropped=self._path.events_dropped,
             stun_responses=self._stun_responses,
             session_datagrams=self._session_datagrams,
             table=status.counts,
         )
 
     def peers(self) -> tuple[PeerId, ...]:
-        return tuple(self._peers)
+        return tuple(self._path.peers)
 
 
 def _endpoint(addr: Addr) -> IpEndpoint:
@@ -622,13 +401,3 @@ def _endpoint(addr: Addr) -> IpEndpoint:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return IpEndpoint(ip, int(addr[1]))
-
-
-def _dial_error(event: DialFailed[Addr]) -> TransportPeerError:
-    where = f"{event.expected_peer_id} at {event.addr[0]} port {event.addr[1]}"
-    error = event.error
-    if isinstance(error, PeerVerificationError) and error.reason is VerifyFailure.WRONG_PEER:
-        return TransportPeerError(TransportReason.PEER_MISMATCH, f"dialled {where}: {error}")
-    if event.reason is HandshakeFailure.TIMEOUT:
-        return TransportPeerError(TransportReason.CONNECT_TIMEOUT, f"no handshake answer from {where}")
-    return TransportPeerError(TransportReason.AUTH_FAILED, f"{where} failed the handshake: {error}")

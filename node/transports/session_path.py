@@ -1,0 +1,393 @@
+"""Secure sessions over one datagram path, whatever carries the datagrams: the part of the session
+driver that UDP (the node's socket) and TURN (datagrams relayed through our allocation) share.
+
+The owner gives ``transmit(datagrams)`` (write these ``(bytes, addr)`` out) and feeds every
+session datagram it receives to ``receive(data, addr)``; ``SessionPath`` runs one ``SessionTable``
+(node.proto.session.table: sessions by receiver index, roaming, keepalive and consent) behind a
+``CoreTimer``, splits frames into fragments of the path's plaintext budget and puts them together
+with one ``Reassembler`` keyed by the proven peer id, answers probes and hands events on through
+one ``EventChannel``. aioquic's driver shape: feed the core, hand its events on, write what it
+wants sent, re-arm one timer.
+
+A peer's address is whatever its authenticated session says (``PeerEstablished``, then
+``PeerRoamed``): never the caller's word. ``connect(peer, addr)`` returns once the peer at
+``addr`` proved ``peer``'s identity; another id is refused with TransportPeerError(PEER_MISMATCH).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import statistics
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from node.proto.datagram.errors import FragmentError
+from node.proto.datagram.fragments import HEADER_SIZE, fragment
+from node.proto.datagram.probe import ProbeKind, encode_probe, parse_probe
+from node.proto.datagram.reassembly import Reassembler, ReassemblyLimits
+from node.proto.identity import Identity
+from node.proto.session.errors import HandshakeFailure, SessionNotReady
+from node.proto.session.table import AdmitInit, SessionTable
+from node.proto.session.table_types import (
+    DEFAULT_TABLE_CONFIG,
+    DialFailed,
+    PeerDatagram,
+    PeerEstablished,
+    PeerGone,
+    PeerRoamed,
+    TableConfig,
+    TableCount,
+    TableError,
+    TableEvent,
+)
+from node.proto.session.trust import PeerVerificationError, PeerVerifier, VerifyFailure
+from node.proto.vocabulary import (
+    BatchedEvent,
+    Endpoint,
+    Frame,
+    MessagesReceived,
+    PeerConnected,
+    PeerDisconnected,
+    PeerId,
+    TransportHealth,
+    TransportKind,
+    TransportReason,
+    TransportState,
+)
+from node.transports.base import TransportPeerError, TransportUsageError
+from node.transports.channel import EventChannel
+from node.transports.timer import CoreTimer
+
+log = logging.getLogger(__name__)
+
+A = TypeVar("A", bound=Hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class PathSettings:
+    max_message: int = 1 << 20  # transport.max_message_bytes
+    plaintext: int = 1200  # a fragment's plaintext budget on this path (node.proto.datagram.fragments)
+    connect_timeout: float = 30.0
+    probe_timeout: float = 5.0  # a probe unanswered this long counts as lost
+    performance_samples: int = 100
+    event_queue: int = 4096  # received messages held for the consumer, at most
+    table: TableConfig = DEFAULT_TABLE_CONFIG  # max_sessions = transport.max_connections
+    reassembly: ReassemblyLimits = field(default_factory=ReassemblyLimits)
+
+
+@dataclass(slots=True)
+class _Probe:
+    peer: PeerId
+    sent: float
+    waiter: asyncio.Future[float] | None
+
+
+class SessionPath(Generic[A]):
+    def __init__(
+        self,
+        identity: Identity,
+        verifier: PeerVerifier,
+        settings: PathSettings,
+        transmit: Callable[[list[tuple[bytes, A]]], None],
+        endpoint: Callable[[A], Endpoint],
+        *,
+        name: str,
+        credential: bytes = b"",
+        admit_init: AdmitInit[A] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = name  # "UDP", "TURN": in messages
+        self._transmit = transmit
+        self._endpoint = endpoint
+        self.table: SessionTable[A] = SessionTable(
+            identity, verifier, credential=credential, config=settings.table, admit_init=admit_init
+        )
+        self.reassembler: Reassembler[PeerId] = Reassembler(settings.reassembly)
+        self.events: EventChannel[BatchedEvent] = EventChannel(settings.event_queue)
+        self.peers: dict[PeerId, A] = {}  # only from authenticated sessions
+        # on_address(peer, old, new): a peer's authenticated address moved (None: none before / gone)
+        self.on_address: Callable[[PeerId, A | None, A | None], None] | None = None
+        self.closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: CoreTimer | None = None
+        self._dials: dict[PeerId, list[asyncio.Future[None]]] = {}
+        self._probes: dict[int, _Probe] = {}
+        self.rtt: deque[float] = deque(maxlen=settings.performance_samples)
+        self.answered: deque[bool] = deque(maxlen=settings.performance_samples)
+        self.sent = self.received = self.bytes_sent = self.bytes_received = 0
+        self.send_failures = self.events_dropped = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._timer = CoreTimer(loop, self._get_timer, self._handle_timer, self.flush)
+
+    def close(self) -> None:
+        """Stop the timer, fail every dial and probe still waiting, end the event stream."""
+        self.closing = True
+        if self._timer is not None:
+            self._timer.close()
+        for waiters in self._dials.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(
+                        TransportUsageError(TransportReason.CLOSED, f"the {self.name} transport closed")
+                    )
+        for probe in self._probes.values():
+            if probe.waiter is not None and not probe.waiter.done():
+                probe.waiter.cancel()
+        self.events.close()
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    # -- the path -----------------------------------------------------------------------------
+
+    def receive(self, data: bytes, addr: A) -> None:
+        """One datagram the owner took for a session message (bad bytes are the table's count)."""
+        self.bytes_received += len(data)
+        self.table.receive_datagram(data, addr, self.now())
+        self.pump()
+
+    def pump(self) -> None:
+        """After any input to the table: its events, its datagrams, its timer."""
+        self.flush()
+        if self._timer is not None:
+            self._timer.rearm()
+
+    def flush(self) -> None:
+        table = self.table
+        now = self.now()
+        while (event := table.next_event()) is not None:
+            self._on_event(event, now)
+        out = table.datagrams_to_send(now)
+        if out and not self.closing:
+            self._transmit(out)
+            self.bytes_sent += sum(len(data) for data, _ in out)
+
+    def _get_timer(self) -> float | None:
+        table = self.table.get_timer()
+        fragments = self.reassembler.get_timer()
+        if table is None or fragments is None:
+            return table if fragments is None else fragments
+        return min(table, fragments)
+
+    def _handle_timer(self, now: float) -> None:
+        self.table.handle_timer(now)
+        self.reassembler.handle_timer(now)
+
+    # -- table events -------------------------------------------------------------------------
+
+    def _on_event(self, event: TableEvent[A], now: float) -> None:
+        if isinstance(event, PeerDatagram):
+            self._on_payload(event.peer_id, event.payload, now)
+        elif isinstance(event, PeerEstablished):
+            new = event.peer_id not in self.peers  # it repeats when a newer session takes over
+            self._move(event.peer_id, event.addr)
+            for waiter in self._dials.pop(event.peer_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+            if new:
+                self.events.offer(PeerConnected(event.peer_id, self._endpoint(event.addr)))
+        elif isinstance(event, PeerRoamed):
+            self._move(event.peer_id, event.new)
+            log.info(
+                "%s peer %s moved from %s to %s",
+                self.name,
+                event.peer_id,
+                self._endpoint(event.old),
+                self._endpoint(event.new),
+            )
+        elif isinstance(event, PeerGone):
+            old = self.peers.pop(event.peer_id, None)
+            if old is not None and self.on_address is not None:
+                self.on_address(event.peer_id, old, None)
+            if not self.closing:
+                self.events.offer(PeerDisconnected(event.peer_id, event.reason.disconnect_reason))
+        elif isinstance(event, DialFailed):
+            error = dial_error(event)
+            for waiter in self._dials.pop(event.expected_peer_id, ()):
+                if not waiter.done():
+                    waiter.set_exception(error)
+
+    def _move(self, peer: PeerId, addr: A) -> None:
+        old = self.peers.get(peer)
+        if old != addr:
+            self.peers[peer] = addr
+            if self.on_address is not None:
+                self.on_address(peer, old, addr)
+
+    def _on_payload(self, peer: PeerId, payload: bytes, now: float) -> None:
+        if len(payload) < HEADER_SIZE:
+            probe = parse_probe(payload)
+            if probe is not None:
+                self._on_probe(peer, *probe, now)
+                return
+        try:
+            frame = self.reassembler.receive(peer, payload, now)
+        except FragmentError as exc:  # counted by the reassembler; one debug line, never a crash
+            log.debug("%s fragment from %s dropped: %s", self.name, peer, exc)
+            return
+        if frame is None:
+            return
+        self.received += 1
+        if len(self.events) >= self.settings.event_queue:
+            self.events_dropped += 1
+            return
+        self.events.offer(MessagesReceived(peer, (frame,)))
+
+    def _on_probe(self, peer: PeerId, kind: ProbeKind, token: int, now: float) -> None:
+        if kind is ProbeKind.PING:
+            # A probe is best effort: a PONG that cannot be sealed now is one the pinger counts lost.
+            with contextlib.suppress(TableError, SessionNotReady):
+                self.table.send(peer, encode_probe(ProbeKind.PONG, token), now)
+            return
+        probe = self._probes.get(token)
+        if probe is None or probe.peer != peer:
+            return  # late (already counted lost), or not ours
+        del self._probes[token]
+        rtt = now - probe.sent
+        self.rtt.append(rtt)
+        self.answered.append(True)
+        if probe.waiter is not None and not probe.waiter.done():
+            probe.waiter.set_result(rtt)
+
+    # -- use ----------------------------------------------------------------------------------
+
+    async def connect(self, peer: PeerId, addr: A, where: str) -> None:
+        """Dial ``peer`` at ``addr`` (``where`` names it in errors) until it proved its id."""
+        if peer in self.peers:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        dialling = peer in self._dials
+        self._dials.setdefault(peer, []).append(waiter)
+        started = loop.time()
+        try:
+            if not dialling:
+                try:
+                    self.table.connect(peer, addr, started)
+                except TableError as exc:
+                    raise TransportUsageError(
+                        TransportReason.TOO_MANY_CONNECTIONS, f"cannot dial {peer} at {where}: {exc}"
+                    ) from exc
+                self.pump()
+            try:
+                async with asyncio.timeout(self.settings.connect_timeout):
+                    await waiter
+            except TimeoutError:
+                raise TransportPeerError(
+                    TransportReason.CONNECT_TIMEOUT,
+                    f"{peer} at {where} did not complete a handshake within "
+                    f"{self.settings.connect_timeout:g} s",
+                ) from None
+        finally:
+            waiters = self._dials.get(peer)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._dials[peer]
+        if not dialling:
+            self.rtt.append(loop.time() - started)  # a handshake: one round trip and the key agreements
+
+    def send(self, peer: PeerId, frame: Frame) -> None:
+        """Seal ``frame``'s fragments to ``peer`` and write them out."""
+        if peer not in self.peers:
+            self.send_failures += 1
+            raise TransportUsageError(TransportReason.NOT_CONNECTED, f"no {self.name} session with {peer}")
+        now = self.now()
+        table = self.table
+        try:
+            for piece in fragment(frame, self.settings.plaintext, self.settings.max_message):
+                table.send(peer, piece, now)
+        except (TableError, SessionNotReady) as exc:
+            self.send_failures += 1
+            raise TransportUsageError(
+                TransportReason.NOT_CONNECTED, f"the {self.name} session with {peer} cannot seal now: {exc}"
+            ) from exc
+        finally:
+            self.pump()  # what was sealed goes out even when a later fragment could not be
+        self.sent += 1
+
+    def disconnect(self, peer: PeerId) -> None:
+        if peer in self.peers:
+            self.table.close(peer, self.now())
+            self.pump()
+
+    async def ping(self, peer: PeerId) -> float:
+        """One probe round trip to ``peer`` in seconds (also an RTT sample)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[float] = loop.create_future()
+        self._probe(peer, waiter)
+        try:
+            async with asyncio.timeout(self.settings.probe_timeout):
+                return await waiter
+        except TimeoutError:
+            raise TransportPeerError(
+                TransportReason.CONNECT_TIMEOUT,
+                f"{peer} did not answer a probe within {self.settings.probe_timeout:g} s",
+            ) from None
+
+    def _probe(self, peer: PeerId, waiter: asyncio.Future[float] | None) -> None:
+        now = self.now()
+        token = int.from_bytes(os.urandom(8), "big")
+        try:
+            self.table.send(peer, encode_probe(ProbeKind.PING, token), now)
+        except (TableError, SessionNotReady) as exc:
+            raise TransportUsageError(TransportReason.NOT_CONNECTED, f"cannot probe {peer}: {exc}") from exc
+        self._probes[token] = _Probe(peer, now, waiter)
+        self.pump()
+
+    def check_health(self) -> None:
+        """Count the probes unanswered in time as lost, then probe every peer."""
+        now = self.now()
+        for token, probe in list(self._probes.items()):
+            if now - probe.sent >= self.settings.probe_timeout:
+                del self._probes[token]
+                self.answered.append(False)
+        for peer in list(self.peers):
+            try:
+                self._probe(peer, None)
+            except TransportUsageError:
+                self.answered.append(False)
+
+    def malformed(self) -> int:
+        return self.table.counts[TableCount.MALFORMED]
+
+    def health(
+        self, kind: TransportKind, state: TransportState, connections: int, malformed: int = 0
+    ) -> TransportHealth:
+        """The path's numbers; ``malformed`` adds what the owner dropped before the table."""
+        samples = list(self.rtt)
+        answered = list(self.answered)
+        return TransportHealth(
+            kind=kind,
+            state=state,
+            connections=connections,
+            messages_sent=self.sent,
+            messages_received=self.received,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            send_failures=self.send_failures,
+            malformed_dropped=malformed + self.malformed(),
+            rtt_ms=statistics.median(samples) * 1000 if samples else None,
+            loss=answered.count(False) / len(answered) if answered else None,
+        )
+
+
+def dial_error(event: DialFailed[A]) -> TransportPeerError:
+    addr = tuple(event.addr) if isinstance(event.addr, tuple) else (event.addr, "?")
+    where = f"{event.expected_peer_id} at {addr[0]} port {addr[1]}"
+    error = event.error
+    if isinstance(error, PeerVerificationError) and error.reason is VerifyFailure.WRONG_PEER:
+        return TransportPeerError(TransportReason.PEER_MISMATCH, f"dialled {where}: {error}")
+    if event.reason is HandshakeFailure.TIMEOUT:
+        return TransportPeerError(TransportReason.CONNECT_TIMEOUT, f"no handshake answer from {where}")
+    return TransportPeerError(TransportReason.AUTH_FAILED, f"{where} failed the handshake: {error}")
