@@ -22,7 +22,7 @@ import logging
 import os
 import statistics
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -54,12 +54,13 @@ from node.proto.vocabulary import (
     PeerConnected,
     PeerDisconnected,
     PeerId,
+    TransportEvent,
     TransportHealth,
     TransportKind,
     TransportReason,
     TransportState,
 )
-from node.transports.base import TransportPeerError, TransportUsageError
+from node.transports.base import TransportPeerError, TransportUsageError, unbatched
 from node.transports.channel import EventChannel
 from node.transports.timer import CoreTimer
 
@@ -391,3 +392,23 @@ def dial_error(event: DialFailed[A]) -> TransportPeerError:
     if event.reason is HandshakeFailure.TIMEOUT:
         return TransportPeerError(TransportReason.CONNECT_TIMEOUT, f"no handshake answer from {where}")
     return TransportPeerError(TransportReason.AUTH_FAILED, f"{where} failed the handshake: {error}")
+
+
+class OverSessionPath(Generic[A]):
+    """The Transport methods that a transport running its sessions in a ``SessionPath`` (UDP,
+    TURN) passes straight to it; mixed in before ``Transport``."""
+
+    _path: SessionPath[A]
+
+    async def disconnect(self, peer: PeerId) -> None:
+        self._path.disconnect(peer)
+
+    async def ping(self, peer: PeerId) -> float:
+        """One probe round trip to ``peer`` in seconds (also an RTT sample for ``health``)."""
+        return await self._path.ping(peer)
+
+    def events(self) -> AsyncIterator[TransportEvent]:
+        return unbatched(self._path.events.__aiter__())
+
+    def batched_events(self) -> AsyncIterator[BatchedEvent]:
+        return self._path.events.__aiter__()

@@ -28,7 +28,7 @@ import asyncio
 import ipaddress
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
@@ -44,7 +44,6 @@ from node.proto.turn.errors import TurnError
 from node.proto.turn.events import Address
 from node.proto.turn.uri import TurnServerAddress
 from node.proto.vocabulary import (
-    BatchedEvent,
     Capabilities,
     DisconnectReason,
     Endpoint,
@@ -53,14 +52,13 @@ from node.proto.vocabulary import (
     PeerDisconnected,
     PeerId,
     RelayEndpoint,
-    TransportEvent,
     TransportHealth,
     TransportKind,
     TransportReason,
     TransportState,
 )
-from node.transports.base import Transport, TransportPeerError, TransportUsageError, unbatched
-from node.transports.session_path import PathSettings, SessionPath
+from node.transports.base import Transport, TransportPeerError, TransportUsageError
+from node.transports.session_path import OverSessionPath, PathSettings, SessionPath
 from node.transports.turn.allocator import RelayAllocation, RelayHandler
 
 log = logging.getLogger(__name__)
@@ -89,7 +87,7 @@ class RelaySettings:
         )
 
 
-class TurnRelayTransport(Transport):
+class TurnRelayTransport(OverSessionPath[Address], Transport):
     kind = TransportKind.TURN
 
     def __init__(
@@ -204,19 +202,6 @@ class TurnRelayTransport(Transport):
     async def send(self, peer: PeerId, frame: Frame) -> None:
         self.check_size(frame)
         self._path.send(peer, frame)
-
-    async def disconnect(self, peer: PeerId) -> None:
-        self._path.disconnect(peer)
-
-    async def ping(self, peer: PeerId) -> float:
-        """One probe round trip to ``peer`` through the relay, in seconds."""
-        return await self._path.ping(peer)
-
-    def events(self) -> AsyncIterator[TransportEvent]:
-        return unbatched(self._path.events.__aiter__())
-
-    def batched_events(self) -> AsyncIterator[BatchedEvent]:
-        return self._path.events.__aiter__()
 
     def health(self) -> TransportHealth:
         state = self._state

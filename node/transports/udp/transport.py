@@ -35,7 +35,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeAlias, cast
@@ -51,22 +51,20 @@ from node.proto.session.table_types import DEFAULT_TABLE_CONFIG, TableConfig, Ta
 from node.proto.session.trust import PeerVerifier
 from node.proto.stun.responder import BindingResponder, Outcome
 from node.proto.vocabulary import (
-    BatchedEvent,
     Capabilities,
     Endpoint,
     Frame,
     IpEndpoint,
     PeerId,
-    TransportEvent,
     TransportHealth,
     TransportKind,
     TransportReason,
     TransportState,
 )
-from node.transports.base import Transport, TransportUsageError, unbatched
+from node.transports.base import Transport, TransportUsageError
 from node.transports.isolation import ConnectionIsolation
 from node.transports.port import StunDelivery
-from node.transports.session_path import PathSettings, SessionPath
+from node.transports.session_path import OverSessionPath, PathSettings, SessionPath
 from node.transports.udp.admission import CookieGate
 from node.transports.udp.demux import Kind, classify
 
@@ -154,7 +152,7 @@ class _Protocol(asyncio.DatagramProtocol):
         self.owner._resume()
 
 
-class UdpTransport(Transport):
+class UdpTransport(OverSessionPath[Addr], Transport):
     kind = TransportKind.UDP
 
     def __init__(
@@ -351,19 +349,6 @@ class UdpTransport(Transport):
         paused, self._paused = self._paused, None
         if paused is not None and not paused.done():
             paused.set_result(None)
-
-    async def disconnect(self, peer: PeerId) -> None:
-        self._path.disconnect(peer)
-
-    async def ping(self, peer: PeerId) -> float:
-        """One probe round trip to ``peer`` in seconds (also an RTT sample for ``health``)."""
-        return await self._path.ping(peer)
-
-    def events(self) -> AsyncIterator[TransportEvent]:
-        return unbatched(self._path.events.__aiter__())
-
-    def batched_events(self) -> AsyncIterator[BatchedEvent]:
-        return self._path.events.__aiter__()
 
     # -- health -------------------------------------------------------------------------------
 
