@@ -192,6 +192,10 @@ class TlsLink:
         self.messages_received = 0
         self.closed_reason: CloseReason | None = None
         self.closed_by_peer = False
+        # The address this end of the connection uses: when the link monitor reports it gone
+        # (a pulled cable, a lost DHCP lease) the link is dead whatever TCP still believes.
+        self.local_ip = _local_ip_of(writer)
+        self.network_down = False
         self._pongs: dict[int, tuple[float, asyncio.Future[float]]] = {}
         self._flush_scheduled = False
         self._transport = writer.transport
@@ -251,6 +255,15 @@ class TlsLink:
         self.core.close(reason)
         self.flush()
         self.writer.close()
+
+    def abort(self) -> None:
+        """End the link now because its local address is gone: no CLOSE frame and no TLS
+        close_notify (they could only sit in a socket buffer that no route drains), the socket
+        is reset and ``run`` returns at once."""
+        self.network_down = True
+        self.core.close(CloseReason.CLOSED)
+        self._transport.abort()
+        self.reader.set_exception(_ClosedByTimer())
 
     async def run(
         self,
@@ -429,6 +442,16 @@ async def dial(
         if writer is not None:
             writer.close()
         raise
+
+
+def _local_ip_of(writer: asyncio.StreamWriter) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    sockname = writer.get_extra_info("sockname")
+    if not isinstance(sockname, tuple) or not sockname:
+        return None
+    try:
+        return ipaddress.ip_address(str(sockname[0]).split("%", 1)[0])
+    except ValueError:
+        return None
 
 
 def _endpoint_of(sock: socket.socket) -> IpEndpoint:

@@ -25,9 +25,10 @@ import logging
 import socket
 import statistics
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
+from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
 from typing import Any, Self
 
@@ -363,7 +364,9 @@ class TcpTlsTransport(Transport):
             if self._links.get(link.peer) is link:
                 del self._links[link.peer]
                 if not self._closing:
-                    if not link.closed_by_peer and reason is CloseReason.CLOSED:
+                    if link.network_down:
+                        why = DisconnectReason.NETWORK_DOWN
+                    elif not link.closed_by_peer and reason is CloseReason.CLOSED:
                         why = DisconnectReason.CLOSED_LOCALLY
                     else:
                         why = _DISCONNECT.get(reason, DisconnectReason.CLOSED_BY_PEER)
@@ -480,6 +483,15 @@ class TcpTlsTransport(Transport):
         if link is not None:
             link.close(CloseReason.CLOSED)
             await self._emit(PeerDisconnected(peer, DisconnectReason.CLOSED_LOCALLY))
+
+    def network_down(self, lost: Collection[IPv4Address | IPv6Address]) -> tuple[PeerId, ...]:
+        """Reset at once every link whose local address is in ``lost`` (the link monitor saw the
+        address or its interface's carrier go); each ends with PeerDisconnected(NETWORK_DOWN)
+        instead of waiting for TCP or the keepalive to notice. Returns the peers affected."""
+        dropped = tuple(peer for peer, link in self._links.items() if link.local_ip in lost)
+        for peer in dropped:
+            self._links[peer].abort()
+        return dropped
 
     def events(self) -> AsyncIterator[TransportEvent]:
         return unbatched(self._events.__aiter__())
