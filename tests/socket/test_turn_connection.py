@@ -349,3 +349,35 @@ def _dev() -> SessionVerifier:
 
 def ports_endpoint(ports: dict[TurnTransport, int]) -> tuple[ipaddress.IPv4Address, int]:
     return ipaddress.IPv4Address("127.0.0.1"), ports[TurnTransport.UDP]
+
+
+@pytest.mark.parametrize("transport", [TurnTransport.UDP, TurnTransport.TCP], ids=lambda t: t.value)
+async def test_a_lost_local_address_remakes_the_allocation_at_once(
+    served: tuple[ModelServer, dict[TurnTransport, int]], transport: TurnTransport
+) -> None:
+    _, ports = served
+    relays: list[Address | None] = []
+    changed = asyncio.Event()
+
+    def on_relay(address: Address | None) -> None:
+        relays.append(address)
+        changed.set()
+
+    server = TurnServerAddress("127.0.0.1", ports[transport], transport)
+    async with RelayAllocation([server], lambda: GOOD, on_relay=on_relay) as relay:
+        relay.open_peer(PEER)
+        await relay.peer_ready(PEER)
+        assert relay.connection is not None
+        assert relay.connection.local_ip == ipaddress.ip_address("127.0.0.1")
+        # Another address going changes nothing.
+        assert not relay.network_down({ipaddress.ip_address("192.0.2.9")})
+        assert relay.counters.losses == 0
+        changed.clear()
+        assert relay.network_down({ipaddress.ip_address("127.0.0.1")})
+        async with asyncio.timeout(5):
+            while relay.counters.allocations < 2:
+                await changed.wait()
+                changed.clear()
+        assert relay.counters.losses == 1
+        assert relays[1] is None and relays[-1] is not None
+        await relay.peer_ready(PEER)  # its peers restored on the new allocation

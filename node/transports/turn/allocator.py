@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
 from typing import Any, Self
 
@@ -122,6 +123,15 @@ class RelayAllocation:
 
     def close_peer(self, peer: Address) -> None:
         self._peers.discard(peer)  # its permission lapses by itself (RFC 8656 §9)
+
+    def network_down(self, lost: Collection[IPv4Address | IPv6Address]) -> bool:
+        """Give up the allocation at once when its connection leaves from an address in ``lost``
+        ; the keeper allocates again. True if it did."""
+        conn = self.connection
+        if conn is None or conn.local_ip not in lost:
+            return False
+        conn.network_lost()
+        return True
 
     async def peer_ready(self, peer: Address) -> None:
         conn = self.connection

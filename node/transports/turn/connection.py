@@ -24,6 +24,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -160,6 +161,34 @@ class TurnConnection:
     @property
     def alive(self) -> bool:
         return self.client.state is AllocationState.ALLOCATED
+
+    @property
+    def local_ip(self) -> IPv4Address | IPv6Address | None:
+        """The local address the connection to the server leaves from (None before it exists)."""
+        if self._sock is not None:
+            name = self._sock.getsockname()
+        elif self._transport is not None:
+            name = self._transport.get_extra_info("sockname")
+        else:
+            return None
+        if not isinstance(name, tuple) or not name:
+            return None
+        try:
+            return ip_address(str(name[0]).split("%", 1)[0])
+        except ValueError:
+            return None
+
+    def network_lost(self) -> None:
+        """The local address under the connection is gone (the link monitor says so): the
+        allocation is lost now, not after refreshes go unanswered, so the relay re-allocates
+        from an address that works."""
+        if self._loop is None:
+            return
+        self.client.connection_lost(
+            self._loop.time(),
+            TurnUnreachableError(f"{self.server}: the local address {self.local_ip} is gone"),
+        )
+        self._flush()
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:

@@ -28,8 +28,9 @@ import asyncio
 import ipaddress
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
 from typing import Any, Self
 
@@ -208,6 +209,11 @@ class TurnRelayTransport(OverSessionPath[Address], Transport):
         if state is TransportState.READY and self.relay.relayed is None:
             state = TransportState.DEGRADED  # between a lost allocation and the next one
         return self._path.health(self.kind, state, len(self._path.peers))
+
+    def network_down(self, lost: Collection[IPv4Address | IPv6Address]) -> bool:
+        """The link monitor saw local addresses go: when the allocation's connection
+        used one, it is remade now (True). Sessions over the relay then follow its new address."""
+        return self.relay.network_down(lost)
 
     def peers(self) -> dict[PeerId, Address]:
         """Each proven peer and the address its session authenticated from."""
