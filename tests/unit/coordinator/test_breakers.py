@@ -1,0 +1,103 @@
+"""Breakers per transport and per remote: open means failed, half-open is a trial."""
+
+from __future__ import annotations
+
+from node.proto.breaker import BreakerState, CircuitBreaker
+from node.proto.coordinator import (
+    ActivePathChanged,
+    ChangeReason,
+    Coordinator,
+    Health,
+    Outcome,
+    TrialDue,
+)
+from node.proto.natprobe.types import NatType
+from node.proto.vocabulary import DisconnectReason, Priority
+
+from .harness import OTHER, PEER, TLS, UDP, feed
+
+NORMAL = Priority.NORMAL
+
+
+def udp_row(c: Coordinator, now: float, peer: str = PEER) -> tuple[Health, BreakerState]:
+    view = next(v for v in c.snapshot(now) if v.peer == peer)
+    row = next(p for p in view.paths if p.kind == "udp")
+    return row.health, row.breaker
+
+
+def lose(c: Coordinator, n: int, now: float, peer: str = PEER) -> None:
+    for _ in range(n):
+        c.record_sent(peer, UDP, now)
+        c.record_outcome(peer, UDP, Outcome.LOST, now)
+
+
+def test_five_losses_in_a_row_open_the_breaker_and_move_traffic_at_once() -> None:
+    c = Coordinator(nat=NatType.OPEN)
+    c.add_path(PEER, UDP, 0.0)
+    c.add_path(PEER, TLS, 0.0)
+    feed(c, UDP, 0.0, 1.0)
+    feed(c, TLS, 0.0, 1.0, rtt=lambda t: 0.03)
+    assert c.choose(PEER, NORMAL, 1.0).primary == UDP
+    lose(c, 5, 1.0)
+    assert c.choose(PEER, NORMAL, 1.0).primary == TLS
+    assert udp_row(c, 1.0) == (Health.FAILED, BreakerState.OPEN)
+    events = c.tick(1.0)
+    assert [e.reason for e in events if isinstance(e, ActivePathChanged)] == [
+        ChangeReason.FIRST,
+        ChangeReason.FAILED,
+    ]
+
+
+def test_half_open_asks_for_a_trial_and_a_success_closes_it() -> None:
+    c = Coordinator(nat=NatType.OPEN, breaker=lambda: CircuitBreaker(5, recovery_timeout=30.0))
+    c.add_path(PEER, UDP, 0.0)
+    c.add_path(PEER, TLS, 0.0)
+    feed(c, TLS, 0.0, 1.0, rtt=lambda t: 0.03)
+    lose(c, 5, 1.0)
+    c.tick(1.0)
+    assert not any(isinstance(e, TrialDue) for e in c.tick(30.9))
+    events = c.tick(31.0)
+    assert TrialDue(PEER, UDP) in events
+    assert udp_row(c, 31.0) == (Health.CRITICAL, BreakerState.HALF_OPEN)
+    assert c.choose(PEER, NORMAL, 31.0).primary == TLS  # on trial: never preferred
+    c.record_rtt(PEER, UDP, 0.02, 31.1)
+    c.record_outcome(PEER, UDP, Outcome.ACKED, 31.1)
+    c.tick(31.1)
+    health, breaker = udp_row(c, 31.1)
+    assert breaker is BreakerState.CLOSED and health > Health.CRITICAL
+
+
+def test_a_failed_trial_reopens() -> None:
+    c = Coordinator(nat=NatType.OPEN)
+    c.add_path(PEER, UDP, 0.0)
+    lose(c, 5, 0.0)
+    c.tick(30.0)
+    lose(c, 1, 30.0)
+    assert udp_row(c, 30.0)[1] is BreakerState.OPEN
+    c.tick(30.0)
+    assert udp_row(c, 30.0)[0] is Health.FAILED
+
+
+def test_the_transport_breaker_covers_every_peer_on_that_transport() -> None:
+    # Per-remote breakers see 4 and 1 losses (below 5); the transport (udp, LAN) sees 5 in a row.
+    c = Coordinator(nat=NatType.OPEN)
+    for peer in (PEER, OTHER):
+        c.add_path(peer, UDP, 0.0)
+        c.add_path(peer, TLS, 0.0)
+    lose(c, 4, 1.0, PEER)
+    lose(c, 1, 1.0, OTHER)
+    c.tick(1.0)
+    for peer in (PEER, OTHER):
+        assert udp_row(c, 1.0, peer) == (Health.FAILED, BreakerState.OPEN)
+        assert c.choose(peer, NORMAL, 1.0).primary == TLS
+
+
+def test_a_removed_and_re_added_path_keeps_its_open_breaker() -> None:
+    c = Coordinator(nat=NatType.OPEN)
+    c.add_path(PEER, UDP, 0.0)
+    c.add_path(PEER, TLS, 0.0)
+    lose(c, 5, 0.0)
+    c.remove_path(PEER, UDP, DisconnectReason.TIMEOUT, 0.0)
+    c.add_path(PEER, UDP, 1.0)
+    c.tick(1.0)
+    assert udp_row(c, 1.0)[1] is BreakerState.OPEN
