@@ -25,6 +25,12 @@ from node.errors import ReasonError, SettingsError
 from node.os_errors import os_reason
 from node.proto.addresses import parse_host_port
 from node.proto.breaker import CircuitBreaker
+from node.proto.peer_uri import (
+    PeerUriError,
+    StaticPeer,
+    is_peer_id,
+    parse_static_peer,
+)
 from node.proto.turn.uri import parse_turn_uri
 
 DEFAULT_CONFIG_PATH = Path("/etc/bitcraps/node.toml")
@@ -105,6 +111,8 @@ MAX_SERVERS = 16
 # Pins suit a small fleet; a larger one uses the fleet CA (ca_file), which admits any number of
 # nodes without listing them.
 MAX_PINNED_PEER_IDS = 1024
+# Static peers are for peers without a rendezvous yet: a fleet's worth, a few addresses each.
+MAX_STATIC_PEERS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +328,99 @@ class UdpSection:
 
 
 @dataclass(frozen=True, slots=True)
+class CoordinatorSection:
+    """The coordinator (path choice per peer) and delivery (acknowledged messages, the inbox)."""
+
+    max_transports_per_peer: int = field(
+        default=3, metadata=_rule("paths in use per peer at once, at most", minimum=1, maximum=16)
+    )
+    load_balance_threshold: float = field(
+        default=0.8,
+        metadata=_rule(
+            "above this share of a path's capacity, traffic spreads over paths of nearly equal score",
+            minimum=0.05,
+            maximum=1.0,
+        ),
+    )
+    metric_update_interval_s: float = field(
+        default=1.0, metadata=_rule("time between path metric updates", minimum=0.05, maximum=3600)
+    )
+    # 256 small game messages, or 2 MiB: at a 100 ms round trip that is 2,560 messages or 20 MiB a
+    # second per peer, above what a Pi's Wi-Fi carries, so the window does not limit throughput;
+    # 100 peers' full windows (200 MiB) still fit a 1 GiB board. It holds at least one largest
+    # message (transport.max_message_bytes), or that message could never be sent.
+    window_max_messages: int = field(
+        default=256,
+        metadata=_rule(
+            "unacknowledged reliable messages per peer; send waits when the window is full",
+            minimum=1,
+            maximum=1_000_000,
+        ),
+    )
+    window_max_bytes: int = field(
+        default=2 << 20,
+        metadata=_rule(
+            "unacknowledged bytes per peer (at least transport.max_message_bytes)",
+            minimum=64,
+            maximum=1 << 30,
+        ),
+    )
+    # The inbox is node-wide; a subscriber a few seconds behind at 1,000 messages a second fits
+    # 4,096, and 16 MiB holds 16 largest messages. When it is full the node stops acknowledging,
+    # so senders wait: nothing is dropped (issue 15).
+    inbox_max_messages: int = field(
+        default=4096,
+        metadata=_rule(
+            "received messages held until a subscriber takes them; when full, the node stops"
+            " acknowledging so senders wait",
+            minimum=1,
+            maximum=10_000_000,
+        ),
+    )
+    inbox_max_bytes: int = field(
+        default=16 << 20,
+        metadata=_rule(
+            "received bytes held until a subscriber takes them (at least transport.max_message_bytes)",
+            minimum=64,
+            maximum=4 << 30,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PeersSection:
+    static: tuple[str, ...] = field(
+        default=(),
+        metadata=_rule(
+            "peers reached without a rendezvous, as '<peer id>@udp://HOST:PORT' or"
+            " '<peer id>@tls://HOST:PORT' ('[ipv6]' in brackets); a peer once per address",
+            max_items=MAX_STATIC_PEERS,
+        ),
+    )
+
+    @property
+    def static_peers(self) -> tuple[StaticPeer, ...]:
+        """``static`` parsed (already validated when the config was read)."""
+        return tuple(parse_static_peer(entry) for entry in self.static)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    listen: str = field(
+        default="127.0.0.1:9474",
+        metadata=_rule(
+            "Prometheus /metrics on 'host:port' or '[ipv6]:port' ('' disables it; port 0: any free"
+            " port, shown in status); loopback by default: the metrics show peers and addresses",
+        ),
+    )
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``listen`` as (ip, port); None when disabled ('')."""
+        return parse_listen_address(self.listen) if self.listen else None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeSection = field(default_factory=NodeSection)
     transport: TransportSection = field(default_factory=TransportSection)
@@ -329,6 +430,9 @@ class Config:
     trust: TrustSection = field(default_factory=TrustSection)
     tcp_tls: TcpTlsSection = field(default_factory=TcpTlsSection)
     udp: UdpSection = field(default_factory=UdpSection)
+    coordinator: CoordinatorSection = field(default_factory=CoordinatorSection)
+    peers: PeersSection = field(default_factory=PeersSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
 
 
 def load_effective(path: Path | None) -> Config:
@@ -385,7 +489,22 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
     sections["tcp_tls"] = replace(
         sections.get("tcp_tls", TcpTlsSection()), **{key: getattr(trust, key) for key in TRUST_KEYS}
     )
-    return Config(**sections)
+    config = Config(**sections)
+    _check_across(config)
+    return config
+
+
+def _check_across(config: Config) -> None:
+    """Checks between sections: a bound that must hold at least one largest message."""
+    largest = config.transport.max_message_bytes
+    for key in ("window_max_bytes", "inbox_max_bytes"):
+        if getattr(config.coordinator, key) < largest:
+            raise ConfigError(
+                f"coordinator.{key}",
+                ConfigProblem.OUT_OF_RANGE,
+                f"must be at least transport.max_message_bytes ({largest}), or the largest message"
+                " could never be delivered",
+            )
 
 
 def _section(prefix: str, default: Any, values: Mapping[str, Any]) -> Any:
@@ -485,6 +604,10 @@ def _check_section(prefix: str, section: Any) -> None:
         )
     if isinstance(section, TurnSection):
         _check_turn(prefix, section)
+    if isinstance(section, PeersSection):
+        _check_peers(prefix, section)
+    if isinstance(section, MetricsSection) and section.listen:
+        _check_metrics(prefix, section)
     if isinstance(section, StunSection):
         if section.silence_max_s < section.silence_floor_s:
             raise ConfigError(
@@ -499,6 +622,48 @@ def _check_section(prefix: str, section: Any) -> None:
                     ConfigProblem.INVALID,
                     f"must be 'host:port' or '[ipv6]:port', got {_SHOWN.repr(server)}",
                 )
+
+
+def _check_peers(prefix: str, section: PeersSection) -> None:
+    seen: dict[StaticPeer, int] = {}
+    for i, entry in enumerate(section.static):
+        try:
+            peer = parse_static_peer(entry)
+        except PeerUriError as exc:
+            raise ConfigError(f"{prefix}.static[{i}]", ConfigProblem.INVALID, exc.detail) from exc
+        if peer in seen:
+            raise ConfigError(
+                f"{prefix}.static[{i}]",
+                ConfigProblem.INVALID,
+                f"{peer} is listed twice (also static[{seen[peer]}]): a peer is listed once per address",
+            )
+        seen[peer] = i
+
+
+def _check_metrics(prefix: str, section: MetricsSection) -> None:
+    if section.address is None:
+        raise ConfigError(
+            f"{prefix}.listen",
+            ConfigProblem.INVALID,
+            "must be 'ip:port' or '[ipv6]:port' with a port from 0 (any free one) to 65535, or ''"
+            f" to disable metrics, got {_SHOWN.repr(section.listen)}",
+        )
+
+
+def parse_listen_address(text: str) -> tuple[str, int] | None:
+    """'ipv4:port' or '[ipv6]:port' with port 0 to 65535 (0: the system picks) -> (ip, port);
+    None when malformed. An address to bind, so an IP literal, never a name to resolve."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        return None
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        ip = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        return None
+    if (ip.version == 6) != bracketed:
+        return None  # an IPv6 address is bracketed, or its port is ambiguous; IPv4 never is
+    return str(ip), int(port)
 
 
 def _check_turn(prefix: str, section: TurnSection) -> None:
@@ -537,10 +702,6 @@ def _check_ca_bundle(key: str, path: Path) -> None:
         ) from exc
     except OSError as exc:
         raise ConfigError(key, ConfigProblem.INVALID, f"cannot read {path}: {os_reason(exc)}") from exc
-
-
-PEER_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz234567")
-PEER_ID_LENGTH = 52  # base32 of SHA-256 without padding (node.proto.identity.peer_id_of)
 
 
 TRUST_KEYS = tuple(f.name for f in fields(TrustSection))
@@ -583,7 +744,7 @@ def _resolve_trust(data: Mapping[str, Any], trust: TrustSection, tcp_tls: TcpTls
 
 def _check_trust(name: Mapping[str, str], section: TrustSection) -> None:
     for i, peer in enumerate(section.pinned_peer_ids):
-        if len(peer) != PEER_ID_LENGTH or not set(peer) <= PEER_ID_CHARS:
+        if not is_peer_id(peer):
             raise ConfigError(
                 f"{name['pinned_peer_ids']}[{i}]",
                 ConfigProblem.INVALID,

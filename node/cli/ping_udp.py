@@ -30,7 +30,7 @@ from node.services.udp import build_transport
 from node.transports.base import TransportPeerError
 from node.transports.udp.transport import UdpTransport
 
-# Not base32: no peer id (node.config.PEER_ID_CHARS) can equal it.
+# Not base32: no peer id (node.proto.peer_uri.PEER_ID_CHARS) can equal it.
 _UNKNOWN = "?"
 
 
