@@ -165,14 +165,16 @@ async def plain_echo(size: int, count: int, window: int) -> tuple[float, int]:
     datagrams = [b"x" * n for n in wire_sizes(size)]
     server, _ = await loop.create_datagram_endpoint(_Echo, local_addr=("127.0.0.1", 0))
     address = server.get_extra_info("sockname")
+    # Not connected (no remote_addr): the node's socket serves every peer and cannot be, and a
+    # connected socket skips the kernel's route lookup on each send.
     client, protocol = await loop.create_datagram_endpoint(
-        lambda: _Client(len(datagrams)), remote_addr=address
+        lambda: _Client(len(datagrams)), local_addr=("127.0.0.1", 0)
     )
     try:
 
         async def send() -> None:
             for datagram in datagrams:
-                client.sendto(datagram)
+                client.sendto(datagram, address)
 
         pump = Window(count, window, send)
 

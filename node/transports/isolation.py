@@ -56,6 +56,11 @@ class ConnectionIsolation:
             self._contain(exc, who, None)
             return None
 
+    def contain(self, exc: Exception, who: str) -> None:
+        """Count and log ``exc``, which a handler the caller ran in its own loop raised (``call``
+        for one item at a time costs a frame and a ``who`` string per item)."""
+        self._contain(exc, who, None)
+
     def _contain(self, exc: Exception, who: str, close: Callable[[], object] | None) -> None:
         kind = type(exc).__name__
         self.faults[kind] += 1

@@ -22,7 +22,7 @@ import logging
 import os
 import statistics
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -67,6 +67,12 @@ from node.transports.timer import CoreTimer
 log = logging.getLogger(__name__)
 
 A = TypeVar("A", bound=Hashable)
+
+# Datagrams sealed by ``send`` wait for one write at the end of the loop's turn (every message the
+# consumer sends while handling one batch goes out together), but no more than this many: a long
+# message or a sender that never yields still writes as it goes, and so still meets the socket's
+# back-pressure.
+HOLD_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,11 @@ class SessionPath(Generic[A]):
         self.answered: deque[bool] = deque(maxlen=settings.performance_samples)
         self.sent = self.received = self.bytes_sent = self.bytes_received = 0
         self.send_failures = self.events_dropped = 0
+        self._held = 0  # fragments sealed since the last flush
+        self._flush_soon: asyncio.Handle | None = None
+        # Messages of one peer completed in this flush, handed on as one MessagesReceived.
+        self._arrived: list[Frame] = []
+        self._arrived_from: PeerId | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -134,6 +145,9 @@ class SessionPath(Generic[A]):
         self.closing = True
         if self._timer is not None:
             self._timer.close()
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
         for waiters in self._dials.values():
             for waiter in waiters:
                 if not waiter.done():
@@ -157,6 +171,18 @@ class SessionPath(Generic[A]):
         self.table.receive_datagram(data, addr, self.now())
         self.pump()
 
+    def receive_batch(self, batch: Sequence[tuple[bytes, A]]) -> None:
+        """The session datagrams of one read of the socket: fed to the table in order, then one
+        pump (events, writes, timer) for them all instead of one per datagram."""
+        table = self.table
+        now = self.now()
+        size = 0
+        for data, addr in batch:
+            size += len(data)
+            table.receive_datagram(data, addr, now)
+        self.bytes_received += size
+        self.pump()
+
     def pump(self) -> None:
         """After any input to the table: its events, its datagrams, its timer."""
         self.flush()
@@ -166,12 +192,24 @@ class SessionPath(Generic[A]):
     def flush(self) -> None:
         table = self.table
         now = self.now()
+        self._held = 0
+        on_payload = self._on_payload
         while (event := table.next_event()) is not None:
-            self._on_event(event, now)
+            if type(event) is PeerDatagram:
+                on_payload(event.peer_id, event.payload, now)
+            else:
+                self._on_event(event, now)
+        if self._arrived:
+            self._hand_on()
         out = table.datagrams_to_send(now)
         if out and not self.closing:
             self._transmit(out)
             self.bytes_sent += sum(len(data) for data, _ in out)
+
+    def _pump_soon(self) -> None:
+        self._flush_soon = None
+        if not self.closing:
+            self.pump()
 
     def _get_timer(self) -> float | None:
         table = self.table.get_timer()
@@ -187,9 +225,10 @@ class SessionPath(Generic[A]):
     # -- table events -------------------------------------------------------------------------
 
     def _on_event(self, event: TableEvent[A], now: float) -> None:
-        if isinstance(event, PeerDatagram):
-            self._on_payload(event.peer_id, event.payload, now)
-        elif isinstance(event, PeerEstablished):
+        """Any table event but data (``flush`` takes those on its fast path)."""
+        if self._arrived:
+            self._hand_on()  # a peer's messages before what follows them (its disconnect)
+        if isinstance(event, PeerEstablished):
             new = event.peer_id not in self.peers  # it repeats when a newer session takes over
             self._move(event.peer_id, event.addr)
             for waiter in self._dials.pop(event.peer_id, ()):
@@ -239,10 +278,21 @@ class SessionPath(Generic[A]):
         if frame is None:
             return
         self.received += 1
-        if len(self.events) >= self.settings.event_queue:
+        arrived = self._arrived
+        if len(self.events) + len(arrived) >= self.settings.event_queue:
             self.events_dropped += 1
             return
-        self.events.offer(MessagesReceived(peer, (frame,)))
+        if arrived and peer != self._arrived_from:
+            self._hand_on()
+            arrived = self._arrived
+        self._arrived_from = peer
+        arrived.append(frame)
+
+    def _hand_on(self) -> None:
+        """The messages gathered from one peer, as one MessagesReceived."""
+        frames, self._arrived = self._arrived, []
+        assert self._arrived_from is not None
+        self.events.offer(MessagesReceived(self._arrived_from, tuple(frames)), len(frames))
 
     def _on_probe(self, peer: PeerId, kind: ProbeKind, token: int, now: float) -> None:
         if kind is ProbeKind.PING:
@@ -299,27 +349,42 @@ class SessionPath(Generic[A]):
             self.rtt.append(loop.time() - started)  # a handshake: one round trip and the key agreements
 
     def send(self, peer: PeerId, frame: Frame) -> None:
-        """Seal ``frame``'s fragments to ``peer`` and write them out."""
+        """Seal ``frame``'s fragments to ``peer``; they are written at the end of the loop's turn
+        (with whatever else is sent in it), or at once past HOLD_MAX held."""
         if peer not in self.peers:
             self.send_failures += 1
             raise TransportUsageError(TransportReason.NOT_CONNECTED, f"no {self.name} session with {peer}")
         now = self.now()
         table = self.table
+        settings = self.settings
         try:
-            for piece in fragment(frame, self.settings.plaintext, self.settings.max_message):
+            for piece in fragment(frame, settings.plaintext, settings.max_message):
                 table.send(peer, piece, now)
+                self._held += 1
         except (TableError, SessionNotReady) as exc:
             self.send_failures += 1
             raise TransportUsageError(
                 TransportReason.NOT_CONNECTED, f"the {self.name} session with {peer} cannot seal now: {exc}"
             ) from exc
         finally:
-            self.pump()  # what was sealed goes out even when a later fragment could not be
+            # What was sealed goes out even when a later fragment could not be.
+            if self._held >= HOLD_MAX or self._loop is None:
+                self.pump()
+            elif self._flush_soon is None:
+                self._flush_soon = self._loop.call_soon(self._pump_soon)
         self.sent += 1
 
     def disconnect(self, peer: PeerId) -> None:
         if peer in self.peers:
+            self.write_held()  # what was sent before the close goes out before it
             self.table.close(peer, self.now())
+            self.pump()
+
+    def write_held(self) -> None:
+        """Write now what ``send`` sealed and holds for the end of the loop's turn."""
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
             self.pump()
 
     async def ping(self, peer: PeerId) -> float:

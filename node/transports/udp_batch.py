@@ -1,10 +1,11 @@
-"""Writing a batch of datagrams on a connected UDP socket with few system calls.
+"""Writing a batch of datagrams to one destination on a UDP socket with few system calls.
 
 Runs of equal-sized datagrams go out in one ``sendmsg`` with UDP generic segmentation offload
 (``UDP_SEGMENT``, Linux 4.18+): the kernel cuts the buffer into one datagram per segment, so the
 wire carries exactly what one ``send`` per datagram would, but the socket, routing and netfilter
-work is done once per run. Where GSO is refused (no kernel support, a device without checksum
-offload: EIO) the writer falls back to one ``send`` per datagram for good.
+work is done once per run. The socket is connected (TURN's) or each batch names its destination
+(the node's port: a batch per peer address). Where GSO is refused (no kernel support, a device
+without checksum offload: EIO) the writer falls back to one ``send`` per datagram for good.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import errno
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 SOL_UDP: Final = 17  # IPPROTO_UDP
 UDP_SEGMENT: Final = 103  # linux/udp.h
@@ -24,8 +25,8 @@ _REFUSED = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSU
 
 
 class BatchWriter:
-    """Writes batches on one connected UDP socket; ``on_error`` gets each failed write's error
-    and the number of datagrams it carried."""
+    """Writes batches on one UDP socket; ``on_error`` gets each failed write's error and the
+    number of datagrams not written (the batch's last ones)."""
 
     def __init__(self, sock: socket.socket, on_error: Callable[[OSError, int], None]) -> None:
         self._sock = sock
@@ -33,7 +34,9 @@ class BatchWriter:
         self.gso = True
         self.gso_writes = 0  # sendmsg calls that carried more than one datagram
 
-    def write(self, batch: Sequence[bytes]) -> None:
+    def write(self, batch: Sequence[bytes], destination: Any = None) -> None:
+        """Write ``batch`` in order, to ``destination`` (an address as ``sendto`` takes it) or,
+        without one, to where the socket is connected."""
         sock = self._sock
         count = len(batch)
         i = 0
@@ -47,7 +50,11 @@ class BatchWriter:
                 j += 1  # the last segment may be shorter
             if j - i > 1 and self.gso:
                 try:
-                    sock.sendmsg([b"".join(batch[i:j])], [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))])
+                    options = [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))]
+                    if destination is None:
+                        sock.sendmsg([b"".join(batch[i:j])], options)
+                    else:
+                        sock.sendmsg([b"".join(batch[i:j])], options, 0, destination)
                     self.gso_writes += 1
                 except OSError as exc:
                     if exc.errno not in _REFUSED:
@@ -58,7 +65,10 @@ class BatchWriter:
             else:
                 for k in range(i, j):
                     try:
-                        sock.send(batch[k])
+                        if destination is None:
+                            sock.send(batch[k])
+                        else:
+                            sock.sendto(batch[k], destination)
                     except OSError as exc:
                         self._on_error(exc, count - k)
                         return

@@ -44,6 +44,19 @@ def test_runs_of_sizes_arrive_as_the_same_datagrams_in_order(
     assert writer.gso_writes >= 2 or not writer.gso  # offload used, or refused by this kernel
 
 
+def test_a_batch_to_a_destination_on_an_unconnected_socket_arrives_there_in_order(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    _, receiver = pair
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:  # as the node's port: no peer
+        sender.bind(("127.0.0.1", 0))
+        writer = BatchWriter(sender, lambda exc, n: pytest.fail(f"{exc} {n}"))
+        batch = [bytes([i]) * 1054 for i in range(40)] + [b"last, shorter"]
+        writer.write(batch, receiver.getsockname())
+        assert _receive(receiver, len(batch)) == batch
+        assert writer.gso_writes == 1 or not writer.gso
+
+
 class _FakeSocket:
     def __init__(self, sendmsg_errno: int | None, send_errno: int | None = None) -> None:
         self.sendmsg_errno = sendmsg_errno

@@ -35,15 +35,22 @@ and ``handle_timer`` cost O(log n) per session due, not a scan of the table.
 from __future__ import annotations
 
 import os
+import struct
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from node.proto.identity import Identity
 from node.proto.session.deadlines import Deadlines
 from node.proto.session.errors import SessionDecodeError, SessionNotReady
-from node.proto.session.messages import INIT_SIZE, MessageType, message_type, receiver_index
+from node.proto.session.messages import (
+    INIT_SIZE,
+    TRANSPORT_TYPE_WORD,
+    MessageType,
+    message_type,
+    receiver_index,
+)
 from node.proto.session.secure_session import (
     CloseReason,
     DatagramReceived,
@@ -52,6 +59,7 @@ from node.proto.session.secure_session import (
     SecureSession,
     SessionClosed,
     SessionEstablished,
+    SessionEvent,
     SessionState,
 )
 from node.proto.session.table_types import (
@@ -78,6 +86,13 @@ A = TypeVar("A", bound=Hashable)
 AdmitInit = Callable[[bytes, A, float], bool | bytes]
 """``admit_init(init, addr, now)``: True to let the INIT cost a Diffie-Hellman, False to drop it,
 or bytes to send back to ``addr`` instead (a cookie reply, never larger than the INIT)."""
+
+_INDEXED: Final = struct.Struct("<II")  # a TRANSPORT's type word and receiver index
+_new = object.__new__
+# PeerDatagram's slot setters: object.__new__ and these build one at about half the frozen
+# __init__'s cost (node.proto.vocabulary's MESSAGE_SETTERS do the same).
+_SET_PEER_ID: Final = getattr(PeerDatagram, "peer_id").__set__  # noqa: B009
+_SET_PAYLOAD: Final = getattr(PeerDatagram, "payload").__set__  # noqa: B009
 
 _GONE = {
     CloseReason.KEYS_EXPIRED: GoneReason.KEYS_EXPIRED,
@@ -212,6 +227,11 @@ class SessionTable(Generic[A]):
         self._peer_gone(peer, GoneReason.CLOSED_LOCALLY, now)
 
     def receive_datagram(self, data: bytes, addr: A, now: float) -> None:
+        if data[:4] == TRANSPORT_TYPE_WORD and len(data) >= _INDEXED.size:
+            entry = self._route(_INDEXED.unpack_from(data)[1], data, addr, now)
+            if entry is not None:
+                self._transport_events(entry, now)
+            return
         try:
             kind = message_type(data)
         except SessionDecodeError:
@@ -224,21 +244,48 @@ class SessionTable(Generic[A]):
         if index is None:
             self._counts[TableCount.MALFORMED] += 1
             return
+        entry = self._route(index, data, addr, now)
+        if entry is not None:
+            self._settle(entry, now)
+
+    def _route(self, index: int, data: bytes, addr: A, now: float) -> _Entry[A] | None:
+        """Give ``data`` to the session holding ``index``; that session, or None (counted)."""
         entry = self._by_index.get(index)
         if entry is None:
             self._counts[TableCount.UNKNOWN_INDEX] += 1
-            return
+            return None
         session = entry.session
         before = session.authenticated
         session.receive_datagram(data, now)
         if session.authenticated == before:
             self._counts[TableCount.UNAUTHENTICATED] += 1
+        elif (
+            addr == entry.addr
+            and entry.peer_id is not None
+            and self._by_peer[entry.peer_id].sessions[-1] is entry
+        ):
+            entry.last_auth = now  # the common case of _authenticated: the preferred one, not moved
         else:
             self._authenticated(entry, addr, now)
-        # The fast path: a TRANSPORT datagram that only delivered data changed no index, made no
-        # output and moved no timer earlier (consent moves later: the lazy heap catches up).
-        if kind is not MessageType.TRANSPORT or self._drain(entry, now):
-            self._settle(entry, now)
+        return entry
+
+    def _transport_events(self, entry: _Entry[A], now: float) -> None:
+        """After a TRANSPORT datagram, the path of every data datagram: a datagram that only
+        delivered data changed no index, made no output and moved no timer earlier (consent
+        moves later: the lazy heap catches up), so it needs no settling."""
+        session = entry.session
+        peer_id = entry.peer_id
+        append = self._events.append
+        while (event := session.next_event()) is not None:
+            if type(event) is DatagramReceived and peer_id is not None:
+                datagram = _new(PeerDatagram)  # = PeerDatagram(peer_id, payload), faster
+                _SET_PEER_ID(datagram, peer_id)
+                _SET_PAYLOAD(datagram, event.payload)
+                append(datagram)
+            else:  # anything else (keys confirmed, closed): the general path from here
+                self._drain_one(entry, event, now)
+                self._settle(entry, now)
+                return
 
     def handle_timer(self, now: float) -> None:
         if self._unsettled:
@@ -333,31 +380,33 @@ class SessionTable(Generic[A]):
         for entry, now in list(self._unsettled.items()):
             self._settle(entry, now)
 
-    def _drain(self, entry: _Entry[A], now: float) -> bool:
-        """Pass ``entry``'s session events on; False if they were data alone (nothing else moved)."""
+    def _drain(self, entry: _Entry[A], now: float) -> None:
+        """Pass ``entry``'s session events on."""
         session = entry.session
-        moved = False
         while (event := session.next_event()) is not None:
-            if isinstance(event, DatagramReceived):
-                assert entry.peer_id is not None  # keys (and so SessionEstablished) come first
-                self._events.append(PeerDatagram(entry.peer_id, event.payload))
-                continue
-            moved = True
-            if isinstance(event, SessionEstablished):
-                if entry.peer_id is None:
-                    self._established(entry, event, now)
-                else:
-                    self._counts[TableCount.REKEYED] += 1
-            elif isinstance(event, KeyConfirmed):
-                if entry.awaiting_confirmation and entry.peer_id is not None:
-                    self._prefer(self._by_peer[entry.peer_id], entry)
-            elif isinstance(event, HandshakeFailed):
-                self._counts[TableCount.HANDSHAKES_FAILED] += 1
-                entry.failure = event
-            elif isinstance(event, SessionClosed):
-                self._closed(entry, event.reason, now)
-                return True
-        return moved
+            if self._drain_one(entry, event, now):
+                return
+
+    def _drain_one(self, entry: _Entry[A], event: SessionEvent, now: float) -> bool:
+        """One session event of ``entry`` (data included); True once the session closed."""
+        if isinstance(event, DatagramReceived):
+            assert entry.peer_id is not None  # keys (and so SessionEstablished) come first
+            self._events.append(PeerDatagram(entry.peer_id, event.payload))
+        elif isinstance(event, SessionEstablished):
+            if entry.peer_id is None:
+                self._established(entry, event, now)
+            else:
+                self._counts[TableCount.REKEYED] += 1
+        elif isinstance(event, KeyConfirmed):
+            if entry.awaiting_confirmation and entry.peer_id is not None:
+                self._prefer(self._by_peer[entry.peer_id], entry)
+        elif isinstance(event, HandshakeFailed):
+            self._counts[TableCount.HANDSHAKES_FAILED] += 1
+            entry.failure = event
+        elif isinstance(event, SessionClosed):
+            self._closed(entry, event.reason, now)
+            return True
+        return False
 
     def _deadline(self, entry: _Entry[A]) -> float | None:
         deadline = entry.session.get_timer()

@@ -153,6 +153,7 @@ class TurnRelayTransport(OverSessionPath[Address], Transport):
         tb: TracebackType | None,
     ) -> None:
         path = self._path
+        path.write_held()  # messages sent just before the close still go out
         path.closing = True  # the table's own goodbyes are not events any more
         try:
             await self.relay.__aexit__(exc_type, exc, tb)

@@ -18,9 +18,9 @@ import enum
 from node.proto.session.messages import MessageType
 from node.proto.stun.message import is_stun
 
-__all__ = ["Kind", "classify"]
+__all__ = ["SESSION_WORDS", "Kind", "classify"]
 
-_SESSION_WORDS = frozenset(int(kind).to_bytes(4, "little") for kind in MessageType)
+SESSION_WORDS = frozenset(int(kind).to_bytes(4, "little") for kind in MessageType)
 _C1 = 0x01  # RFC 8489 §5: the class bit C1 is bit 8 of the message type, the low bit of byte 0
 
 
@@ -32,7 +32,7 @@ class Kind(enum.Enum):
 
 
 def classify(data: bytes) -> Kind:
-    if data[:4] in _SESSION_WORDS:
+    if data[:4] in SESSION_WORDS:
         return Kind.SESSION
     if is_stun(data):
         return Kind.STUN_RESPONSE if data[0] & _C1 else Kind.STUN_REQUEST

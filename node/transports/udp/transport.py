@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,7 +67,8 @@ from node.transports.isolation import ConnectionIsolation
 from node.transports.port import StunDelivery
 from node.transports.session_path import OverSessionPath, PathSettings, SessionPath
 from node.transports.udp.admission import CookieGate
-from node.transports.udp.demux import Kind, classify
+from node.transports.udp.demux import SESSION_WORDS, Kind, classify
+from node.transports.udp_batch import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +140,13 @@ class _Protocol(asyncio.DatagramProtocol):
         self.owner._udp = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
+        # The loop reads every datagram waiting (libuv: up to 32 a readiness) before it runs what
+        # call_soon queued: they are handled together, as one batch, after the read.
         owner = self.owner
-        owner.wall.call(owner._datagram, f"datagram from {addr[0]}", data, addr)
+        inbox = owner._inbox
+        inbox.append((data, addr))
+        if len(inbox) == 1:
+            owner._loop_call_soon(owner._read_batch)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable from a peer that left) surface here; they are not fatal.
@@ -193,6 +200,9 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         )
         self._table = self._path.table
         self._udp: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None  # the same socket as _udp's, for batched writes
+        self._writer: BatchWriter | None = None
+        self._unwritten: tuple[list[bytes], Addr] | None = None  # the batch _writer is writing
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -200,6 +210,8 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         self._closing = False
         self.state = TransportState.STOPPED
         self._unknown = self._stun_responses = self._session_datagrams = 0
+        self._inbox: list[tuple[bytes, Addr]] = []  # datagrams read, waiting for _read_batch
+        self._loop_call_soon: Callable[[Callable[[], object]], object] = _not_started
         # The node's own STUN client transactions on this port (NAT discovery): id -> receiver.
         self._stun_clients: dict[bytes, StunDelivery] = {}
 
@@ -215,6 +227,7 @@ class UdpTransport(OverSessionPath[Addr], Transport):
     async def __aenter__(self) -> Self:
         self.state = TransportState.STARTING
         loop = self._loop = asyncio.get_running_loop()
+        self._loop_call_soon = loop.call_soon
         host, port = self._listen
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
         try:
@@ -229,6 +242,11 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):  # a smaller buffer only drops more under a burst
                 sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        # The loop's transport writes one datagram per call; batches to one peer go out through
+        # a duplicate of its socket in one sendmsg each (node.transports.udp_batch).
+        self._sock = socket.socket(fileno=os.dup(sock.fileno()))
+        self._sock.setblocking(False)
+        self._writer = BatchWriter(self._sock, self._batch_failed)
         self._path.start(loop)
         tasks = asyncio.TaskGroup()
         await tasks.__aenter__()
@@ -243,6 +261,7 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._path.write_held()  # messages sent just before the close still go out
         self._closing = True
         self._path.closing = True
         try:
@@ -256,6 +275,9 @@ class UdpTransport(OverSessionPath[Addr], Transport):
             if self._udp is not None:
                 self._udp.close()
                 self._udp = None
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = self._writer = None
             self._resume()
             self.state = TransportState.STOPPED
 
@@ -266,12 +288,30 @@ class UdpTransport(OverSessionPath[Addr], Transport):
 
     # -- the socket -------------------------------------------------------------------------
 
+    def _read_batch(self) -> None:
+        """The datagrams of one read: STUN handled one by one, the session ones fed to the path
+        as one batch. Each datagram is handled behind the wall: one that trips a bug is contained
+        and the rest of the batch goes on."""
+        batch, self._inbox = self._inbox, []
+        if self._closing:
+            return
+        sessions: list[tuple[bytes, Addr]] = []
+        for data, addr in batch:
+            try:
+                if data[:4] in SESSION_WORDS:  # classify()'s first test, inline: the common case
+                    sessions.append((data, addr))
+                else:
+                    self._datagram(data, addr)
+            except Exception as exc:  # the wall: nothing one datagram does stops the others
+                self.wall.contain(exc, f"datagram from {addr[0]}")
+        if sessions:
+            self._session_datagrams += len(sessions)
+            self.wall.call(self._path.receive_batch, f"{len(sessions)} session datagrams", sessions)
+
     def _datagram(self, data: bytes, addr: Addr) -> None:
+        """One datagram that is not a session message (``_read_batch`` took those)."""
         kind = classify(data)
-        if kind is Kind.SESSION:
-            self._session_datagrams += 1
-            self._path.receive(data, addr)
-        elif kind is Kind.STUN_RESPONSE and (deliver := self._stun_clients.get(data[8:20])) is not None:
+        if kind is Kind.STUN_RESPONSE and (deliver := self._stun_clients.get(data[8:20])) is not None:
             self._stun_responses += 1
             deliver(data, _endpoint(addr))
         elif kind is Kind.STUN_RESPONSE and self.on_stun_response is not None:
@@ -307,11 +347,41 @@ class UdpTransport(OverSessionPath[Addr], Transport):
             log.debug("dropped malformed STUN datagram from %s", addr[0])
 
     def _transmit(self, out: list[tuple[bytes, Addr]]) -> None:
+        """Write ``out``: runs to one address in one batched write each, the rest (and all of it
+        while the loop's transport still holds unwritten datagrams: they go first) through it."""
         udp = self._udp
-        if udp is not None:
+        if udp is None:
+            return
+        writer = self._writer
+        count = len(out)
+        if writer is None or count == 1 or cast(asyncio.WriteTransport, udp).get_write_buffer_size():
             sendto = udp.sendto
             for data, addr in out:
                 sendto(data, addr)
+            return
+        i = 0
+        while i < count:
+            addr = out[i][1]
+            j = i + 1
+            while j < count and out[j][1] == addr:
+                j += 1
+            if j - i == 1:
+                udp.sendto(out[i][0], addr)
+            else:
+                batch = [data for data, _ in out[i:j]]
+                self._unwritten = (batch, addr)
+                writer.write(batch, addr)
+                self._unwritten = None
+            i = j
+
+    def _batch_failed(self, exc: OSError, count: int) -> None:
+        """A batched write stopped ``count`` datagrams short (the send buffer is full, or an ICMP
+        error was queued): those go through the loop's transport, which buffers them and pauses
+        ``send`` when full, or reports the error as it does for any datagram."""
+        assert self._unwritten is not None and self._udp is not None
+        batch, addr = self._unwritten
+        for data in batch[len(batch) - count :]:
+            self._udp.sendto(data, addr)
 
     def _half_open(self) -> int:
         status = self._table.status()
@@ -379,6 +449,10 @@ class UdpTransport(OverSessionPath[Addr], Transport):
 
     def peers(self) -> tuple[PeerId, ...]:
         return tuple(self._path.peers)
+
+
+def _not_started(_callback: Callable[[], object]) -> None:
+    raise TransportUsageError(TransportReason.CLOSED, "the UDP transport is not running")
 
 
 def _endpoint(addr: Addr) -> IpEndpoint:
