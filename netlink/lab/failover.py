@@ -9,12 +9,15 @@ administratively up and loses carrier (``NO-CARRIER``, operstate ``LOWERLAYERDOW
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from netlink.lab.builder import HOST_IF, Lab
+from netlink.lab.errors import LabBuildError
 
 IPv4 = ipaddress.IPv4Address
+CARRIER_TIMEOUT_S = 5.0
 MULTIHOMED_HOST_NUMBER = 200  # .200 on each router's LAN: clear of the planned hosts (.2 ...)
 
 
@@ -69,7 +72,25 @@ def add_multihomed_host(lab: Lab, name: str = "M1", routers: tuple[str, ...] = (
 
         lab.netlink(name, configure)
         uplinks.append(uplink)
+    for uplink in uplinks:  # a new veth gets its carrier a moment after it is set up
+        wait_operstate(lab, name, uplink.ifname, "UP")
     return MultiHomedHost(name, netns, tuple(uplinks))
+
+
+def wait_operstate(lab: Lab, host: str, ifname: str, state: str, timeout: float = CARRIER_TIMEOUT_S) -> None:
+    """Wait (bounded) until ``host``'s ``ifname`` has operstate ``state`` (``UP``, ``DOWN`` ...)."""
+
+    def current(ipr: Any) -> str:
+        (link,) = ipr.get_links(ifname=ifname)
+        return str(link.get_attr("IFLA_OPERSTATE"))
+
+    deadline = time.monotonic() + timeout
+    while (now := lab.netlink(host, current)) != state:
+        if time.monotonic() > deadline:
+            raise LabBuildError(
+                lab.netns_of(host), f"{ifname} operstate", TimeoutError(f"{now}, not {state}")
+            )
+        time.sleep(0.01)
 
 
 def peer_end(lab: Lab, host: str, uplink: Uplink | None = None) -> tuple[str, str]:

@@ -116,7 +116,13 @@ class LinkMonitor:
 
     @property
     def ready(self) -> bool:
+        """The first full dump is in."""
         return self._view.loaded
+
+    @property
+    def settled(self) -> bool:
+        """Loaded, no re-dump running or queued, and the socket working."""
+        return self._view.loaded and not self._view.dumping and self.last_error is None
 
     # -- the socket's life -----------------------------------------------------------------
     async def _keep(self) -> None:
@@ -166,13 +172,15 @@ class LinkMonitor:
             self._dump_sent_at = None
 
     def _check(self, sock: socket.socket) -> None:
-        """Between reads: a socket closed under the monitor never becomes readable again."""
+        """Between reads: a socket closed under the monitor never becomes readable again, and a
+        reader the loop stopped polling (see ``_readable``) is caught up here."""
         try:
             if sock.fileno() < 0:
                 raise OSError(errno.EBADF, "the socket object was closed")
             sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
         except OSError as exc:
             raise LinkMonitorError(MonitorFailure.SOCKET_CLOSED, _os_detail(exc)) from exc
+        self._readable(sock)
         sent = self._dump_sent_at
         if sent is not None and time.monotonic() - sent > self._dump_timeout:
             raise LinkMonitorError(
@@ -186,6 +194,7 @@ class LinkMonitor:
     def _readable(self, sock: socket.socket) -> None:
         view = self._view
         buffer = self._buffer
+        overran = False
         for _ in range(READ_BATCH):
             try:
                 size = sock.recv_into(buffer, len(buffer), socket.MSG_TRUNC)
@@ -194,6 +203,7 @@ class LinkMonitor:
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     view.overrun()  # the kernel dropped notifications: dump again, diff
+                    overran = True
                     continue
                 self._stop_reading(sock)
                 self._fail(LinkMonitorError(MonitorFailure.SOCKET_READ, _os_detail(exc)))
@@ -207,6 +217,11 @@ class LinkMonitor:
             self._stop_reading(sock)
             self._fail(failure)
             return
+        if overran:
+            # ENOBUFS arrives as POLLERR, and libuv stops a poll handle on POLLERR: under uvloop
+            # this reader would never be called again (measured here). Register it afresh.
+            self._stop_reading(sock)
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, sock)
         self._send_requests(sock)
         self._deliver()
 
