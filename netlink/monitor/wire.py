@@ -1,8 +1,9 @@
 """rtnetlink framing and decoding (sans-IO): bytes from the route socket in, typed records out.
 
 Framing (``nlmsghdr``, RFC 3549 section 2.3.2) is checked here before pyroute2's marshal classes
-decode a message's body, so a truncated message is counted and skipped instead of being read
-past its end. Constants are the kernel's (``<linux/netlink.h>``, ``<linux/rtnetlink.h>``).
+decode an address or route message's body, so a truncated message is counted and skipped instead
+of being read past its end; link messages are read here (see ``_link``). Constants are the
+kernel's (``<linux/netlink.h>``, ``<linux/rtnetlink.h>``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from netlink.monitor.model import Family, IPAddress, IPInterface, OperState
@@ -46,6 +46,11 @@ RTN_UNICAST = 1
 
 _FOLLOWED = frozenset({RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE})
 _ERRNO = struct.Struct("=i")
+_IFINFOMSG = struct.Struct("=BxxxiIxxxx")  # family, pad, type, index, flags, change
+_NLA = struct.Struct("=HH")  # nla_len, nla_type
+_NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+IFLA_IFNAME = 3
+IFLA_OPERSTATE = 16
 
 
 class DumpKind(enum.IntEnum):
@@ -183,25 +188,37 @@ def _decode_followed(header: Header, message: bytes) -> Record:
 
 
 def _link(header: Header, message: bytes) -> Record:
-    msg = ifinfmsg(message)
-    msg.decode()
-    if msg["family"] != socket.AF_UNSPEC:
+    """Link messages are read here, not by pyroute2's ifinfmsg: they carry the latency-critical
+    news (carrier), and ifinfmsg decodes every attribute of a ~1.5 KB message (~100 us here)
+    where the monitor needs two (``bench/linkmon.py``)."""
+    if len(message) < NLMSG_HEADER.size + _IFINFOMSG.size:
+        return Malformed(header, f"link message of {len(message)} bytes, shorter than ifinfomsg")
+    family, index, flags = _IFINFOMSG.unpack_from(message, NLMSG_HEADER.size)
+    if family != socket.AF_UNSPEC:
         # AF_BRIDGE messages describe bridge ports; a DELLINK of that family is a port leaving
         # its bridge, not the link going away.
         return Ignored(header)
-    name = msg.get_attr("IFLA_IFNAME")
-    if not isinstance(name, str) or not name:
-        return Malformed(header, f"link {msg['index']} without IFLA_IFNAME")
-    state = msg.get_attr("IFLA_OPERSTATE")
-    try:
-        operstate = OperState(str(state).lower())
-    except ValueError:
-        operstate = OperState.UNKNOWN
-    flags = int(msg["flags"])
+    name, operstate = "", OperState.UNKNOWN
+    offset = NLMSG_HEADER.size + _IFINFOMSG.size
+    while offset + _NLA.size <= len(message):
+        length, kind = _NLA.unpack_from(message, offset)
+        if length < _NLA.size or offset + length > len(message):
+            return Malformed(
+                header, f"link {index}: attribute {kind} of length {length} overruns the message"
+            )
+        value = message[offset + _NLA.size : offset + length]
+        kind &= _NLA_TYPE_MASK
+        if kind == IFLA_IFNAME:
+            name = value.split(b"\0", 1)[0].decode(errors="replace")
+        elif kind == IFLA_OPERSTATE and value:
+            operstate = OperState.from_code(value[0])
+        offset += (length + 3) & ~3  # NLA_ALIGN
+    if not name:
+        return Malformed(header, f"link {index} without IFLA_IFNAME")
     return LinkRecord(
         header,
         deleted=header.type == RTM_DELLINK,
-        index=int(msg["index"]),
+        index=index,
         name=name,
         state=operstate,
         carrier=bool(flags & IFF_LOWER_UP),

@@ -218,12 +218,15 @@ def test_truncated_unknown_and_undecodable_messages_are_counted_and_skipped() ->
     stub = bytearray(up[:20])
     struct.pack_into("=I", stub, 0, 20)  # an RTM_NEWLINK too short for its ifinfomsg
     view.receive(bytes(stub))
+    overrunning = bytearray(down)
+    struct.pack_into("=H", overrunning, 32, len(down))  # the first attribute claims the whole message
+    view.receive(bytes(overrunning))
     assert view.events() == ()
     stats = view.stats()
-    assert (stats.malformed, stats.unknown) == (3, 1)
+    assert (stats.malformed, stats.unknown) == (4, 1)
     # A good message after the bad ones, and before a cut one in the same datagram, still counts.
     assert feed(view, [down + up[: len(up) - 8]]) == (LinkDown(ETH0, "eth0", OperState.DOWN),)
-    assert view.stats().malformed == 4
+    assert view.stats().malformed == 5
 
 
 def test_dumps_the_kernel_keeps_refusing_become_a_typed_failure() -> None:
