@@ -90,6 +90,7 @@ class Lab:
         self._created: list[str] = []
         self._procs: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
         self._sockets: list[socket.socket] = []
+        self._extra_hosts: dict[str, str] = {}  # hosts added after bring-up (netlink.lab.failover)
         self._down = False
         self._released = False
 
@@ -345,8 +346,10 @@ class Lab:
     def netns_of(self, name: str) -> str:
         """The namespace of a host (``A1``, ``O1``), router (``A``), ``srv``, ``pub`` or a netns."""
         topo = self.topology
-        if name in topo.namespaces:
+        if name in topo.namespaces or name in self._extra_hosts.values():
             return name
+        if name in self._extra_hosts:
+            return self._extra_hosts[name]
         if name == "srv":
             return topo.server.netns
         if name == "pub":
@@ -357,6 +360,23 @@ class Lab:
 
     def host(self, name: str) -> Host:
         return self.topology.host(name)
+
+    # -- failover (netlink.lab.failover builds on these) ------------------------------------------
+    def add_host_namespace(self, name: str) -> str:
+        """A new empty host namespace ``<prefix>h<name>`` (lo up), torn down with the lab."""
+        ns = f"{self.topology.prefix}h{name}"
+        self._new_netns(ns)
+        self._extra_hosts[name] = ns
+        state.register(self.record())
+        return ns
+
+    def plug(self, host: str, ifname: str, router: str, peer: str) -> None:
+        """A veth from ``host``'s ``ifname`` to ``router``'s LAN bridge (named ``peer`` there)."""
+        self._veth(self.topology.router(router).netns, peer, self.netns_of(host), ifname, LAN_IF)
+
+    def netlink(self, name: str, fn: Callable[[Any], T]) -> T:
+        """``fn(ipr)`` with the lab's pyroute2 ``IPRoute`` of ``name``'s namespace."""
+        return self._call(self.netns_of(name), "netlink", fn)
 
     def run_in(self, name: str, fn: Callable[[], T]) -> T:
         """Run ``fn()`` in-process inside the namespace of ``name`` (on the lab's worker)."""
