@@ -36,6 +36,7 @@ from node.proto.session.table import AdmitInit, SessionTable
 from node.proto.session.table_types import (
     DEFAULT_TABLE_CONFIG,
     DialFailed,
+    GoneReason,
     PeerDatagram,
     PeerEstablished,
     PeerGone,
@@ -374,10 +375,10 @@ class SessionPath(Generic[A]):
                 self._flush_soon = self._loop.call_soon(self._pump_soon)
         self.sent += 1
 
-    def disconnect(self, peer: PeerId) -> None:
+    def disconnect(self, peer: PeerId, reason: GoneReason = GoneReason.CLOSED_LOCALLY) -> None:
         if peer in self.peers:
             self.write_held()  # what was sent before the close goes out before it
-            self.table.close(peer, self.now())
+            self.table.close(peer, self.now(), reason)
             self.pump()
 
     def write_held(self) -> None:

@@ -219,12 +219,12 @@ class SessionTable(Generic[A]):
         # answer to anyone, once for a burst of sends.
         self._unsettled[entry] = now
 
-    def close(self, peer_id: str, now: float) -> None:
-        """Close every session of ``peer_id`` (``PeerGone`` CLOSED_LOCALLY); the peer is not told."""
+    def close(self, peer_id: str, now: float, reason: GoneReason = GoneReason.CLOSED_LOCALLY) -> None:
+        """Close every session of ``peer_id`` (``PeerGone`` with ``reason``); the peer is not told."""
         peer = self._by_peer.get(peer_id)
         if peer is None:
             raise TableError(TableProblem.NO_SESSION, peer_id)
-        self._peer_gone(peer, GoneReason.CLOSED_LOCALLY, now)
+        self._peer_gone(peer, reason, now)
 
     def receive_datagram(self, data: bytes, addr: A, now: float) -> None:
         if data[:4] == TRANSPORT_TYPE_WORD and len(data) >= _INDEXED.size:

@@ -110,6 +110,7 @@ class GoneReason(enum.Enum):
     KEYS_EXPIRED = "keys reached reject-after-time without a successful rekey"
     HANDSHAKE_FAILED = "the keys were never confirmed and no others remain"
     CLOSED_LOCALLY = "closed locally"
+    NETWORK_DOWN = "the local address the session used is gone"
 
     @property
     def disconnect_reason(self) -> DisconnectReason:
@@ -121,6 +122,7 @@ _DISCONNECT: Final = {
     GoneReason.KEYS_EXPIRED: DisconnectReason.TIMEOUT,
     GoneReason.HANDSHAKE_FAILED: DisconnectReason.TIMEOUT,  # the CONFIRM never got through
     GoneReason.CLOSED_LOCALLY: DisconnectReason.CLOSED_LOCALLY,
+    GoneReason.NETWORK_DOWN: DisconnectReason.NETWORK_DOWN,
 }
 
 

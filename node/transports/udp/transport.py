@@ -36,7 +36,7 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeAlias, cast
@@ -48,7 +48,7 @@ from node.proto.datagram.fragments import UDP_PLAINTEXT
 from node.proto.datagram.reassembly import ReassemblyLimits
 from node.proto.identity import Identity
 from node.proto.session.cookie import CookieChecker, CookieConfig, CookieCount
-from node.proto.session.table_types import DEFAULT_TABLE_CONFIG, TableConfig, TableCount
+from node.proto.session.table_types import DEFAULT_TABLE_CONFIG, GoneReason, TableConfig, TableCount
 from node.proto.session.trust import PeerVerifier
 from node.proto.stun.responder import BindingResponder, Outcome
 from node.proto.vocabulary import (
@@ -65,6 +65,7 @@ from node.proto.vocabulary import (
 from node.transports.base import Transport, TransportUsageError
 from node.transports.isolation import ConnectionIsolation
 from node.transports.port import StunDelivery
+from node.transports.route import IPAddress, source_address
 from node.transports.session_path import OverSessionPath, PathSettings, SessionPath
 from node.transports.udp.admission import CookieGate
 from node.transports.udp.demux import SESSION_WORDS, Kind, classify
@@ -199,6 +200,10 @@ class UdpTransport(OverSessionPath[Addr], Transport):
             admit_init=self._gate,
         )
         self._table = self._path.table
+        # Each peer's session leaves from the source address the kernel picked for it; when the
+        # link monitor reports that address gone, the session is closed as NETWORK_DOWN at once.
+        self._path.on_address = self._address_moved
+        self._sources: dict[PeerId, IPAddress | None] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._sock: socket.socket | None = None  # the same socket as _udp's, for batched writes
         self._writer: BatchWriter | None = None
@@ -449,6 +454,27 @@ class UdpTransport(OverSessionPath[Addr], Transport):
 
     def peers(self) -> tuple[PeerId, ...]:
         return tuple(self._path.peers)
+
+    # -- the link monitor -------------------------------------------------------------------------
+
+    def _address_moved(self, peer: PeerId, _old: Addr | None, new: Addr | None) -> None:
+        if new is None:
+            self._sources.pop(peer, None)
+        else:
+            self._sources[peer] = source_address(new)
+
+    def source_of(self, peer: PeerId) -> IPAddress | None:
+        """The local address ``peer``'s session leaves from (None: unknown or not connected)."""
+        return self._sources.get(peer)
+
+    def network_down(self, lost: Collection[IPAddress]) -> tuple[PeerId, ...]:
+        """Close at once every session whose source address is in ``lost`` (the link monitor saw
+        the address or its interface's carrier go), each reported as PeerDisconnected
+        (NETWORK_DOWN) instead of after the 30 s consent timeout. Returns the peers closed."""
+        closed = tuple(peer for peer, source in self._sources.items() if source in lost)
+        for peer in closed:
+            self._path.disconnect(peer, GoneReason.NETWORK_DOWN)
+        return closed
 
 
 def _not_started(_callback: Callable[[], object]) -> None:
