@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,8 @@ from node.paths import NodeDirs, ensure_private_dir
 from node.proto.identity import Identity
 from node.proto.vocabulary import TransportState
 from node.security.keystore import KEY_FILE_NAME
-from node.services.control import ControlServer, ControlView
+from node.services.control import Command, ControlServer, ControlView
+from node.services.control_args import ArgumentError
 from node.services.nat import NatService, NatView
 from node.services.service import Service, ServiceView, TransportService
 from node.services.systemd import Notifier
@@ -31,6 +33,22 @@ from node.services.turn import TurnService, TurnView
 from node.services.udp import UdpService, UdpView
 
 log = logging.getLogger(__name__)
+
+WATCH_MIN_INTERVAL_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class WatchArgs:
+    """``watch_status``: a status line every ``interval_s``, ``count`` times (None: until closed)."""
+
+    interval_s: float = 1.0
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        if not WATCH_MIN_INTERVAL_S <= self.interval_s <= 3600:
+            raise ArgumentError("interval_s", f"must be between {WATCH_MIN_INTERVAL_S:g} and 3600 seconds")
+        if self.count is not None and self.count < 1:
+            raise ArgumentError("count", "must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +104,13 @@ class Node(Service[NodeStatus]):
         # The TURN relay comes up in the background when [turn] names servers.
         self.turn = TurnService(config, identity) if config.turn.servers else None
         # The control socket last: `status` answers only once every service runs.
-        self.control = ControlServer(dirs.control_socket, {"status": lambda: self.status().to_json()})
+        self.control = ControlServer(
+            dirs.control_socket,
+            {
+                "status": lambda: self.status().to_json(),
+                "watch_status": Command(self._watch_status, args=WatchArgs),
+            },
+        )
         # In start order; stopped in reverse.
         self.services: tuple[Service[ServiceView], ...] = tuple(
             s for s in (self.udp, self.nat, self.tls, self.turn, self.control) if s is not None
@@ -98,6 +122,14 @@ class Node(Service[NodeStatus]):
         for service in self.services:
             await stack.enter_async_context(service)
         self._started = time.monotonic()
+
+    async def _watch_status(self, args: WatchArgs) -> AsyncIterator[dict[str, Any]]:
+        sent = 0
+        while args.count is None or sent < args.count:
+            if sent:
+                await asyncio.sleep(args.interval_s)
+            yield self.status().to_json()
+            sent += 1
 
     def status(self) -> NodeStatus:
         carriers = [s for s in self.services if isinstance(s, TransportService)]
