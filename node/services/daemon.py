@@ -21,11 +21,13 @@ import node
 from node.config import Config
 from node.paths import NodeDirs, ensure_private_dir
 from node.proto.identity import Identity
-from node.proto.vocabulary import TransportState
+from node.proto.vocabulary import TransportHealth, TransportState
 from node.security.keystore import KEY_FILE_NAME
 from node.services.control import Command, ControlServer, ControlView
 from node.services.control_args import ArgumentError
+from node.services.metrics import MetricsServer, MetricsView
 from node.services.nat import NatService, NatView
+from node.services.node_metrics import NodeMetrics
 from node.services.service import Service, ServiceView, TransportService
 from node.services.systemd import Notifier
 from node.services.tcp_tls import TcpTlsService, TcpTlsView
@@ -62,6 +64,7 @@ class NodeStatus:
     nat: NatView
     tcp_tls: TcpTlsView | None
     turn: TurnView | None
+    metrics: MetricsView
     control: ControlView
 
     def to_json(self) -> dict[str, Any]:
@@ -76,6 +79,7 @@ class NodeStatus:
             "nat": self.nat.to_json(),
             "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
             "turn": None if self.turn is None else self.turn.to_json(),
+            "metrics": self.metrics.to_json(),
             "control": self.control.to_json(),
         }
 
@@ -103,6 +107,9 @@ class Node(Service[NodeStatus]):
         )
         # The TURN relay comes up in the background when [turn] names servers.
         self.turn = TurnService(config, identity) if config.turn.servers else None
+        # What the coordinator reports to, and GET /metrics ([metrics] listen; '' disables it).
+        self.node_metrics = NodeMetrics(self._health)
+        self.metrics = MetricsServer(config, self.node_metrics)
         # The control socket last: `status` answers only once every service runs.
         self.control = ControlServer(
             dirs.control_socket,
@@ -113,7 +120,7 @@ class Node(Service[NodeStatus]):
         )
         # In start order; stopped in reverse.
         self.services: tuple[Service[ServiceView], ...] = tuple(
-            s for s in (self.udp, self.nat, self.tls, self.turn, self.control) if s is not None
+            s for s in (self.udp, self.nat, self.tls, self.turn, self.metrics, self.control) if s is not None
         )
         self._started = time.monotonic()
 
@@ -131,6 +138,11 @@ class Node(Service[NodeStatus]):
             yield self.status().to_json()
             sent += 1
 
+    def _health(self) -> list[TransportHealth]:
+        """Every transport's health now (read at each scrape)."""
+        carriers = (self.udp, self.tls, self.turn)
+        return [s.transport.health() for s in carriers if s is not None]
+
     def status(self) -> NodeStatus:
         carriers = [s for s in self.services if isinstance(s, TransportService)]
         return NodeStatus(
@@ -143,6 +155,7 @@ class Node(Service[NodeStatus]):
             nat=self.nat.status(),
             tcp_tls=None if self.tls is None else self.tls.status(),
             turn=None if self.turn is None else self.turn.status(),
+            metrics=self.metrics.status(),
             control=self.control.status(),
         )
 
