@@ -70,8 +70,10 @@ def _refused(exc: control_client.Refused) -> int:
             return fail(f"the node is busy and still refused after retrying: {exc.detail}", EXIT_FAILURE)
         case control.ErrorCode.UNKNOWN_COMMAND:
             return fail(f"the node does not know this command (an older node?): {exc.detail}", EXIT_USAGE)
-        case control.ErrorCode.COMMAND_FAILED:
+        case control.ErrorCode.COMMAND_FAILED | control.ErrorCode.COMMAND_TIMEOUT:
             return fail(f"the node could not answer: {exc.detail}", EXIT_FAILURE)
+        case control.ErrorCode.TOO_MANY_STREAMS:  # not for status (no stream), for completeness
+            return fail(f"the node is busy: {exc.detail}", EXIT_FAILURE)
         case control.ErrorCode.BAD_REQUEST | control.ErrorCode.REQUEST_TOO_LARGE | control.ErrorCode.TIMEOUT:
             return fail(f"the node rejected this client's request ({exc.code}): {exc.detail}", EXIT_FAILURE)
         case None:

@@ -1,6 +1,15 @@
 """The control socket: a unix stream socket in the runtime directory that ``bitcraps-node status``
-queries. One JSON request line in, one JSON response line out: the command's result, or
-``{"error": {"code": <ErrorCode>, "message": <text>}}``.
+queries. One JSON request line in (``{"command": NAME, "args": {...}}``, args optional), one JSON
+response line out: the command's result, or ``{"error": {"code": <ErrorCode>, "message": <text>}}``.
+
+A command (``Command``) declares its arguments as a frozen dataclass (read and checked by
+control_args: a bad one is ``bad_request`` naming it) and may be a plain function, a coroutine
+(run within its ``timeout_s``, else ``command_timeout``) or a stream: an async iterator whose items
+are written one JSON line each, as they come, until it ends or the client ends its side (closes
+or shuts down writing). A stream holds one item at a time: a client that does not read for
+STREAM_WRITE_TIMEOUT_S (once the socket's buffer is full) has its stream closed, so a slow reader
+costs the node a kernel buffer and one item, never a queue. At most MAX_STREAMS are open, so
+streams never take every client slot from ``status``.
 
 Only the owner can connect (the socket is 0600 in a 0700 directory), so whoever connects is the
 operator or acts for them; still, nothing one client does may hurt the node. Requests are capped
@@ -20,22 +29,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from node.errors import LocalError, NodeError, ReasonError, RemoteError
+from node.errors import LocalError, NodeError
 from node.os_errors import os_reason
+from node.services.control_args import check_schema, no_args, parse_args
+from node.services.control_errors import ErrorCode, RequestError
 from node.services.service import Service
 from node.transports.isolation import ConnectionIsolation
+
+__all__ = [
+    "CLIENT_TIMEOUT_S",
+    "MAX_REQUEST_BYTES",
+    "MAX_STREAMS",
+    "SEND_TIMEOUT_S",
+    "STREAM_WRITE_TIMEOUT_S",
+    "AlreadyRunning",
+    "Command",
+    "Commands",
+    "ControlError",
+    "ControlServer",
+    "ControlView",
+    "ErrorCode",  # from control_errors, where the client and argument parsing share it
+    "RequestError",
+    "error_reply",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +74,39 @@ MAX_CLIENTS = 16
 LISTEN_BACKLOG = 128
 ACCEPT_BACKOFF_S = 0.1
 READ_CHUNK = 4096
+COMMAND_TIMEOUT_S = 10.0  # an async command's default ceiling (a command may set its own)
+# A stream's client has this long to take one line once its socket buffer (~200 KiB) is full.
+STREAM_WRITE_TIMEOUT_S = 5.0
+MAX_STREAMS = MAX_CLIENTS // 2
 
-Commands = Mapping[str, Callable[[], dict[str, Any]]]
+Result = dict[str, Any]
 
 
-class ErrorCode(StrEnum):
-    """Why the node did not answer a request with a result (``error.code`` on the wire)."""
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A control command. ``handler`` is called with the parsed arguments (an ``args`` instance)
+    or, when ``args`` is None, with none; it returns a result, an awaitable of one (awaited
+    within ``timeout_s``), or an async iterator of results (a stream; the awaitable may also
+    give one). A NodeError it raises is told to the client as ``command_failed``."""
 
-    BAD_REQUEST = "bad_request"  # not one JSON object line with a "command" string
-    UNKNOWN_COMMAND = "unknown_command"
-    REQUEST_TOO_LARGE = "request_too_large"  # no end of line within MAX_REQUEST_BYTES
-    TIMEOUT = "timeout"  # no whole request line within CLIENT_TIMEOUT_S
-    TOO_MANY_CLIENTS = "too_many_clients"  # MAX_CLIENTS are being served
-    COMMAND_FAILED = "command_failed"  # the command could not answer (see the message)
+    handler: Callable[..., object]
+    args: type[Any] | None = None
+    timeout_s: float = COMMAND_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.args is not None:
+            check_schema(self.args)  # a schema bug shows when the node starts, not at a request
+
+    def bind(self, raw_args: object) -> Callable[[], object]:
+        """The handler with its arguments read from the request. Raises RequestError."""
+        if self.args is None:
+            no_args(raw_args)
+            return self.handler
+        return functools.partial(self.handler, parse_args(self.args, raw_args))
+
+
+# A plain function of no arguments (``status``) is a command as it is.
+Commands = Mapping[str, Callable[[], Result] | Command]
 
 
 class ControlError(LocalError):
@@ -71,18 +119,6 @@ class AlreadyRunning(ControlError):
         self.path = path
 
 
-class RequestError(ReasonError[ErrorCode], RemoteError):
-    """What a control client sent cannot be answered; the client is told ``code`` (the
-    ``reason``, named as on the wire) and ``detail``."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(code, message)
-
-    @property
-    def code(self) -> ErrorCode:
-        return self.reason
-
-
 @dataclass(frozen=True, slots=True)
 class ControlView:
     """What ``status`` shows under ``control``."""
@@ -93,6 +129,8 @@ class ControlView:
     refused: int  # clients told too_many_clients
     errors: dict[str, int]  # other typed error replies, by code
     faults: dict[str, int]  # clients closed by a fault the isolation wall contained, by type
+    streams: int  # open now
+    streams_slow: int  # closed because their client did not read
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +140,8 @@ class ControlView:
             "refused": self.refused,
             "errors": dict(self.errors),
             "faults": dict(self.faults),
+            "streams": self.streams,
+            "streams_slow": self.streams_slow,
         }
 
 
@@ -129,6 +169,10 @@ class ControlServer(Service[ControlView]):
         self._refused = 0
         self._errors: Counter[ErrorCode] = Counter()
         self._full_logged = False
+        self._streams = 0
+        self._streams_slow = 0
+        # Built once: a schema bug fails the node's start, not a request.
+        self._bound = {name: c if isinstance(c, Command) else Command(c) for name, c in commands.items()}
 
     async def _start(self, stack: AsyncExitStack) -> None:
         if self._path.exists() or self._path.is_symlink():
@@ -161,6 +205,8 @@ class ControlServer(Service[ControlView]):
             refused=self._refused,
             errors={code.value: n for code, n in sorted(self._errors.items())},
             faults=self.isolation.snapshot(),
+            streams=self._streams,
+            streams_slow=self._streams_slow,
         )
 
     # -- clients --------------------------------------------------------------------------
@@ -227,33 +273,112 @@ class ControlServer(Service[ControlView]):
         else:
             if line is None:
                 return  # connected and left without a word: another node checking we are alive
-            reply = self._answer(line)
+            answer = await self._answer(line)
+            if not isinstance(answer, bytes):
+                await self._stream(conn, *answer)
+                return
+            reply = answer
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 await loop.sock_sendall(conn, reply)
         except (TimeoutError, ConnectionError) as exc:
             log.debug("control client did not take its reply: %r", exc)
 
-    def _answer(self, line: bytes) -> bytes:
+    async def _answer(self, line: bytes) -> bytes | tuple[str, AsyncIterator[Result]]:
+        """The reply line, or the stream to write."""
         try:
-            command = _parse(line)
-            handler = self._commands.get(command)
-            if handler is None:
-                raise RequestError(ErrorCode.UNKNOWN_COMMAND, f"no command {command!r}")
-            result = self.isolation.call(_invoke, f"control command {command}", handler)
-            if result is None:
+            name, raw_args = _parse(line)
+            command = self._bound.get(name)
+            if command is None:
+                raise RequestError(ErrorCode.UNKNOWN_COMMAND, f"no command {name!r}")
+            call = command.bind(raw_args)
+            result = self.isolation.call(_invoke, f"control command {name}", call)
+            if inspect.isawaitable(result):
+                result = await self._await(name, command, result)
+            if result is None or not isinstance(result, dict | NodeError | AsyncIterator):
+                if result is not None:
+                    log.error("control command %s returned %s, not a result", name, type(result).__name__)
                 raise RequestError(
                     ErrorCode.COMMAND_FAILED,
-                    f"{command} failed on a fault in the node (logged, counted in status control.faults)",
+                    f"{name} failed on a fault in the node (logged, counted in status control.faults)",
                 )
             if isinstance(result, NodeError):
                 # A command that cannot answer (e.g. a service mid-shutdown) says so to the client.
-                log.warning("control command %s failed: %s", command, result)
-                raise RequestError(ErrorCode.COMMAND_FAILED, f"{command} failed: {result}")
+                log.warning("control command %s failed: %s", name, result)
+                raise RequestError(ErrorCode.COMMAND_FAILED, f"{name} failed: {result}")
+            if isinstance(result, AsyncIterator):
+                if self._streams >= MAX_STREAMS:
+                    await self._close_items(name, result)
+                    raise RequestError(
+                        ErrorCode.TOO_MANY_STREAMS, f"{MAX_STREAMS} streams are open; end one first"
+                    )
+                return name, result
         except RequestError as exc:
             return self._error(exc)
         self._served += 1
-        return json.dumps(result).encode() + b"\n"
+        return _line(result)
+
+    async def _await(self, name: str, command: Command, awaitable: Awaitable[object]) -> object:
+        timer = asyncio.timeout(command.timeout_s)
+        try:
+            async with timer:
+                # The wall catches the handler's own errors (a TimeoutError of its own included):
+                # only ours reaches the handler below.
+                return await self.isolation.run(_invoke_async(awaitable), f"control command {name}")
+        except TimeoutError as exc:
+            raise RequestError(
+                ErrorCode.COMMAND_TIMEOUT, f"{name} did not finish within {command.timeout_s:g} s"
+            ) from exc
+
+    # -- streams --------------------------------------------------------------------------
+
+    async def _stream(self, conn: socket.socket, name: str, items: AsyncIterator[Result]) -> None:
+        """Write ``items`` until they end, the client ends its side, or it stops reading."""
+        self._streams += 1
+        self._served += 1
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                pump = tasks.create_task(
+                    self.isolation.run(self._pump(conn, name, items), f"control stream {name}")
+                )
+                watch = tasks.create_task(_until_client_ends(conn))
+                await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+                pump.cancel()
+                watch.cancel()
+        finally:
+            self._streams -= 1
+            await self._close_items(name, items)
+
+    async def _pump(self, conn: socket.socket, name: str, items: AsyncIterator[Result]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for item in items:
+                try:
+                    async with asyncio.timeout(STREAM_WRITE_TIMEOUT_S):
+                        await loop.sock_sendall(conn, _line(item))
+                except TimeoutError:
+                    self._streams_slow += 1
+                    log.info(
+                        "control stream %s: the client took nothing for %g s; stream closed",
+                        name,
+                        STREAM_WRITE_TIMEOUT_S,
+                    )
+                    return
+                except OSError as exc:
+                    log.debug("control stream %s: the client left: %r", name, exc)
+                    return
+        except NodeError as exc:
+            log.warning("control stream %s failed: %s", name, exc)
+            reply = self._error(RequestError(ErrorCode.COMMAND_FAILED, f"{name} failed: {exc}"))
+            with contextlib.suppress(TimeoutError, OSError):
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await loop.sock_sendall(conn, reply)
+
+    async def _close_items(self, name: str, items: AsyncIterator[Result]) -> None:
+        """Let the stream's producer clean up (unsubscribe), behind the wall."""
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            await self.isolation.run(close(), f"control stream {name} (closing)")
 
     def _error(self, exc: RequestError) -> bytes:
         self._errors[exc.code] += 1
@@ -261,12 +386,31 @@ class ControlServer(Service[ControlView]):
         return error_reply(exc.code, exc.detail)
 
 
-def _invoke(handler: Callable[[], dict[str, Any]]) -> dict[str, Any] | NodeError:
+def _line(result: Result) -> bytes:
+    return json.dumps(result).encode() + b"\n"
+
+
+def _invoke(handler: Callable[[], object]) -> object:
     """A command's result, or the typed error it raised (anything else is a fault for the wall)."""
     try:
         return handler()
     except NodeError as exc:
         return exc
+
+
+async def _invoke_async(awaitable: Awaitable[object]) -> object:
+    try:
+        return await awaitable
+    except NodeError as exc:
+        return exc
+
+
+async def _until_client_ends(conn: socket.socket) -> None:
+    """Returns when the client closes or shuts down its side; what it sends meanwhile is dropped."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(OSError):
+        while await loop.sock_recv(conn, READ_CHUNK):
+            pass
 
 
 async def _read_line(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> bytes | None:
@@ -285,8 +429,9 @@ async def _read_line(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> by
             return bytes(buf)
 
 
-def _parse(line: bytes) -> str:
-    """The command a request line names. Raises RequestError(BAD_REQUEST)."""
+def _parse(line: bytes) -> tuple[str, object]:
+    """The command a request line names and its raw ``args`` (None when absent).
+    Raises RequestError(BAD_REQUEST)."""
     try:
         request = json.loads(line)
     except RecursionError as exc:
@@ -297,7 +442,7 @@ def _parse(line: bytes) -> str:
     command = request.get("command") if isinstance(request, dict) else None
     if not isinstance(command, str):
         raise RequestError(ErrorCode.BAD_REQUEST, "send one JSON object line with a 'command' string")
-    return command
+    return command, request.get("args")
 
 
 def _listen(path: Path) -> socket.socket:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,13 @@ import node
 from node.config import Config
 from node.paths import NodeDirs, ensure_private_dir
 from node.proto.identity import Identity
-from node.proto.vocabulary import TransportState
+from node.proto.vocabulary import TransportHealth, TransportState
 from node.security.keystore import KEY_FILE_NAME
-from node.services.control import ControlServer, ControlView
+from node.services.control import Command, ControlServer, ControlView
+from node.services.control_args import ArgumentError
+from node.services.metrics import MetricsServer, MetricsView
 from node.services.nat import NatService, NatView
+from node.services.node_metrics import NodeMetrics
 from node.services.service import Service, ServiceView, TransportService
 from node.services.systemd import Notifier
 from node.services.tcp_tls import TcpTlsService, TcpTlsView
@@ -31,6 +35,22 @@ from node.services.turn import TurnService, TurnView
 from node.services.udp import UdpService, UdpView
 
 log = logging.getLogger(__name__)
+
+WATCH_MIN_INTERVAL_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class WatchArgs:
+    """``watch_status``: a status line every ``interval_s``, ``count`` times (None: until closed)."""
+
+    interval_s: float = 1.0
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        if not WATCH_MIN_INTERVAL_S <= self.interval_s <= 3600:
+            raise ArgumentError("interval_s", f"must be between {WATCH_MIN_INTERVAL_S:g} and 3600 seconds")
+        if self.count is not None and self.count < 1:
+            raise ArgumentError("count", "must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +64,7 @@ class NodeStatus:
     nat: NatView
     tcp_tls: TcpTlsView | None
     turn: TurnView | None
+    metrics: MetricsView
     control: ControlView
 
     def to_json(self) -> dict[str, Any]:
@@ -58,6 +79,7 @@ class NodeStatus:
             "nat": self.nat.to_json(),
             "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
             "turn": None if self.turn is None else self.turn.to_json(),
+            "metrics": self.metrics.to_json(),
             "control": self.control.to_json(),
         }
 
@@ -85,11 +107,20 @@ class Node(Service[NodeStatus]):
         )
         # The TURN relay comes up in the background when [turn] names servers.
         self.turn = TurnService(config, identity) if config.turn.servers else None
+        # What the coordinator reports to, and GET /metrics ([metrics] listen; '' disables it).
+        self.node_metrics = NodeMetrics(self._health)
+        self.metrics = MetricsServer(config, self.node_metrics)
         # The control socket last: `status` answers only once every service runs.
-        self.control = ControlServer(dirs.control_socket, {"status": lambda: self.status().to_json()})
+        self.control = ControlServer(
+            dirs.control_socket,
+            {
+                "status": lambda: self.status().to_json(),
+                "watch_status": Command(self._watch_status, args=WatchArgs),
+            },
+        )
         # In start order; stopped in reverse.
         self.services: tuple[Service[ServiceView], ...] = tuple(
-            s for s in (self.udp, self.nat, self.tls, self.turn, self.control) if s is not None
+            s for s in (self.udp, self.nat, self.tls, self.turn, self.metrics, self.control) if s is not None
         )
         self._started = time.monotonic()
 
@@ -98,6 +129,19 @@ class Node(Service[NodeStatus]):
         for service in self.services:
             await stack.enter_async_context(service)
         self._started = time.monotonic()
+
+    async def _watch_status(self, args: WatchArgs) -> AsyncIterator[dict[str, Any]]:
+        sent = 0
+        while args.count is None or sent < args.count:
+            if sent:
+                await asyncio.sleep(args.interval_s)
+            yield self.status().to_json()
+            sent += 1
+
+    def _health(self) -> list[TransportHealth]:
+        """Every transport's health now (read at each scrape)."""
+        carriers = (self.udp, self.tls, self.turn)
+        return [s.transport.health() for s in carriers if s is not None]
 
     def status(self) -> NodeStatus:
         carriers = [s for s in self.services if isinstance(s, TransportService)]
@@ -111,6 +155,7 @@ class Node(Service[NodeStatus]):
             nat=self.nat.status(),
             tcp_tls=None if self.tls is None else self.tls.status(),
             turn=None if self.turn is None else self.turn.status(),
+            metrics=self.metrics.status(),
             control=self.control.status(),
         )
 

@@ -23,7 +23,7 @@ from tests.support.nodeproc import NODE, cli
 pytestmark = pytest.mark.process
 
 REPO = Path(__file__).resolve().parents[2]
-LOOPBACK = '[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n[tcp_tls]\nport = 0\n'
+LOOPBACK = '[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n[tcp_tls]\nport = 0\n[metrics]\nlisten = ""\n'
 
 
 @pytest.fixture

@@ -30,7 +30,9 @@ def _show(tmp_path: Path, state: Path) -> subprocess.CompletedProcess[str]:
 
 def _run(tmp_path: Path, state: Path) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "node.toml"
-    config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n[tcp_tls]\nport = 0\n')
+    config.write_text(
+        '[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n[tcp_tls]\nport = 0\n[metrics]\nlisten = ""\n'
+    )
     return cli(
         "run",
         "--config",

@@ -60,6 +60,8 @@ def test_ready_watchdog_status_stun_and_orderly_stop(
         "refused": 0,
         "errors": {},
         "faults": {},
+        "streams": 0,
+        "streams_slow": 0,
     }
     human = cli("status", "--runtime-dir", str(running_node.runtime_dir))
     assert human.returncode == 0, human.stderr

@@ -70,6 +70,8 @@ def start_node(tmp_path: Path, notify_path: Path | None = None, extra_config: st
     config = tmp_path / "node.toml"
     if "[tcp_tls]" not in extra_config:
         extra_config += "\n[tcp_tls]\nport = 0\n"  # a free port: tests run nodes side by side
+    if "[metrics]" not in extra_config:
+        extra_config += '\n[metrics]\nlisten = ""\n'  # off: nodes side by side would share its port
     config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n' + extra_config)
     state, runtime = tmp_path / "state", tmp_path / "run"
     env = dict(os.environ, WATCHDOG_USEC="200000")
