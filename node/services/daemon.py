@@ -21,18 +21,20 @@ import node
 from node.config import Config
 from node.paths import NodeDirs, ensure_private_dir
 from node.proto.identity import Identity
-from node.proto.vocabulary import TransportHealth, TransportState
+from node.proto.vocabulary import PeerId, TransportHealth, TransportState
 from node.security.keystore import KEY_FILE_NAME
 from node.services.control import Command, ControlServer, ControlView
 from node.services.control_args import ArgumentError
 from node.services.metrics import MetricsServer, MetricsView
 from node.services.nat import NatService, NatView
+from node.services.network import NetworkService, NetworkView
 from node.services.node_metrics import NodeMetrics
 from node.services.service import Service, ServiceView, TransportService
 from node.services.systemd import Notifier
 from node.services.tcp_tls import TcpTlsService, TcpTlsView
 from node.services.turn import TurnService, TurnView
 from node.services.udp import UdpService, UdpView
+from node.transports.route import IPAddress
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class NodeStatus:
     nat: NatView
     tcp_tls: TcpTlsView | None
     turn: TurnView | None
+    network: NetworkView
     metrics: MetricsView
     control: ControlView
 
@@ -79,6 +82,7 @@ class NodeStatus:
             "nat": self.nat.to_json(),
             "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
             "turn": None if self.turn is None else self.turn.to_json(),
+            "network": self.network.to_json(),
             "metrics": self.metrics.to_json(),
             "control": self.control.to_json(),
         }
@@ -107,6 +111,10 @@ class Node(Service[NodeStatus]):
         )
         # The TURN relay comes up in the background when [turn] names servers.
         self.turn = TurnService(config, identity) if config.turn.servers else None
+        # The link monitor: a lost address closes what left from it at once, any change reruns
+        # NAT discovery (node.services.network).
+        self.network = NetworkService(rediscover=self.nat.rediscover)
+        self.network.lost_handlers.append(self._network_down)
         # What the coordinator reports to, and GET /metrics ([metrics] listen; '' disables it).
         self.node_metrics = NodeMetrics(self._health)
         self.metrics = MetricsServer(config, self.node_metrics)
@@ -120,7 +128,9 @@ class Node(Service[NodeStatus]):
         )
         # In start order; stopped in reverse.
         self.services: tuple[Service[ServiceView], ...] = tuple(
-            s for s in (self.udp, self.nat, self.tls, self.turn, self.metrics, self.control) if s is not None
+            s
+            for s in (self.udp, self.nat, self.tls, self.turn, self.network, self.metrics, self.control)
+            if s is not None
         )
         self._started = time.monotonic()
 
@@ -129,6 +139,18 @@ class Node(Service[NodeStatus]):
         for service in self.services:
             await stack.enter_async_context(service)
         self._started = time.monotonic()
+
+    def _network_down(self, lost: frozenset[IPAddress]) -> tuple[PeerId, ...]:
+        """Close every link and session leaving from a lost address; remake the TURN allocation
+        if its connection left from one. Returns the peers disconnected."""
+        closed = self.udp.transport.network_down(lost)
+        if self.tls is not None:
+            closed += self.tls.transport.network_down(lost)
+        if self.turn is not None and self.turn.transport.network_down(lost):
+            log.info("TURN allocation remade: its local address is gone")
+        if closed:
+            log.info("closed %d links and sessions whose local address is gone", len(closed))
+        return closed
 
     async def _watch_status(self, args: WatchArgs) -> AsyncIterator[dict[str, Any]]:
         sent = 0
@@ -155,6 +177,7 @@ class Node(Service[NodeStatus]):
             nat=self.nat.status(),
             tcp_tls=None if self.tls is None else self.tls.status(),
             turn=None if self.turn is None else self.turn.status(),
+            network=self.network.status(),
             metrics=self.metrics.status(),
             control=self.control.status(),
         )
