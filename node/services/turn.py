@@ -77,6 +77,7 @@ def build_transport(config: Config, identity: Identity, **options: Any) -> TurnR
             max_connections=t.max_connections,
             connect_timeout=t.connect_timeout_s,
             max_message=t.max_message_bytes,
+            health_check_interval=t.health_check_interval_s,
             reassembly=reassembly_limits(config),
         ),
         **options,

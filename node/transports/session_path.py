@@ -82,6 +82,7 @@ class PathSettings:
     plaintext: int = 1200  # a fragment's plaintext budget on this path (node.proto.datagram.fragments)
     connect_timeout: float = 30.0
     probe_timeout: float = 5.0  # a probe unanswered this long counts as lost
+    health_check_interval: float = 10.0  # every peer is probed this often (RTT and loss samples)
     performance_samples: int = 100
     event_queue: int = 4096  # received messages held for the consumer, at most
     table: TableConfig = DEFAULT_TABLE_CONFIG  # max_sessions = transport.max_connections
@@ -123,6 +124,7 @@ class SessionPath(Generic[A]):
         self.closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: CoreTimer | None = None
+        self._next_health: float | None = None  # when every peer is probed next
         self._dials: dict[PeerId, list[asyncio.Future[None]]] = {}
         self._probes: dict[int, _Probe] = {}
         self.rtt: deque[float] = deque(maxlen=settings.performance_samples)
@@ -140,6 +142,9 @@ class SessionPath(Generic[A]):
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._timer = CoreTimer(loop, self._get_timer, self._handle_timer, self.flush)
+        # The health probes ride on the path's one timer (UDP and TURN alike): no task of their own.
+        self._next_health = loop.time() + self.settings.health_check_interval
+        self._timer.rearm()
 
     def close(self) -> None:
         """Stop the timer, fail every dial and probe still waiting, end the event stream."""
@@ -213,15 +218,19 @@ class SessionPath(Generic[A]):
             self.pump()
 
     def _get_timer(self) -> float | None:
-        table = self.table.get_timer()
-        fragments = self.reassembler.get_timer()
-        if table is None or fragments is None:
-            return table if fragments is None else fragments
-        return min(table, fragments)
+        deadlines = [
+            at
+            for at in (self.table.get_timer(), self.reassembler.get_timer(), self._next_health)
+            if at is not None
+        ]
+        return min(deadlines) if deadlines else None
 
     def _handle_timer(self, now: float) -> None:
         self.table.handle_timer(now)
         self.reassembler.handle_timer(now)
+        if self._next_health is not None and now >= self._next_health:
+            self._next_health = now + self.settings.health_check_interval
+            self.check_health()
 
     # -- table events -------------------------------------------------------------------------
 

@@ -36,9 +36,10 @@ from node.security.trust import SessionVerifier, TrustMode, TrustPolicy
 from node.transports.base import TransportUsageError
 from node.transports.turn.allocator import RelayAllocation
 from node.transports.turn.connection import HOLD_MAX, READ_BATCH, TurnConnection, tls_context
-from node.transports.turn.relay import TurnRelayTransport
+from node.transports.turn.relay import RelaySettings, TurnRelayTransport
 from tests.fakes.stun_server import Datagram
 from tests.fakes.turn_server import Address, TurnServerModel
+from tests.support.tlsnodes import eventually
 
 GOOD = Credentials("alice", "wonderland")
 PEER = (ipaddress.IPv4Address("192.0.2.7"), 7000)
@@ -381,3 +382,25 @@ async def test_a_lost_local_address_remakes_the_allocation_at_once(
         assert relay.counters.losses == 1
         assert relays[1] is None and relays[-1] is not None
         await relay.peer_ready(PEER)  # its peers restored on the new allocation
+
+
+async def test_the_relay_transport_probes_its_peers_by_itself(
+    served: tuple[ModelServer, dict[TurnTransport, int]],
+) -> None:
+    """Health over TURN is measured as on UDP: each peer probed every health_check_interval on
+    the path's own timer, so health() has an RTT and a loss figure without anyone calling ping."""
+    _, ports = served
+    servers = [_udp(ports[TurnTransport.UDP])]
+    alice, bob = _identity(), _identity()
+    often = RelaySettings(health_check_interval=0.05)
+    async with (
+        TurnRelayTransport(servers, lambda: GOOD, alice, _dev(), settings=often) as a,
+        TurnRelayTransport(servers, lambda: GOOD, bob, _dev(), settings=often) as b,
+    ):
+        assert a.relayed is not None and b.relayed is not None
+        a_at = RelayEndpoint(IpEndpoint(*ports_endpoint(ports)), IpEndpoint(*a.relayed))
+        b_at = RelayEndpoint(IpEndpoint(*ports_endpoint(ports)), IpEndpoint(*b.relayed))
+        await asyncio.gather(a.connect(bob.peer_id, b_at), b.connect(alice.peer_id, a_at))
+        await eventually(lambda: a.health().loss is not None and b.health().loss is not None)
+        health = a.health()
+        assert health.rtt_ms is not None and health.loss == 0.0

@@ -73,6 +73,7 @@ class RelaySettings:
     connect_timeout: float = 30.0  # seconds for a peer's permission, then again for its handshake
     max_message: int = 1 << 20  # transport.max_message_bytes
     event_queue: int = 4096  # received messages held for the consumer, at most
+    health_check_interval: float = 10.0  # transport.health_check_interval_s: probes of each peer
     reassembly: ReassemblyLimits = field(default_factory=ReassemblyLimits)
 
     def path(self) -> PathSettings:
@@ -83,6 +84,7 @@ class RelaySettings:
             plaintext=TURN_PLAINTEXT,
             connect_timeout=self.connect_timeout,
             event_queue=self.event_queue,
+            health_check_interval=self.health_check_interval,
             table=replace(DEFAULT_TABLE_CONFIG, max_sessions=self.max_connections),
             reassembly=self.reassembly,
         )

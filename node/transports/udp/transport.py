@@ -109,6 +109,7 @@ class UdpSettings:
             plaintext=UDP_PLAINTEXT,
             connect_timeout=self.connect_timeout,
             probe_timeout=self.probe_timeout,
+            health_check_interval=self.health_check_interval,
             performance_samples=self.performance_samples,
             event_queue=self.event_queue,
             table=self.table,
@@ -209,8 +210,6 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         self._writer: BatchWriter | None = None
         self._unwritten: tuple[list[bytes], Addr] | None = None  # the batch _writer is writing
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: asyncio.TaskGroup | None = None
-        self._health_task: asyncio.Task[None] | None = None
         self._paused: asyncio.Future[None] | None = None
         self._closing = False
         self.state = TransportState.STOPPED
@@ -253,10 +252,6 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         self._sock.setblocking(False)
         self._writer = BatchWriter(self._sock, self._batch_failed)
         self._path.start(loop)
-        tasks = asyncio.TaskGroup()
-        await tasks.__aenter__()
-        self._tasks = tasks
-        self._health_task = tasks.create_task(self._health_loop(), name="udp-health")
         self.state = TransportState.READY
         return self
 
@@ -270,13 +265,8 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         self._closing = True
         self._path.closing = True
         try:
-            tasks, self._tasks = self._tasks, None
-            if tasks is not None:
-                if self._health_task is not None:
-                    self._health_task.cancel()
-                await tasks.__aexit__(None, None, None)
-        finally:
             self._path.close()
+        finally:
             if self._udp is not None:
                 self._udp.close()
                 self._udp = None
@@ -426,11 +416,6 @@ class UdpTransport(OverSessionPath[Addr], Transport):
             paused.set_result(None)
 
     # -- health -------------------------------------------------------------------------------
-
-    async def _health_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.health_check_interval)
-            self.wall.call(self._path.check_health, "UDP health check")
 
     def health(self) -> TransportHealth:
         sessions = self._table.status().sessions
