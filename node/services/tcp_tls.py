@@ -18,10 +18,9 @@ from typing import Any
 from node.config import Config
 from node.proto.identity import Identity
 from node.proto.vocabulary import MessageReceived, TransportState
-from node.security.trust import TrustMode
 from node.services.background import run_in_background
 from node.services.service import TransportService
-from node.services.trust import trust_policy, trust_settings
+from node.services.trust import trust_policy, trust_settings, warn_if_development
 from node.transports.tcp_tls.link import LinkSettings, make_credentials
 from node.transports.tcp_tls.slots import Refusal
 from node.transports.tcp_tls.transport import TcpTlsSettings, TcpTlsTransport
@@ -34,8 +33,7 @@ def build_transport(
 ) -> TcpTlsTransport:
     """The TCP-TLS transport as configured. Raises TrustConfigError for unusable trust settings."""
     policy = trust_policy(config)
-    if policy.mode is TrustMode.DEVELOPMENT:
-        log.warning("TCP-TLS trust: development mode, INSECURE: any peer id is accepted (bound to its key)")
+    warn_if_development(policy, "TCP-TLS")
     creds = make_credentials(identity, key_file, policy, trust_settings(config).cert_file)
     t = config.transport
     settings = TcpTlsSettings(

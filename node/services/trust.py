@@ -5,6 +5,7 @@ TURN decide whom to admit by the same fleet CA, pins and development mode.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -12,6 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from node.config import Config
 from node.proto.identity import Identity
 from node.security.trust import SessionVerifier, TrustMode, TrustPolicy, TrustSettings
+
+log = logging.getLogger(__name__)
 
 
 def trust_settings(config: Config) -> TrustSettings:
@@ -28,6 +31,16 @@ def trust_policy(config: Config) -> TrustPolicy:
     """The policy any transport admits peers by. Raises TrustConfigError for unusable settings
     (an unreadable CA, or no CA, no pins and the development mode refused)."""
     return TrustPolicy.from_settings(trust_settings(config))
+
+
+def warn_if_development(policy: TrustPolicy, transport: str) -> None:
+    """One warning when ``transport`` (as logs name it: TCP-TLS, UDP, TURN) starts under the
+    development mode: it proves each peer's key but admits any peer id, so an operator must see
+    that no peer is verified, on every transport that admits peers, not only on TCP-TLS."""
+    if policy.mode is TrustMode.DEVELOPMENT:
+        log.warning(
+            "%s trust: development mode, INSECURE: any peer id is accepted (bound to its key)", transport
+        )
 
 
 def session_verifier(config: Config) -> SessionVerifier:

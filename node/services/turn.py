@@ -27,7 +27,7 @@ from node.proto.turn.uri import TurnServerAddress, TurnTransport, parse_turn_uri
 from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
 from node.services.background import run_in_background
 from node.services.service import TransportService
-from node.services.trust import session_trust
+from node.services.trust import session_trust, trust_policy, warn_if_development
 from node.services.udp import reassembly_limits
 from node.transports.turn.connection import tls_context
 from node.transports.turn.relay import RelaySettings, TurnRelayTransport
@@ -89,6 +89,7 @@ class TurnView:
     """What ``status`` shows under ``turn``."""
 
     state: TransportState
+    trust: str  # the trust policy's description, as under ``tcp_tls``
     relayed_address: str | None
     server: str | None
     allocations: int
@@ -101,6 +102,7 @@ class TurnView:
     def to_json(self) -> dict[str, Any]:
         return {
             "state": self.state.value,
+            "trust": self.trust,
             "relayed_address": self.relayed_address,
             "server": self.server,
             "allocations": self.allocations,
@@ -120,6 +122,11 @@ class TurnService(TransportService[TurnView]):
         self.config = config
         self.identity = identity
         self.transport: TurnRelayTransport = build_transport(config, identity)
+        # Warned here, not in build_transport: the keeper builds a transport again after each
+        # failed attempt, and the policy is the same every time.
+        policy = trust_policy(config)
+        warn_if_development(policy, "TURN")
+        self.trust = policy.describe()
         self._phase = TransportState.STOPPED  # the keeper's: READY once the relay is up
         self._failures = 0
 
@@ -166,6 +173,7 @@ class TurnService(TransportService[TurnView]):
         conn = relay.connection
         return TurnView(
             state=self.state,
+            trust=self.trust,
             relayed_address=None if relayed is None else str(IpEndpoint(relayed[0], relayed[1])),
             server=None if conn is None else str(conn.server),
             allocations=relay.counters.allocations,

@@ -27,7 +27,7 @@ from node.proto.stun.responder import BindingResponder, Outcome
 from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
 from node.services.background import run_in_background
 from node.services.service import TransportService
-from node.services.trust import session_trust
+from node.services.trust import session_trust, trust_policy, warn_if_development
 from node.transports.isolation import ConnectionIsolation
 from node.transports.udp.transport import BindError, StunResponseHook, UdpSettings, UdpTransport
 
@@ -44,6 +44,7 @@ class UdpView:
 
     outcomes: tuple[tuple[Outcome, int], ...]  # every Outcome, zeros included
     faults: dict[str, int]
+    trust: str = ""  # the trust policy's description, as under ``tcp_tls``
     sessions: int = 0
     handshakes: int = 0
     cookies_sent: int = 0
@@ -52,6 +53,7 @@ class UdpView:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "trust": self.trust,
             "sessions": self.sessions,
             "handshakes": self.handshakes,
             "cookies_sent": self.cookies_sent,
@@ -86,6 +88,7 @@ def build_transport(
     ``wrap_verifier`` wraps the trust policy's verifier (the ping CLI notes the id a key proves)."""
     verifier: PeerVerifier
     verifier, credential = session_trust(config, identity)
+    warn_if_development(verifier.policy, "UDP")
     t = config.transport
     settings = UdpSettings(
         max_message=t.max_message_bytes,
@@ -117,6 +120,7 @@ class UdpService(TransportService[UdpView]):
         super().__init__()
         self.wall = ConnectionIsolation("udp")
         self.transport = build_transport(config, identity, responder=responder, wall=self.wall)
+        self.trust = trust_policy(config).describe()  # the policy the transport's verifier holds
 
     @property
     def responder(self) -> BindingResponder:
@@ -151,6 +155,7 @@ class UdpService(TransportService[UdpView]):
         return UdpView(
             tuple((o, counters[o]) for o in Outcome),
             self.wall.snapshot(),
+            trust=self.trust,
             sessions=metrics.sessions,
             handshakes=metrics.handshakes,
             cookies_sent=metrics.cookies_sent,

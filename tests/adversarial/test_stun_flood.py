@@ -159,6 +159,7 @@ def _fresh_status(attacked: NodeUnderAttack) -> None:
     status = attacked.status()
     assert status["stun"] == {"answered": 0, "rejected": 0, "not_stun": 0, "malformed": 0, "ignored": 0}
     assert status["udp"] == {
+        "trust": status["tcp_tls"]["trust"],  # one trust policy for every transport
         "sessions": 0,
         "handshakes": 0,
         "cookies_sent": 0,

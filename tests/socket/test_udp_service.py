@@ -54,6 +54,7 @@ async def test_answers_binding_and_survives_garbage() -> None:
         assert view.stun_json() == {"answered": 1, "rejected": 0, "not_stun": 1, "malformed": 2, "ignored": 0}
         # The datagram neither STUN nor a session message is counted as malformed on the port too.
         assert view.to_json() == {
+            "trust": "development (INSECURE: any peer is accepted)",
             "sessions": 0,
             "handshakes": 0,
             "cookies_sent": 0,

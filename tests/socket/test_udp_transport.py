@@ -179,6 +179,7 @@ async def test_the_node_process_answers_stun_and_sessions_on_one_port(running_no
         status = await asyncio.to_thread(_status, node)
     udp = status["udp"]
     assert udp == {
+        "trust": "development (INSECURE: any peer is accepted)",
         "sessions": 1,
         "handshakes": 1,
         "cookies_sent": 0,

@@ -28,24 +28,26 @@ class ReplayVerdict(enum.Enum):
 
 
 class ReplayWindow:
-    __slots__ = ("_blocks", "_next", "_ring", "size")
+    __slots__ = ("_blocks", "_ring", "next_counter", "size")
 
     def __init__(self, blocks: int = DEFAULT_BLOCKS) -> None:
         if blocks < 2:
             raise ValueError(f"a replay window needs at least 2 blocks, got {blocks}")
         self._blocks = blocks
         self._ring = [0] * blocks
-        self._next = 0  # one past the highest counter marked
+        # One past the highest counter marked: any counter at or above it is FRESH without a
+        # look at the ring, so a caller may skip ``check`` for those (the in-order case).
+        self.next_counter = 0
         self.size: Final = (blocks - 1) * BLOCK_BITS
 
     @property
     def highest(self) -> int | None:
-        return self._next - 1 if self._next else None
+        return self.next_counter - 1 if self.next_counter else None
 
     def check(self, counter: int) -> ReplayVerdict:
-        if counter >= self._next:
+        if counter >= self.next_counter:
             return ReplayVerdict.FRESH
-        if self._next - counter > self.size:
+        if self.next_counter - counter > self.size:
             return ReplayVerdict.TOO_OLD
         if self._ring[(counter >> 6) % self._blocks] >> (counter & 63) & 1:
             return ReplayVerdict.REPLAYED
@@ -53,12 +55,14 @@ class ReplayWindow:
 
     def mark(self, counter: int) -> None:
         """Record an authenticated counter (``check`` returned FRESH for it)."""
-        if counter >= self._next:
-            # Clear the words the window slides over (at most all of them), RFC 6479 §2.
-            current = (self._next - 1) >> 6 if self._next else -1
-            target = counter >> 6
-            steps = min(target - current, self._blocks)
-            for i in range(1, steps + 1):
-                self._ring[(current + i) % self._blocks] = 0
-            self._next = counter + 1
-        self._ring[(counter >> 6) % self._blocks] |= 1 << (counter & 63)
+        word = counter >> 6
+        nxt = self.next_counter
+        if counter >= nxt:
+            current = (nxt - 1) >> 6  # -1 before the first counter (Python shifts floor)
+            if word != current:
+                # Clear the words the window slides over (at most all of them), RFC 6479 §2.
+                ring, blocks = self._ring, self._blocks
+                for i in range(current + 1, current + 1 + min(word - current, blocks)):
+                    ring[i % blocks] = 0
+            self.next_counter = counter + 1
+        self._ring[word % self._blocks] |= 1 << (counter & 63)
