@@ -51,10 +51,12 @@ class BatchWriter:
             if j - i > 1 and self.gso:
                 try:
                     options = [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))]
+                    # The datagrams as the message's buffers (scatter-gather): the kernel reads
+                    # them in one copy, none joined here first. GSO cuts segments from the whole.
                     if destination is None:
-                        sock.sendmsg([b"".join(batch[i:j])], options)
+                        sock.sendmsg(batch[i:j], options)
                     else:
-                        sock.sendmsg([b"".join(batch[i:j])], options, 0, destination)
+                        sock.sendmsg(batch[i:j], options, 0, destination)
                     self.gso_writes += 1
                 except OSError as exc:
                     if exc.errno not in _REFUSED:

@@ -279,3 +279,72 @@ def test_each_delivered_message_is_forgotten_max_age_after_its_own_delivery() ->
     stats = reassembler.stats()
     assert stats.drops == {FragmentDrop.DUPLICATE: 1}  # b's; a's starts a reassembly again
     assert stats.reassemblies == 1
+
+
+# -- messages of one fragment (the reassembler's fast path: no reassembly state) -----------------
+
+
+def test_single_fragment_messages_interleaved_with_multi_fragment_ones_each_arrive_once() -> None:
+    reassembler: Reassembler[str] = Reassembler()
+    big = [Frame(100 + i, payload_of(3 * CHUNK + i, seed=i), Priority.BULK) for i in range(3)]
+    small = [Frame(i, payload_of(i * 7, seed=i), Priority(i % 4)) for i in range(12)]
+    pieces = {frame.message_id: fragment(frame, UDP_PLAINTEXT, MIB) for frame in big}
+    stream: list[bytes] = []
+    for i, frame in enumerate(small):  # a small message between every two fragments of the big ones
+        stream += fragment(frame, UDP_PLAINTEXT, MIB)
+        for frags in pieces.values():
+            if i < len(frags):
+                stream.append(frags[i])
+    out = fed(reassembler, stream)
+    assert sorted(out, key=lambda f: f.message_id) == small + big
+    assert all(type(f.priority) is Priority for f in out)
+    stats = reassembler.stats()
+    assert (stats.reassemblies, stats.buffered_bytes, stats.delivered) == (0, 0, len(small) + len(big))
+
+
+def test_a_repeated_single_fragment_message_is_a_counted_duplicate() -> None:
+    reassembler: Reassembler[str] = Reassembler()
+    (data,) = fragment(Frame(9, b"move e2e4"), UDP_PLAINTEXT, MIB)
+    assert fed(reassembler, [data, data, data]) == [Frame(9, b"move e2e4")]
+    assert reassembler.stats().drops == {FragmentDrop.DUPLICATE: 2}
+    assert reassembler.receive("other peer", data, 0.0) == Frame(9, b"move e2e4")  # not the same sender's
+
+
+def test_single_fragment_duplicates_are_only_remembered_when_max_completed_allows() -> None:
+    reassembler: Reassembler[str] = Reassembler(ReassemblyLimits(max_completed=0))
+    (data,) = fragment(Frame(9, b"x"), UDP_PLAINTEXT, MIB)
+    assert fed(reassembler, [data, data]) == [Frame(9, b"x"), Frame(9, b"x")]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (raw((0, 1, 10, 64, 0), 9), FragmentDrop.BAD_GEOMETRY),  # one fragment, one byte short
+        (raw((0, 1, 10, 64, 0), 11), FragmentDrop.BAD_GEOMETRY),  # one fragment, one byte over
+        (raw((0, 1, 64, 64, 0), 63), FragmentDrop.BAD_GEOMETRY),  # exactly one chunk, short
+        (raw((0, 1, 0, 64, 0), 1), FragmentDrop.BAD_GEOMETRY),  # empty message with a byte
+        (raw((0, 1, 10, 64, 1), 10), FragmentDrop.BAD_GEOMETRY),  # index 1 of one fragment
+        (raw((0x80, 1, 10, 64, 0), 10), FragmentDrop.RESERVED_BITS),
+        (raw((0, 1, 10, MIN_CHUNK - 1, 0), 10), FragmentDrop.BAD_GEOMETRY),
+    ],
+)
+def test_a_header_claiming_one_fragment_with_the_wrong_size_is_refused(
+    data: bytes, reason: FragmentDrop
+) -> None:
+    reassembler: Reassembler[str] = Reassembler()
+    with pytest.raises(FragmentError) as caught:
+        reassembler.receive("peer", data, 0.0)
+    assert caught.value.reason is reason
+    stats = reassembler.stats()
+    assert (stats.drops, stats.delivered, stats.reassemblies) == ({reason: 1}, 0, 0)
+
+
+def test_a_single_fragment_message_over_max_message_is_refused() -> None:
+    reassembler: Reassembler[str] = Reassembler(ReassemblyLimits(max_message=100))
+    (data,) = fragment(Frame(1, bytes(101)), UDP_PLAINTEXT, MIB)
+    with pytest.raises(FragmentError) as caught:
+        reassembler.receive("peer", data, 0.0)
+    assert caught.value.reason is FragmentDrop.TOO_LARGE
+    assert reassembler.receive("peer", fragment(Frame(2, bytes(100)), UDP_PLAINTEXT, MIB)[0], 0.0) == Frame(
+        2, bytes(100)
+    )

@@ -98,8 +98,10 @@ def fragment(frame: Frame, budget: int, max_message: int) -> list[bytes]:
         raise FragmentUsageError(FragmentMisuse.MESSAGE_TOO_LARGE, f"{total} bytes > {max_message}")
     if not 0 <= frame.message_id <= MAX_MESSAGE_ID:
         raise FragmentUsageError(FragmentMisuse.BAD_MESSAGE_ID, f"message id {frame.message_id}")
-    chunk = chunk_size(budget)
-    prefix = _PREFIX.pack(int(frame.priority), frame.message_id, total, chunk)
+    chunk = budget - HEADER_SIZE
+    if not MIN_CHUNK <= chunk <= MAX_CHUNK:
+        chunk = chunk_size(budget)  # capped, or refused when too small
+    prefix = _PREFIX.pack(frame.priority, frame.message_id, total, chunk)
     if total <= chunk:
         return [b"".join((prefix, _INDEX.pack(0), payload))]
     view = memoryview(payload)

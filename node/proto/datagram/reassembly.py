@@ -45,7 +45,7 @@ from typing import Final, Generic, TypeAlias, TypeVar
 
 from node.proto.datagram.errors import FragmentDrop, FragmentError, FragmentMisuse, FragmentUsageError
 from node.proto.datagram.fragments import HEADER, HEADER_SIZE, MIN_CHUNK, PRIORITY_MASK, fragment_count
-from node.proto.vocabulary import Frame, Priority, make_frame
+from node.proto.vocabulary import FRAME_SETTERS, Frame, Priority, make_frame
 
 __all__ = ["FRAGMENT_OVERHEAD", "Reassembler", "ReassemblyLimits", "ReassemblyStats"]
 
@@ -55,6 +55,8 @@ FRAGMENT_OVERHEAD: Final = 64  # CPython: a bytes object's 33 bytes, the 19-byte
 _MIB: Final = 1 << 20
 _PRIORITY: Final = tuple(Priority)
 _UNPACK_FROM: Final = HEADER.unpack_from
+_new = object.__new__
+_SET_ID, _SET_PAYLOAD, _SET_PRIORITY = FRAME_SETTERS
 _Header: TypeAlias = tuple[int, int, int, int, int]  # flags, message id, total, chunk, index
 
 
@@ -155,6 +157,32 @@ class Reassembler(Generic[K]):
         key = (sender, message_id)
         entry = self._active.get(key)
         if entry is None:
+            if (
+                index == 0
+                and size - HEADER_SIZE == total <= chunk
+                and chunk >= MIN_CHUNK
+                and flags <= PRIORITY_MASK
+                and total <= self.limits.max_message
+            ):
+                # A whole message in one fragment (most game messages): the checks of _count for
+                # one fragment, passed, and _deliver inline; no reassembly state at all.
+                completed = self._completed
+                if key in completed:
+                    self._drops[FragmentDrop.DUPLICATE] += 1
+                    return None
+                self._delivered += 1
+                max_completed = self.limits.max_completed
+                if max_completed:
+                    completed[key] = now
+                    if self._due == math.inf:
+                        self._due = now + self.limits.max_age
+                    if len(completed) > max_completed:
+                        del completed[next(iter(completed))]
+                frame = _new(Frame)  # = make_frame(message_id, payload, priority), without the call
+                _SET_ID(frame, message_id)
+                _SET_PAYLOAD(frame, data[HEADER_SIZE:])
+                _SET_PRIORITY(frame, _PRIORITY[flags])
+                return frame
             return self._start(sender, key, header, data, now)
         # The fast path: a fragment of a message in progress, checked against its first fragment.
         if flags != entry.flags or total != entry.total or chunk != entry.chunk:

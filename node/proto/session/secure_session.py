@@ -390,7 +390,9 @@ class SecureSession:
         if keypair.send_counter >= self._rekey_after_messages:
             self._maybe_rekey(now)
 
-    def receive_datagram(self, data: bytes, now: float) -> None:
+    def receive_datagram(self, data: bytes, now: float) -> bool:
+        """Feed one datagram; True when it authenticated (``authenticated`` moved), so a driver
+        on the data path needs no second look at the count."""
         if data[:4] == TRANSPORT_TYPE_WORD and self._state is not _CLOSED:
             # The path of every data datagram, inline: no general dispatch, no further call but
             # the keys' open (each call level costs a measurable share of the AEAD's own time).
@@ -403,7 +405,7 @@ class SecureSession:
                     keypair = self._previous
                     if keypair is None or keypair.local_index != index:
                         self._hold_early(data, index)
-                        return
+                        return False
                 if now >= keypair.created_at + self._reject_after_time:
                     raise SessionDecodeError(DropReason.UNKNOWN_INDEX, "keys past reject-after-time")
                 if counter >= self._reject_after_messages:
@@ -411,7 +413,7 @@ class SecureSession:
                 payload = keypair.open(data, counter)  # replay window checked, moved once authentic
             except SessionDecodeError as exc:
                 self._drops[exc.reason] += 1
-                return
+                return False
             self._authenticated += 1
             if not keypair.confirmed:
                 self._confirmed(keypair, now)
@@ -419,7 +421,8 @@ class SecureSession:
                 event = _new(DatagramReceived)  # = DatagramReceived(payload), without the frozen __init__
                 _SET_PAYLOAD(event, payload)
                 self._events.append(event)
-            return
+            return True
+        before = self._authenticated
         try:
             kind = message_type(data)  # TRANSPORT only when closed: dropped as such here
             if self._state is SessionState.CLOSED:
@@ -435,6 +438,7 @@ class SecureSession:
                 self._receive_confirm(msg, now)
         except SessionDecodeError as exc:
             self._drops[exc.reason] += 1
+        return self._authenticated != before
 
     def get_timer(self) -> float | None:
         deadlines: list[float] = []
