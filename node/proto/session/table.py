@@ -228,22 +228,9 @@ class SessionTable(Generic[A]):
 
     def receive_datagram(self, data: bytes, addr: A, now: float) -> None:
         if data[:4] == TRANSPORT_TYPE_WORD and len(data) >= _INDEXED.size:
-            # The path of every data datagram: _route inline (one call level less per datagram).
-            entry = self._by_index.get(_INDEXED.unpack_from(data)[1])
-            if entry is None:
-                self._counts[TableCount.UNKNOWN_INDEX] += 1
-                return
-            if not entry.session.receive_datagram(data, now):
-                self._counts[TableCount.UNAUTHENTICATED] += 1
-            elif (
-                addr == entry.addr
-                and entry.peer_id is not None
-                and self._by_peer[entry.peer_id].sessions[-1] is entry
-            ):
-                entry.last_auth = now  # the common case of _authenticated: the preferred one, not moved
-            else:
-                self._authenticated(entry, addr, now)
-            self._transport_events(entry, now)
+            entry = self._route(_INDEXED.unpack_from(data)[1], data, addr, now)
+            if entry is not None:
+                self._transport_events(entry, now)
             return
         try:
             kind = message_type(data)
