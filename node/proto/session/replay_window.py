@@ -28,13 +28,13 @@ class ReplayVerdict(enum.Enum):
 
 
 class ReplayWindow:
-    __slots__ = ("blocks", "next_counter", "ring", "size")
+    __slots__ = ("_blocks", "_ring", "next_counter", "size")
 
     def __init__(self, blocks: int = DEFAULT_BLOCKS) -> None:
         if blocks < 2:
             raise ValueError(f"a replay window needs at least 2 blocks, got {blocks}")
-        self.blocks = blocks
-        self.ring = [0] * blocks
+        self._blocks = blocks
+        self._ring = [0] * blocks
         # One past the highest counter marked: any counter at or above it is FRESH without a
         # look at the ring, so a caller may skip ``check`` for those (the in-order case).
         self.next_counter = 0
@@ -49,7 +49,7 @@ class ReplayWindow:
             return ReplayVerdict.FRESH
         if self.next_counter - counter > self.size:
             return ReplayVerdict.TOO_OLD
-        if self.ring[(counter >> 6) % self.blocks] >> (counter & 63) & 1:
+        if self._ring[(counter >> 6) % self._blocks] >> (counter & 63) & 1:
             return ReplayVerdict.REPLAYED
         return ReplayVerdict.FRESH
 
@@ -61,8 +61,8 @@ class ReplayWindow:
             current = (nxt - 1) >> 6  # -1 before the first counter (Python shifts floor)
             if word != current:
                 # Clear the words the window slides over (at most all of them), RFC 6479 §2.
-                ring, blocks = self.ring, self.blocks
+                ring, blocks = self._ring, self._blocks
                 for i in range(current + 1, current + 1 + min(word - current, blocks)):
                     ring[i % blocks] = 0
             self.next_counter = counter + 1
-        self.ring[word % self.blocks] |= 1 << (counter & 63)
+        self._ring[word % self._blocks] |= 1 << (counter & 63)
