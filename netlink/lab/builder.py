@@ -324,11 +324,25 @@ class Lab:
     # -- coturn --------------------------------------------------------------------------------
     def stop_coturn(self) -> None:
         """Kill coturn (SIGKILL: its clients get no goodbye); its addresses stay."""
-        for pid, (proc, name) in list(self._procs.items()):
-            if name == "turnserver":
+        self.kill_process("turnserver")
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL every process the lab tracks as ``name`` (coturn is ``turnserver``)."""
+        for pid, (proc, tracked) in list(self._procs.items()):
+            if tracked == name:
                 procs.kill_child(proc)
                 del self._procs[pid]
         state.register(self.record())
+
+    def start_turnserver(self, name: str, config: coturn.CoturnConfig, workdir: Path) -> None:
+        """Another coturn in ``srv`` (netlink.lab.turn_pair), on addresses ``srv`` already has,
+        its files in ``workdir`` (inside the lab's own, so teardown finds it by the lab's prefix),
+        tracked as ``name`` for :meth:`kill_process`; returns once it answers."""
+        srv = self.topology.server.netns
+        turn = coturn.start(self._runner, srv, config, workdir)
+        self._track(turn, name)
+        state.register(self.record())
+        coturn.wait_ready(self._runner, srv, config=config, proc=turn, workdir=workdir)
 
     def start_coturn(self, config: coturn.CoturnConfig | None = None) -> None:
         """(Re)start coturn on the same addresses, with ``config`` (e.g. short lifetimes) or the

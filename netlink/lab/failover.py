@@ -9,12 +9,13 @@ administratively up and loses carrier (``NO-CARRIER``, operstate ``LOWERLAYERDOW
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from netlink.lab.builder import HOST_IF, Lab
-from netlink.lab.errors import LabBuildError
+from netlink.lab.errors import LabBuildError, NamespaceError, NamespaceOp
 
 IPv4 = ipaddress.IPv4Address
 CARRIER_TIMEOUT_S = 5.0
@@ -136,3 +137,22 @@ def change_default_route(lab: Lab, host: str, gateway: IPv4, metric: int, *, add
         ipr.route("add" if add else "del", dst="default", gateway=str(gateway), priority=metric)
 
     lab.netlink(host, change)
+
+
+def ignore_routes_with_linkdown(lab: Lab, host: str) -> None:
+    """Make ``host``'s kernel pass over routes through an interface without carrier, as a board's
+    network manager does by removing them (dhcpcd, NetworkManager): a multi-homed host then sends
+    over its other uplink once one cable is pulled. (The kernel keeps such routes, marked
+    ``linkdown``, and goes on using them otherwise.) Call it after the interfaces exist: the
+    setting is per interface."""
+
+    def write() -> None:
+        for conf in sorted(os.listdir("/proc/sys/net/ipv4/conf")):
+            path = f"/proc/sys/net/ipv4/conf/{conf}/ignore_routes_with_linkdown"
+            try:
+                with open(path, "w") as fh:
+                    fh.write("1")
+            except OSError as exc:
+                raise NamespaceError(NamespaceOp.SYSCTL, path, exc.errno or 0, str(exc)) from exc
+
+    lab.run_in(host, write)

@@ -94,8 +94,9 @@ _PROMISES: dict[NatBehaviour, Promise] = {
 }
 
 
-def ruleset(behaviour: NatBehaviour, wan: ipaddress.IPv4Address) -> str:
-    """The complete ``nft -f`` input for a router with WAN address ``wan``."""
+def ruleset(behaviour: NatBehaviour, wan: ipaddress.IPv4Address, ports: tuple[int, int] | None = None) -> str:
+    """The complete ``nft -f`` input for a router with WAN address ``wan``; ``ports`` confines
+    masquerade's WAN ports to that range (a rebooted router, netlink.lab.faults)."""
     restricted = behaviour is NatBehaviour.RESTRICTED_CONE
     forward = ["ct state established,related accept"]
     if behaviour is NatBehaviour.UDP_BLOCKED:
@@ -161,6 +162,10 @@ def ruleset(behaviour: NatBehaviour, wan: ipaddress.IPv4Address) -> str:
                 f"numgen inc mod {SEQUENTIAL_SLOTS} map {{ {slots} }}"
             )
         random = " fully-random" if behaviour is NatBehaviour.SYMMETRIC else ""
+        if ports is not None:  # a port range needs a transport protocol match first
+            post.append(
+                f'oifname "{WAN_IF}" meta l4proto {{ tcp, udp }} masquerade to :{ports[0]}-{ports[1]}{random}'
+            )
         post.append(f'oifname "{WAN_IF}" masquerade{random}')
         body += [
             "  chain postrouting {",
