@@ -23,6 +23,7 @@ from node.proto.identity import Identity
 from node.proto.vocabulary import TransportState
 from node.security.keystore import KEY_FILE_NAME
 from node.services.control import ControlServer, ControlView
+from node.services.coordinator import CoordinatorService, CoordinatorView, NodeApi
 from node.services.nat import NatService, NatView
 from node.services.service import Service, ServiceView, TransportService
 from node.services.systemd import Notifier
@@ -44,6 +45,7 @@ class NodeStatus:
     nat: NatView
     tcp_tls: TcpTlsView | None
     turn: TurnView | None
+    coordinator: CoordinatorView
     control: ControlView
 
     def to_json(self) -> dict[str, Any]:
@@ -58,12 +60,17 @@ class NodeStatus:
             "nat": self.nat.to_json(),
             "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
             "turn": None if self.turn is None else self.turn.to_json(),
+            "coordinator": self.coordinator.to_json(),
             "control": self.control.to_json(),
         }
 
     def summary(self) -> str:
-        # Peers and paths join this line once the coordinator tracks them; nothing is claimed before.
-        return f"peer {self.peer_id[:12]}; listening on {', '.join(self.listen)}"
+        peers = self.coordinator.peers
+        active = sum(1 for row in peers if row.active is not None)
+        return (
+            f"peer {self.peer_id[:12]}; listening on {', '.join(self.listen)};"
+            f" {len(peers)} peers, {active} with an active path"
+        )
 
 
 class Node(Service[NodeStatus]):
@@ -85,11 +92,16 @@ class Node(Service[NodeStatus]):
         )
         # The TURN relay comes up in the background when [turn] names servers.
         self.turn = TurnService(config, identity) if config.turn.servers else None
+        # Every transport's events, the path for every message, and the application API.
+        self.coordinator = CoordinatorService(config, identity.peer_id, self.udp, self.tls, self.turn)
+        self.api = NodeApi(self.coordinator)
         # The control socket last: `status` answers only once every service runs.
         self.control = ControlServer(dirs.control_socket, {"status": lambda: self.status().to_json()})
         # In start order; stopped in reverse.
         self.services: tuple[Service[ServiceView], ...] = tuple(
-            s for s in (self.udp, self.nat, self.tls, self.turn, self.control) if s is not None
+            s
+            for s in (self.udp, self.nat, self.tls, self.turn, self.coordinator, self.control)
+            if s is not None
         )
         self._started = time.monotonic()
 
@@ -111,6 +123,7 @@ class Node(Service[NodeStatus]):
             nat=self.nat.status(),
             tcp_tls=None if self.tls is None else self.tls.status(),
             turn=None if self.turn is None else self.turn.status(),
+            coordinator=self.coordinator.status(),
             control=self.control.status(),
         )
 
