@@ -25,6 +25,7 @@ from node.proto.vocabulary import PeerId, TransportHealth, TransportState
 from node.security.keystore import KEY_FILE_NAME
 from node.services.control import Command, ControlServer, ControlView
 from node.services.control_args import ArgumentError
+from node.services.coordinator import CoordinatorService, CoordinatorView, NodeApi
 from node.services.metrics import MetricsServer, MetricsView
 from node.services.nat import NatService, NatView
 from node.services.network import NetworkService, NetworkView
@@ -68,6 +69,7 @@ class NodeStatus:
     turn: TurnView | None
     network: NetworkView
     metrics: MetricsView
+    coordinator: CoordinatorView
     control: ControlView
 
     def to_json(self) -> dict[str, Any]:
@@ -84,12 +86,17 @@ class NodeStatus:
             "turn": None if self.turn is None else self.turn.to_json(),
             "network": self.network.to_json(),
             "metrics": self.metrics.to_json(),
+            "coordinator": self.coordinator.to_json(),
             "control": self.control.to_json(),
         }
 
     def summary(self) -> str:
-        # Peers and paths join this line once the coordinator tracks them; nothing is claimed before.
-        return f"peer {self.peer_id[:12]}; listening on {', '.join(self.listen)}"
+        peers = self.coordinator.peers
+        active = sum(1 for row in peers if row.active is not None)
+        return (
+            f"peer {self.peer_id[:12]}; listening on {', '.join(self.listen)};"
+            f" {len(peers)} peers, {active} with an active path"
+        )
 
 
 class Node(Service[NodeStatus]):
@@ -111,6 +118,9 @@ class Node(Service[NodeStatus]):
         )
         # The TURN relay comes up in the background when [turn] names servers.
         self.turn = TurnService(config, identity) if config.turn.servers else None
+        # Every transport's events, the path for every message, and the application API.
+        self.coordinator = CoordinatorService(config, identity.peer_id, self.udp, self.tls, self.turn)
+        self.api = NodeApi(self.coordinator)
         # The link monitor: a lost address closes what left from it at once, any change reruns
         # NAT discovery (node.services.network).
         self.network = NetworkService(rediscover=self.nat.rediscover)
@@ -129,7 +139,16 @@ class Node(Service[NodeStatus]):
         # In start order; stopped in reverse.
         self.services: tuple[Service[ServiceView], ...] = tuple(
             s
-            for s in (self.udp, self.nat, self.tls, self.turn, self.network, self.metrics, self.control)
+            for s in (
+                self.udp,
+                self.nat,
+                self.tls,
+                self.turn,
+                self.coordinator,
+                self.network,
+                self.metrics,
+                self.control,
+            )
             if s is not None
         )
         self._started = time.monotonic()
@@ -143,6 +162,7 @@ class Node(Service[NodeStatus]):
     def _network_down(self, lost: frozenset[IPAddress]) -> tuple[PeerId, ...]:
         """Close every link and session leaving from a lost address; remake the TURN allocation
         if its connection left from one. Returns the peers disconnected."""
+        self.coordinator.network_down(lost)  # paths fail (and traffic moves) before the closes
         closed = self.udp.transport.network_down(lost)
         if self.tls is not None:
             closed += self.tls.transport.network_down(lost)
@@ -179,6 +199,7 @@ class Node(Service[NodeStatus]):
             turn=None if self.turn is None else self.turn.status(),
             network=self.network.status(),
             metrics=self.metrics.status(),
+            coordinator=self.coordinator.status(),
             control=self.control.status(),
         )
 

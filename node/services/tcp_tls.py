@@ -2,9 +2,8 @@
 ``[breaker]``, with the node's trust policy (``[trust]``, node.services.trust), and its numbers for
 ``status``.
 
-``async with TcpTlsService(config, identity, key_file) as tls:`` listens until exit. Until the
-coordinator consumes transport events, one task (in the service's own TaskGroup) drains them
-into debug logs so the bounded event queue never stops the links.
+``async with TcpTlsService(config, identity, key_file) as tls:`` listens until exit. The
+coordinator (node.services.coordinator) consumes the transport's events.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ from typing import Any
 
 from node.config import Config
 from node.proto.identity import Identity
-from node.proto.vocabulary import MessageReceived, TransportState
-from node.services.background import run_in_background
+from node.proto.vocabulary import TransportState
 from node.services.service import TransportService
 from node.services.trust import trust_policy, trust_settings, warn_if_development
 from node.transports.tcp_tls.link import LinkSettings, make_credentials
@@ -101,23 +99,10 @@ class TcpTlsService(TransportService[TcpTlsView]):
 
     async def _start(self, stack: AsyncExitStack) -> None:
         await stack.enter_async_context(self.transport)
-        await run_in_background(stack, self._drain(), "tcp-tls-drain")
 
     @property
     def state(self) -> TransportState:
         return self.transport.state
-
-    async def _drain(self) -> None:
-        async for event in self.transport.events():
-            if isinstance(event, MessageReceived):
-                log.debug(
-                    "tcp-tls message %d from %s (%d bytes)",
-                    event.frame.message_id,
-                    event.peer,
-                    len(event.frame.payload),
-                )
-            else:
-                log.info("tcp-tls %s", event)
 
     @property
     def listen_url(self) -> str:

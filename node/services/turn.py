@@ -3,9 +3,9 @@ from ``[breaker]``), kept up in the background, and its numbers for ``status``.
 
 A relay is a fallback, so the node does not wait for it: ``async with TurnService(config, identity)``
 returns at once and one task (in the service's own TaskGroup) brings the relay up, trying again
-after ``breaker.recovery_timeout_s`` while every server fails, then drains its events into logs
-until the coordinator consumes them. Once up, the relay re-allocates by itself when a server is
-lost (``RelayAllocation``).
+after ``breaker.recovery_timeout_s`` while every server fails, then holds it until the node stops;
+``up`` is set while ``transport`` is up (the coordinator reads its events and sends on it). Once
+up, the relay re-allocates by itself when a server is lost (``RelayAllocation``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from node.proto.identity import Identity
 from node.proto.turn.credentials import Credentials, rest_credentials
 from node.proto.turn.errors import TurnError
 from node.proto.turn.uri import TurnServerAddress, TurnTransport, parse_turn_uri
-from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
+from node.proto.vocabulary import IpEndpoint, TransportState
 from node.services.background import run_in_background
 from node.services.service import TransportService
 from node.services.trust import session_trust, trust_policy, warn_if_development
@@ -128,6 +128,7 @@ class TurnService(TransportService[TurnView]):
         warn_if_development(policy, "TURN")
         self.trust = policy.describe()
         self._phase = TransportState.STOPPED  # the keeper's: READY once the relay is up
+        self.up = asyncio.Event()  # set while ``transport`` is up
         self._failures = 0
 
     async def _start(self, stack: AsyncExitStack) -> None:
@@ -148,8 +149,11 @@ class TurnService(TransportService[TurnView]):
             try:
                 async with self.transport:
                     self._phase = TransportState.READY
-                    await self._drain()
-                return
+                    self.up.set()
+                    try:
+                        await asyncio.get_running_loop().create_future()  # held until the node stops
+                    finally:
+                        self.up.clear()
             except TurnError as exc:
                 self._failures += 1
                 self._phase = TransportState.FAILED
@@ -157,13 +161,6 @@ class TurnService(TransportService[TurnView]):
             await asyncio.sleep(self.config.breaker.recovery_timeout_s)
             # A fresh one: the last one is closed.
             self.transport = build_transport(self.config, self.identity)
-
-    async def _drain(self) -> None:
-        async for event in self.transport.events():
-            if isinstance(event, MessageReceived):
-                log.debug("turn message %d from %s", event.frame.message_id, event.peer)
-            else:
-                log.info("turn %s", event)
 
     def status(self) -> TurnView:
         transport = self.transport

@@ -5,8 +5,8 @@
 secure sessions with peers under the same trust policy as TCP-TLS (fleet CA, pins, development
 mode: the ``[trust]`` section), handshakes above ``udp.handshakes_per_second`` asked for a
 cookie first. Nothing received can raise into the event loop: each datagram is handled behind the
-service's ``ConnectionIsolation`` wall. Until the coordinator consumes transport events, one task
-(in the service's own TaskGroup) drains them into debug logs.
+service's ``ConnectionIsolation`` wall. The coordinator (node.services.coordinator) consumes the
+transport's events.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from node.proto.identity import Identity
 from node.proto.session.table_types import DEFAULT_TABLE_CONFIG
 from node.proto.session.trust import PeerVerifier
 from node.proto.stun.responder import BindingResponder, Outcome
-from node.proto.vocabulary import IpEndpoint, MessageReceived, TransportState
-from node.services.background import run_in_background
+from node.proto.vocabulary import IpEndpoint, TransportState
 from node.services.service import TransportService
 from node.services.trust import session_trust, trust_policy, warn_if_development
 from node.transports.isolation import ConnectionIsolation
@@ -132,19 +131,6 @@ class UdpService(TransportService[UdpView]):
 
     async def _start(self, stack: AsyncExitStack) -> None:
         await stack.enter_async_context(self.transport)
-        await run_in_background(stack, self._drain(), "udp-drain")
-
-    async def _drain(self) -> None:
-        async for event in self.transport.events():
-            if isinstance(event, MessageReceived):
-                log.debug(
-                    "udp message %d from %s (%d bytes)",
-                    event.frame.message_id,
-                    event.peer,
-                    len(event.frame.payload),
-                )
-            else:
-                log.info("udp %s", event)
 
     def status(self) -> UdpView:
         counters = self.responder.counters.copy()

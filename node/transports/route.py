@@ -13,7 +13,14 @@ import ipaddress
 import socket
 from ipaddress import IPv4Address, IPv6Address
 
+from node.proto.vocabulary import IpEndpoint
+
 IPAddress = IPv4Address | IPv6Address
+
+
+def endpoint_source(remote: IpEndpoint) -> IPAddress | None:
+    """``source_address`` for an endpoint."""
+    return source_address((str(remote.ip), remote.port))
 
 
 def source_address(remote: tuple[str, int] | tuple[str, int, int, int]) -> IPAddress | None:
@@ -27,7 +34,9 @@ def source_address(remote: tuple[str, int] | tuple[str, int, int, int]) -> IPAdd
     family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
     with contextlib.closing(socket.socket(family, socket.SOCK_DGRAM)) as probe:
         try:
-            probe.connect(remote)  # a route lookup only: UDP connect sends nothing
+            # A route lookup only: UDP connect sends nothing (udp(7)). Port 0 is no valid
+            # destination for connect(); any port routes the same.
+            probe.connect((remote[0], remote[1] or 9, *remote[2:]))
             local = ipaddress.ip_address(str(probe.getsockname()[0]).split("%", 1)[0])
         except (OSError, ValueError):
             return None

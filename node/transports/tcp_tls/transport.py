@@ -575,6 +575,11 @@ class TcpTlsTransport(Transport):
     def peers(self) -> tuple[PeerId, ...]:
         return tuple(self._links)
 
+    def local_ip(self, peer: PeerId) -> IPv4Address | IPv6Address | None:
+        """The local address ``peer``'s connection leaves from (None: no connection, or unknown)."""
+        link = self._links.get(peer)
+        return None if link is None else link.local_ip
+
 
 def _address_text(address: Any) -> str:
     """``host:port`` of an accepted socket's peer address (IPv6 in brackets)."""
