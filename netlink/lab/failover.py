@@ -156,3 +156,19 @@ def ignore_routes_with_linkdown(lab: Lab, host: str) -> None:
                 raise NamespaceError(NamespaceOp.SYSCTL, path, exc.errno or 0, str(exc)) from exc
 
     lab.run_in(host, write)
+
+
+def tx_packets(lab: Lab, host: str, ifname: str) -> int:
+    """Packets ``host`` has sent out of ``ifname`` so far (which uplink carries traffic)."""
+
+    def read(ipr: Any) -> int:
+        (link,) = ipr.get_links(ifname=ifname)
+        stats = link.get_attr("IFLA_STATS64")
+        return int(stats["tx_packets"])
+
+    return lab.netlink(host, read)
+
+
+def busiest_uplink(lab: Lab, host: MultiHomedHost, since: dict[str, int]) -> Uplink:
+    """The uplink that sent the most packets since ``since`` (ifname -> tx_packets then)."""
+    return max(host.uplinks, key=lambda u: tx_packets(lab, host.name, u.ifname) - since[u.ifname])

@@ -22,7 +22,13 @@ import pytest
 from netlink.lab import faults
 from netlink.lab.builder import Lab
 from netlink.lab.coturn import STUN_PORT
-from netlink.lab.failover import add_multihomed_host, ignore_routes_with_linkdown, set_carrier
+from netlink.lab.failover import (
+    add_multihomed_host,
+    busiest_uplink,
+    ignore_routes_with_linkdown,
+    set_carrier,
+    tx_packets,
+)
 from netlink.lab.fleet import FaultRun, Fleet, NodeSpec, stream_through_fault
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.turn_pair import SECOND_PRIMARY, start_second_coturn, stop_second_coturn
@@ -81,10 +87,10 @@ def test_a_multihomed_sender_loses_the_carrier_of_its_active_uplink(
     listener = nodes.listen(b)
     print("\nconnect:", json.dumps(nodes.connect(a, b)))
 
+    since = {u.ifname: tx_packets(lab, m1.name, u.ifname) for u in m1.uplinks}
+
     def pull() -> float:
-        # The uplink carrying the path: eth1 when B's newest path to A names its address.
-        newest = [e.path for e in listener.events_of(a.peer_id) if e.state == "connected"]
-        uplink = eth1 if newest and str(eth1.address.ip) in newest[-1] else eth0
+        uplink = busiest_uplink(lab, m1, since)  # the one carrying the stream
         fired = time.monotonic()
         set_carrier(lab, m1.name, False, uplink)
         return fired
