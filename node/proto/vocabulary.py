@@ -96,6 +96,9 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class PeerConnected:
+    """A path to ``peer`` at ``endpoint`` works. Again for a peer already connected when the
+    path moved: a new connection replaced the old, or the peer roamed to a new address."""
+
     peer: PeerId
     endpoint: Endpoint
 

@@ -17,6 +17,7 @@ from typing import Any
 from node.config import Config
 from node.proto.identity import Identity
 from node.proto.vocabulary import TransportState
+from node.services.frame_limit import frame_limit
 from node.services.service import TransportService
 from node.services.trust import trust_policy, trust_settings, warn_if_development
 from node.transports.tcp_tls.link import LinkSettings, make_credentials
@@ -36,7 +37,7 @@ def build_transport(
     t = config.transport
     settings = TcpTlsSettings(
         LinkSettings(
-            max_message=t.max_message_bytes,
+            max_message=frame_limit(config),
             connect_timeout=t.connect_timeout_s,
             handshake_timeout=config.tcp_tls.handshake_timeout_s,
             keepalive=t.keepalive_s,

@@ -26,6 +26,7 @@ from node.proto.turn.errors import TurnError
 from node.proto.turn.uri import TurnServerAddress, TurnTransport, parse_turn_uri
 from node.proto.vocabulary import IpEndpoint, TransportState
 from node.services.background import run_in_background
+from node.services.frame_limit import frame_limit
 from node.services.service import TransportService
 from node.services.trust import session_trust, trust_policy, warn_if_development
 from node.services.udp import reassembly_limits
@@ -76,7 +77,7 @@ def build_transport(config: Config, identity: Identity, **options: Any) -> TurnR
         settings=RelaySettings(
             max_connections=t.max_connections,
             connect_timeout=t.connect_timeout_s,
-            max_message=t.max_message_bytes,
+            max_message=frame_limit(config),
             health_check_interval=t.health_check_interval_s,
             reassembly=reassembly_limits(config),
         ),

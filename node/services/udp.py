@@ -25,6 +25,7 @@ from node.proto.session.table_types import DEFAULT_TABLE_CONFIG
 from node.proto.session.trust import PeerVerifier
 from node.proto.stun.responder import BindingResponder, Outcome
 from node.proto.vocabulary import IpEndpoint, TransportState
+from node.services.frame_limit import frame_limit
 from node.services.service import TransportService
 from node.services.trust import session_trust, trust_policy, warn_if_development
 from node.transports.isolation import ConnectionIsolation
@@ -66,8 +67,9 @@ class UdpView:
 
 
 def reassembly_limits(config: Config) -> ReassemblyLimits:
-    """Reassembly's caps on a datagram path (UDP, TURN) for ``transport.max_message_bytes``."""
-    largest = config.transport.max_message_bytes
+    """Reassembly's caps on a datagram path (UDP, TURN) for ``transport.max_message_bytes`` (and
+    the delivery header around it: node.services.frame_limit)."""
+    largest = frame_limit(config)
     # A sender may hold two of the largest messages, all senders four (the defaults at 1 MiB).
     return ReassemblyLimits(
         max_message=largest, sender_max_bytes=max(2 << 20, 2 * largest), max_bytes=max(4 << 20, 4 * largest)
@@ -90,7 +92,7 @@ def build_transport(
     warn_if_development(verifier.policy, "UDP")
     t = config.transport
     settings = UdpSettings(
-        max_message=t.max_message_bytes,
+        max_message=frame_limit(config),
         handshakes_per_second=config.udp.handshakes_per_second,
         connect_timeout=t.connect_timeout_s,
         health_check_interval=t.health_check_interval_s,

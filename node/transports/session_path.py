@@ -239,15 +239,19 @@ class SessionPath(Generic[A]):
         if self._arrived:
             self._hand_on()  # a peer's messages before what follows them (its disconnect)
         if isinstance(event, PeerEstablished):
-            new = event.peer_id not in self.peers  # it repeats when a newer session takes over
-            self._move(event.peer_id, event.addr)
+            # It repeats when a newer session takes over: a PeerConnected again only when that
+            # moved the peer's address (the consumer's path to it now ends there).
+            moved = self._move(event.peer_id, event.addr)
             for waiter in self._dials.pop(event.peer_id, ()):
                 if not waiter.done():
                     waiter.set_result(None)
-            if new:
+            if moved:
                 self.events.offer(PeerConnected(event.peer_id, self._endpoint(event.addr)))
         elif isinstance(event, PeerRoamed):
-            self._move(event.peer_id, event.new)
+            # The peer's authenticated address changed (its NAT remapped it): the consumer's
+            # path to it follows, told by a PeerConnected at the new endpoint.
+            if self._move(event.peer_id, event.new):
+                self.events.offer(PeerConnected(event.peer_id, self._endpoint(event.new)))
             log.info(
                 "%s peer %s moved from %s to %s",
                 self.name,
@@ -267,12 +271,15 @@ class SessionPath(Generic[A]):
                 if not waiter.done():
                     waiter.set_exception(error)
 
-    def _move(self, peer: PeerId, addr: A) -> None:
+    def _move(self, peer: PeerId, addr: A) -> bool:
+        """``peer`` is at ``addr`` now; True if that is new (first seen, or moved)."""
         old = self.peers.get(peer)
-        if old != addr:
-            self.peers[peer] = addr
-            if self.on_address is not None:
-                self.on_address(peer, old, addr)
+        if old == addr:
+            return False
+        self.peers[peer] = addr
+        if self.on_address is not None:
+            self.on_address(peer, old, addr)
+        return True
 
     def _on_payload(self, peer: PeerId, payload: bytes, now: float) -> None:
         if len(payload) < HEADER_SIZE:

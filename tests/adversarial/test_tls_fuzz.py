@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from node import paths
 from node.cli import control_client
+from node.proto.delivery.wire import DATA_HEADER
 from node.proto.identity import Identity, verify
 from node.proto.link.frames import FrameKind, encode
 from node.proto.link.stream_link import NONCE_SIZE, CloseReason, proof_message
@@ -58,9 +59,11 @@ from tests.support.tlsnodes import new_node, ping_once, pinned_creds
 
 pytestmark = pytest.mark.process
 
-MAX_MESSAGE = 1024  # small, so that DATA at and past the limit is cheap to send
+MAX_APP_MESSAGE = 1024  # small, so that DATA at and past the limit is cheap to send
+# The link carries the coordinator's delivery header on top (node.services.frame_limit).
+MAX_MESSAGE = MAX_APP_MESSAGE + DATA_HEADER
 # Health pings every second: the node's own PINGs meet the stranger's frames on accepted links.
-CONFIG = f"[transport]\nmax_message_bytes = {MAX_MESSAGE}\nhealth_check_interval_s = 1.0\n"
+CONFIG = f"[transport]\nmax_message_bytes = {MAX_APP_MESSAGE}\nhealth_check_interval_s = 1.0\n"
 SETTINGS = LinkSettings(connect_timeout=20.0, handshake_timeout=20.0)
 WAIT_S = 20.0  # the bound on waiting for the node (its handshake timeout is 10 s)
 # About 40 ms an example on a 2-core machine. A longer hunt: TLS_FUZZ_EXAMPLES=3000.

@@ -170,7 +170,7 @@ async def test_a_full_inbox_makes_the_sender_wait_and_nothing_is_lost(tmp_path: 
         async def slow_subscriber() -> None:
             async for message in b.api.messages():
                 received.append(message)
-                out = a.coordinator._out[b.peer_id]
+                out = a.coordinator.sending.out[b.peer_id]
                 out_seen["in_flight"] = max(out_seen["in_flight"], out.sender.stats().in_flight)
                 out_seen["waiting"] = max(out_seen["waiting"], len(out.room))
                 held = max(len(b.coordinator.inbox), b.coordinator.receiver.stats().inbox_messages)
@@ -213,7 +213,7 @@ async def test_bad_sends_raise_typed_errors(tmp_path: Path) -> None:
             await a.api.send("a" * 52, b"x")
         assert unknown.value.reason is ApiReason.UNKNOWN_PEER
         with pytest.raises(ApiUsageError) as large:
-            await a.api.send("a" * 52, b"x" * (1 << 20))
+            await a.api.send("a" * 52, b"x" * ((1 << 20) + 1))  # 1 MiB itself is allowed
         assert large.value.reason is ApiReason.TOO_LARGE
 
 

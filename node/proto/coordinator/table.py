@@ -138,23 +138,34 @@ class Coordinator:
         path.samples.add_rtt(rtt, now)
         self._alive(peer, path)
 
-    def record_sent(self, peer: PeerId, key: PathKey, now: float) -> None:
-        """A reliable message left on ``key``; its outcome follows (silence is measured from here)."""
-        self._path(self._peer(peer), peer, key).samples.add_sent(now)
+    def record_sent(self, peer: PeerId, key: PathKey, now: float, count: int = 1) -> None:
+        """``count`` reliable messages left on ``key``; their outcomes follow (silence is measured
+        from here)."""
+        samples = self._path(self._peer(peer), peer, key).samples
+        for _ in range(count):
+            samples.add_sent(now)
 
-    def record_outcome(self, peer: PeerId, key: PathKey, outcome: Outcome, now: float) -> None:
+    def record_outcome(
+        self, peer: PeerId, key: PathKey, outcome: Outcome, now: float, count: int = 1
+    ) -> None:
+        """``count`` messages sent on ``key`` had ``outcome``: each one a sample; the breakers see
+        one success for a batch acknowledged together (a success only resets their count) and
+        one failure per loss."""
         path = self._path(self._peer(peer), peer, key)
         acked = outcome is Outcome.ACKED
-        path.samples.add_outcome(acked, now)
+        add = path.samples.add_outcome
+        for _ in range(count):
+            add(acked, now)
         tripped = False
         for breaker in (self._transport_breakers[_transport(key)], self._remote_breakers[_remote(key)]):
-            if not breaker.allow(now):
-                continue  # open: the breaker has decided; the outcome is still a sample
-            if acked:
-                breaker.record_success(now)
-            else:
-                breaker.record_failure(now)
-                tripped |= breaker.state(now) is BreakerState.OPEN
+            for _ in range(1 if acked else count):
+                if not breaker.allow(now):
+                    break  # open: the breaker has decided; the outcome is still a sample
+                if acked:
+                    breaker.record_success(now)
+                else:
+                    breaker.record_failure(now)
+                    tripped |= breaker.state(now) is BreakerState.OPEN
         if tripped:
             path.samples.add_failure(now)
             self._dirty_all()  # a transport breaker covers other peers' paths too

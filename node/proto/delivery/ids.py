@@ -19,6 +19,9 @@ from node.proto.vocabulary import Priority
 __all__ = ["EPOCH_BITS", "MessageId", "new_epoch"]
 
 EPOCH_BITS = 64
+# ``Priority.name.lower()`` per class, by value: an enum's ``name`` is a property lookup, and
+# ``str`` runs for every message delivered.
+_CLASS_NAMES = tuple(p.name.lower() for p in Priority)
 
 
 def new_epoch() -> int:
@@ -36,4 +39,4 @@ class MessageId:
     def __str__(self) -> str:
         # The form `listen` shows: the same text for the same message on both nodes.
         kind = "r" if self.reliable else "u"
-        return f"{self.epoch:016x}-{self.priority.name.lower()}-{kind}{self.sequence}"
+        return f"{self.epoch:016x}-{_CLASS_NAMES[self.priority]}-{kind}{self.sequence}"

@@ -192,8 +192,10 @@ class Receiver:
         self._delivered += 1
         self._events.append(Delivered(peer, message_id, payload))
 
-    def consumed(self, size: int, now: float) -> None:
-        """A subscriber took a message of ``size`` bytes out of the inbox."""
+    def consumed(self, size: int, now: float) -> bool:
+        """A subscriber took a message of ``size`` bytes out of the inbox. True when that let
+        messages waiting for room be released (``next_event``) and an ACK is due: otherwise
+        there is nothing new to drain, and the driver skips it (this runs for every message)."""
         if self._inbox_count < 1 or self._inbox_bytes < size:
             raise DeliveryUsageError(
                 DeliveryMisuse.NOT_IN_INBOX,
@@ -202,7 +204,7 @@ class Receiver:
         self._inbox_count -= 1
         self._inbox_bytes -= size
         if not self._stalled:
-            return
+            return False
         self._stalled = False
         for peer, state in self._peers.items():
             for priority, stream in zip(Priority, state.streams, strict=True):
@@ -211,6 +213,7 @@ class Receiver:
                     if not stream.stalled:
                         self._ack_due[(peer, priority)] = now  # the window update: BUSY is over
                     self._stalled = self._stalled or stream.stalled
+        return True
 
     def forget(self, peer: PeerId) -> None:
         """Drop a peer's state (the coordinator forgot the peer); its held messages go with it."""

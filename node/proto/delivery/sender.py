@@ -28,9 +28,11 @@ frames (the caller picks the path: one, or the two best when ``multipath``), ``g
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from heapq import heappop, heappush
 
 from node.proto.delivery.errors import AckError, AckProblem, DeliveryMisuse, DeliveryUsageError
 from node.proto.delivery.events import Acknowledged, Failed, FailReason, SenderEvent, SendReason, Transmit
@@ -43,10 +45,21 @@ from node.proto.vocabulary import Priority
 __all__ = ["PeerSender", "SenderStats"]
 
 _CLASSES = len(Priority)
+_ORDER = itertools.count()  # ties in the deadline heap: never compare two _Outstanding
 
 
 class _Outstanding:
-    __slots__ = ("attempts", "data", "deadline", "message_id", "sacked", "sent_at", "size", "transmissions")
+    __slots__ = (
+        "acked",
+        "attempts",
+        "data",
+        "deadline",
+        "message_id",
+        "sacked",
+        "sent_at",
+        "size",
+        "transmissions",
+    )
 
     def __init__(self, message_id: MessageId, data: bytes, size: int, now: float, deadline: float) -> None:
         self.message_id = message_id
@@ -57,6 +70,7 @@ class _Outstanding:
         self.attempts = 0  # resends counted against `retries`
         self.transmissions = 1  # every send, probes included (Karn's rule)
         self.sacked = False
+        self.acked = False  # out of the window: its entries in the deadline heap are stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +104,10 @@ class PeerSender:
         self._next_unreliable = [0] * _CLASSES
         # Per class, insertion order is sequence order: acknowledgements pop from the front.
         self._outstanding: list[dict[int, _Outstanding]] = [{} for _ in range(_CLASSES)]
+        # Resend deadlines, a lazy min-heap: an entry is pushed whenever its deadline is set and
+        # stale copies (acknowledged, selectively acknowledged, deadline moved) are popped when
+        # they reach the top, so ``get_timer`` costs O(log n) per change, not a scan of the window.
+        self._deadlines: list[tuple[float, int, _Outstanding]] = []
         self._count = 0
         self._bytes = 0
         self._busy = False
@@ -132,7 +150,8 @@ class PeerSender:
         data = encode_data(self._epoch, priority, sequence, True, payload, floor=floor)
         if not self._count:
             self._last_heard = now  # silence is measured from the first message in flight
-        stream[sequence] = _Outstanding(message_id, data, size, now, now + self._rtt.rto)
+        entry = stream[sequence] = _Outstanding(message_id, data, size, now, now + self._rtt.rto)
+        heappush(self._deadlines, (entry.deadline, next(_ORDER), entry))
         self._count += 1
         self._bytes += size
         self._transmits.append(Transmit(message_id, data, SendReason.FIRST, multipath))
@@ -159,6 +178,7 @@ class PeerSender:
             if sequence >= ack.next:
                 break
             entry = stream.pop(sequence)
+            entry.acked = True
             self._count -= 1
             self._bytes -= entry.size
             self._events.append(Acknowledged(entry.message_id))
@@ -199,6 +219,7 @@ class PeerSender:
         entry.transmissions += 1
         entry.sent_at = now
         entry.deadline = now + self._settings.resend_wait(self._rtt.rto, entry.attempts)
+        heappush(self._deadlines, (entry.deadline, next(_ORDER), entry))
         self._resends += 1
         multipath = self._settings.multipath and entry.message_id.priority >= Priority.HIGH
         self._transmits.append(Transmit(entry.message_id, entry.data, reason, multipath))
@@ -226,7 +247,13 @@ class PeerSender:
             return None
         if self._probing():
             return self._probe_deadline()
-        return min(e.deadline for stream in self._outstanding for e in stream.values() if not e.sacked)
+        heap = self._deadlines
+        while heap:
+            deadline, _, entry = heap[0]
+            if not (entry.acked or entry.sacked or entry.deadline != deadline):
+                return deadline
+            heappop(heap)
+        return None  # not reached: with none probing, some entry is unacknowledged
 
     def handle_timer(self, now: float) -> None:
         if not self._count:
@@ -256,6 +283,7 @@ class PeerSender:
             for entry in stream.values():
                 entry.sacked = False
                 entry.deadline = now + self._settings.resend_wait(self._rtt.rto, entry.attempts)
+                heappush(self._deadlines, (entry.deadline, next(_ORDER), entry))
             if stream:
                 self._resend(next(iter(stream.values())), now, SendReason.PROBE, count=False)
 

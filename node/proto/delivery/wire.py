@@ -39,6 +39,7 @@ __all__ = [
     "AckFrame",
     "DataFrame",
     "DeliveryFrame",
+    "ack_class",
     "decode",
     "encode_ack",
     "encode_data",
@@ -98,6 +99,13 @@ def encode_ack(
         parts.append(_RANGE.pack(first - previous_end, last - first + 1))
         previous_end = last + 1
     return b"".join(parts)
+
+
+def ack_class(ack: bytes) -> int:
+    """The class byte of an encoded ACK (``encode_ack``'s output): a newer ACK of the same class
+    says all an older one did (cumulative, ranges from ``next`` up, busy now), so a driver keeps
+    only the latest per class while a path is busy."""
+    return ack[2]
 
 
 def decode(data: bytes, max_payload: int) -> DeliveryFrame:

@@ -113,6 +113,7 @@ class _Entry(Generic[A]):
     peer_id: str | None = None  # once its first handshake completed
     initiator: bool = False  # which side it was in that handshake
     awaiting_confirmation: bool = False  # a newer session of a peer, not yet preferred
+    displaced: bool = False  # was preferred until a newer session at another address took over
     failure: HandshakeFailed | None = None
     removed: bool = False
 
@@ -396,7 +397,10 @@ class SessionTable(Generic[A]):
                 self._counts[TableCount.REKEYED] += 1
         elif isinstance(event, KeyConfirmed):
             if entry.awaiting_confirmation and entry.peer_id is not None:
-                self._prefer(self._by_peer[entry.peer_id], entry)
+                peer = self._by_peer[entry.peer_id]
+                if peer.preferred.addr != entry.addr:
+                    peer.preferred.displaced = True  # it may yet prove alive (_second_path)
+                self._prefer(peer, entry)
         elif isinstance(event, HandshakeFailed):
             self._counts[TableCount.HANDSHAKES_FAILED] += 1
             entry.failure = event
@@ -435,6 +439,7 @@ class SessionTable(Generic[A]):
 
     def _prefer(self, peer: _Peer[A], entry: _Entry[A]) -> None:
         """``entry`` becomes the session ``send`` uses for its peer."""
+        entry.displaced = False
         if entry in peer.sessions:
             peer.sessions.remove(entry)
         peer.sessions.append(entry)
@@ -447,7 +452,10 @@ class SessionTable(Generic[A]):
         entry.last_auth = now
         peer = None if entry.peer_id is None else self._by_peer[entry.peer_id]
         preferred = entry if peer is None else peer.preferred
-        preferred.last_auth = now  # any session of the peer proves the path alive
+        if peer is not None and entry.addr != preferred.addr:
+            self._second_path(peer, entry, addr)
+            return
+        preferred.last_auth = now  # a session at the preferred's address proves that path alive
         if addr == entry.addr and addr == preferred.addr:
             return
         self._counts[TableCount.ROAMED] += 1
@@ -459,6 +467,23 @@ class SessionTable(Generic[A]):
             self._by_addr[addr] = moved
         if peer is not None and old != addr:
             self._events.append(PeerRoamed(preferred.peer_id or "", old, addr))
+
+    def _second_path(self, peer: _Peer[A], entry: _Entry[A], addr: A) -> None:
+        """A datagram authenticated in a session of the peer at another address than the
+        preferred one: two paths to one peer, e.g. its own address and its TURN relay's (a
+        ``udp://`` connect also dials through the relay). That session roams alone, never
+        moving the preferred one; and if it was the preferred one until the newer session took
+        over, the peer still uses it, so it is preferred again: a relayed session never
+        replaces a direct one that is alive. (A peer that restarted elsewhere never speaks in
+        its old session again, so its new session keeps the preference.)"""
+        if addr != entry.addr:
+            self._counts[TableCount.ROAMED] += 1
+            if self._by_addr.get(entry.addr) is entry:
+                del self._by_addr[entry.addr]
+            entry.addr = addr
+            self._by_addr.setdefault(addr, entry)
+        if entry.displaced:
+            self._prefer(peer, entry)
 
     def _liveness(self, entry: _Entry[A], peer_id: str, now: float) -> None:
         """Consent and keepalive for an established session whose timer fired."""

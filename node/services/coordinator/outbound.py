@@ -1,5 +1,6 @@
 """One peer's sending half: its delivery ``PeerSender`` on a ``CoreTimer``, the callers waiting for
-an acknowledgement or for room in the window, and the path each message in flight left on.
+an acknowledgement or for room in the window, the path each message in flight left on, and the
+ACKs due to the peer.
 
 Window room is granted in arrival order: a caller that finds the window full, or others already
 waiting, queues; the head of the queue is woken when an acknowledgement frees room, offers its
@@ -30,7 +31,18 @@ class _RoomWaiter:
 
 
 class PeerOutbound:
-    __slots__ = ("acks", "failed_path", "flushing", "peer", "room", "sender", "sent_on", "timer")
+    __slots__ = (
+        "acks",
+        "failed_path",
+        "peer",
+        "replies",
+        "room",
+        "sender",
+        "sent_on",
+        "task",
+        "timer",
+        "wake",
+    )
 
     def __init__(
         self,
@@ -45,8 +57,15 @@ class PeerOutbound:
         self.acks: dict[MessageId, asyncio.Future[None]] = {}  # reliable messages a caller awaits
         self.sent_on: dict[MessageId, PathKey] = {}  # reliable messages in flight: their last path
         self.room: deque[_RoomWaiter] = deque()
-        self.flushing = False  # one flush at a time: frames leave in the order the sender made them
         self.failed_path = False  # a send met a dead path: resend what is in flight, once
+        # ACKs due to this peer, the latest per class (a newer one says all an older one did):
+        # bounded however long its path is backed up.
+        self.replies: dict[int, bytes] = {}
+        # The peer's own sending task (node.services.coordinator.sending): the only one that
+        # writes to it, so frames leave in the order the sender made them, and a peer whose
+        # path is backed up holds up nobody else. None while idle.
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
     def close(self) -> None:
         self.timer.close()

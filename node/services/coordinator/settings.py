@@ -6,7 +6,6 @@ from __future__ import annotations
 from node.config import Config
 from node.proto.coordinator import CoordinatorSettings
 from node.proto.delivery.settings import DeliverySettings
-from node.proto.delivery.wire import DATA_HEADER
 
 
 def coordinator_settings(config: Config) -> CoordinatorSettings:
@@ -19,9 +18,9 @@ def coordinator_settings(config: Config) -> CoordinatorSettings:
 
 
 def max_payload(config: Config) -> int:
-    """The largest application message: a transport carries at most ``max_message_bytes`` per
-    frame, and the delivery DATA header travels inside that frame."""
-    return config.transport.max_message_bytes - DATA_HEADER
+    """The largest application message: ``transport.max_message_bytes``. The transports carry
+    the delivery DATA header on top of it (node.services.frame_limit)."""
+    return config.transport.max_message_bytes
 
 
 def delivery_settings(config: Config) -> DeliverySettings:
