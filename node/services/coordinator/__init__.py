@@ -10,7 +10,7 @@ arrives; dialing.py resolves and backs off; api.py is the application's view; st
 
 from node.services.coordinator.api import NodeApi
 from node.services.coordinator.errors import ApiError, ApiReason, ApiUsageError, PeerUnreachableError
-from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState
+from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState, Sent
 from node.services.coordinator.service import CoordinatorService
 from node.services.coordinator.status import CoordinatorView
 
@@ -26,4 +26,5 @@ __all__ = [
     "PeerEvent",
     "PeerState",
     "PeerUnreachableError",
+    "Sent",
 ]

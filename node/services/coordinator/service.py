@@ -75,7 +75,7 @@ from node.services.coordinator.inbox import Inbox
 from node.services.coordinator.outbound import PeerOutbound
 from node.services.coordinator.paths import PathBook
 from node.services.coordinator.peer_events import PeerEvents
-from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState
+from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState, Sent
 from node.services.coordinator.settings import coordinator_settings, delivery_settings, max_payload
 from node.services.coordinator.status import CoordinatorView, Counters, PeerRow
 from node.services.service import Service
@@ -339,7 +339,7 @@ class CoordinatorService(Service[CoordinatorView]):
                 if path is not None:
                     self._outcome(peer, path, Outcome.ACKED, now)
                 if future is not None and not future.done():
-                    future.set_result(None)
+                    future.set_result(None if path is None else path.kind)
                 continue
             self.counters.failed += 1
             if path is not None:
@@ -467,6 +467,11 @@ class CoordinatorService(Service[CoordinatorView]):
     # -- the API's operations -----------------------------------------------------------------
 
     async def send(self, peer: PeerId, data: bytes, priority: Priority, reliable: bool) -> MessageId:
+        return (await self.deliver(peer, data, priority, reliable)).message_id
+
+    async def deliver(self, peer: PeerId, data: bytes, priority: Priority, reliable: bool) -> Sent:
+        """``send``, also telling the kind of path the message was acknowledged on (reliable) or
+        sent on (unreliable), for the control socket's per-kind counts."""
         if self._closing or self._loop is None:
             raise ApiUsageError(ApiReason.CLOSED, f"cannot send to {peer}: the coordinator is not running")
         size = len(data)
@@ -482,24 +487,25 @@ class CoordinatorService(Service[CoordinatorView]):
         if not reliable:
             mid = out.sender.offer(data, priority, loop.time(), reliable=False)
             assert mid is not None  # unreliable messages never wait for the window
+            connected = self._connected(peer)  # the primary the flush picks now
             await self._flush(out)
-            return mid
+            return Sent(mid, None if connected is None else connected.active.kind)
         while True:
             await out.wait_for_room(size)
             offered = out.sender.offer(data, priority, loop.time())
             if offered is not None:
                 break
         mid = offered
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[TransportKind | None] = loop.create_future()
         out.acks[mid] = future
         out.grant()
         out.timer.rearm()
         try:
             await self._flush(out)
-            await future
+            kind = await future
         finally:
             out.acks.pop(mid, None)  # given up on (cancelled): still delivered, nobody waits
-        return mid
+        return Sent(mid, kind)
 
     def _usable_now(self, peer: PeerId) -> bool:
         try:
