@@ -5,7 +5,8 @@ configuration (``run`` exits 2 for every configuration problem it finds at start
 in a file it names (node.errors.SettingsError), and for an unsafe or unusable state or runtime
 directory or identity key: an operator must act, and the systemd unit does not restart on 2, so
 a bad deployment does not loop; for ``nat``, no STUN server answered; for ``status``, a node
-that does not know the command), 3 no node is running (``status``), 141 the reader of stdout
+that does not know the command; for the application commands, bad arguments), 3 no node is
+running (``status``, ``connect``, ``send``, ``listen``, ``peers``), 141 the reader of stdout
 went away. stdout carries only a command's result (exactly one JSON document with ``--json``);
 logs and errors go to stderr.
 """
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 import node
 from netlink.lab.cli import register as register_lab
 from node import logs
-from node.cli import config, identity, nat, ping, run, status, turn
+from node.cli import config, connect, identity, listen, nat, peers, ping, run, send, status, turn
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | true` is: the reader
 # of our stdout went away, which only `set -o pipefail` turns into the pipeline's failure.
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (run, status, config, identity, turn):
         command.register(sub)
     register_lab(sub)
-    for command in (nat, ping):
+    for command in (nat, ping, connect, send, listen, peers):
         command.register(sub)
     return parser
 

@@ -23,7 +23,8 @@ from node.paths import NodeDirs, ensure_private_dir
 from node.proto.identity import Identity
 from node.proto.vocabulary import PeerId, TransportHealth, TransportState
 from node.security.keystore import KEY_FILE_NAME
-from node.services.control import Command, ControlServer, ControlView
+from node.services.app_control import AppControl
+from node.services.control import MAX_REQUEST_BYTES, Command, ControlServer, ControlView
 from node.services.control_args import ArgumentError
 from node.services.coordinator import CoordinatorService, CoordinatorView, NodeApi
 from node.services.metrics import MetricsServer, MetricsView
@@ -40,6 +41,14 @@ from node.transports.route import IPAddress
 log = logging.getLogger(__name__)
 
 WATCH_MIN_INTERVAL_S = 0.02
+# ``send``'s request line carries a whole message in base64 (4/3 of it): 2 MiB for the default
+# 1 MiB message, more when transport.max_message_bytes allows more; every other command keeps
+# MAX_REQUEST_BYTES.
+SEND_REQUEST_BYTES = 2 << 20
+
+
+def send_request_bytes(max_message_bytes: int) -> int:
+    return max(SEND_REQUEST_BYTES, (max_message_bytes + 2) // 3 * 4 + MAX_REQUEST_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +137,20 @@ class Node(Service[NodeStatus]):
         # What the coordinator reports to, and GET /metrics ([metrics] listen; '' disables it).
         self.node_metrics = NodeMetrics(self._health)
         self.metrics = MetricsServer(config, self.node_metrics)
+        # The application API's control commands (connect, send, listen, peers).
+        self.app = AppControl(
+            self.api,
+            window=config.coordinator.window_max_messages,
+            max_payload=self.coordinator.max_payload,
+            max_request_bytes=send_request_bytes(config.transport.max_message_bytes),
+        )
         # The control socket last: `status` answers only once every service runs.
         self.control = ControlServer(
             dirs.control_socket,
             {
                 "status": lambda: self.status().to_json(),
                 "watch_status": Command(self._watch_status, args=WatchArgs),
+                **self.app.commands(),
             },
         )
         # In start order; stopped in reverse.
@@ -147,6 +164,7 @@ class Node(Service[NodeStatus]):
                 self.coordinator,
                 self.network,
                 self.metrics,
+                self.app,
                 self.control,
             )
             if s is not None
