@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("uris", metavar="URI", nargs="*", help="udp://HOST:PORT or tls://HOST:PORT")
     parser.add_argument("--timeout", type=float, help="seconds to wait for a path (default: the node's)")
     add_node_options(parser)
-    parser.set_defaults(func=cmd_connect)
+    parser.set_defaults(func=cmd_connect, late_positional="uris")
 
 
 def cmd_connect(args: argparse.Namespace) -> int:

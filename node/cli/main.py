@@ -41,10 +41,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parse_args``, except that a command naming ``late_positional`` (``send``'s TEXT,
+    ``connect``'s URIs) also takes that positional after options: argparse fills every
+    positional from the first run of them (``send PEER --priority high TEXT`` would leave TEXT
+    over, bpo-14191), and ``parse_intermixed_args`` does not work with subcommands."""
+    args, extra = parser.parse_known_args(argv)
+    name = getattr(args, "late_positional", None)
+    if extra and name is not None and not any(e.startswith("-") and e != "-" for e in extra):
+        current = getattr(args, name)
+        if isinstance(current, list):
+            setattr(args, name, [*current, *extra])
+            return args
+        if current is None and len(extra) == 1:
+            setattr(args, name, extra[0])
+            return args
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
-            args = build_parser().parse_args(argv)
+            args = parse(build_parser(), argv)
             logs.setup(args.log_level)
             code: int = args.func(args)
         finally:

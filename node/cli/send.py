@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--count", type=int, help="send N generated messages instead of TEXT")
     parser.add_argument("--size", type=int, help="bytes per generated message (default 64)")
     add_node_options(parser)
-    parser.set_defaults(func=cmd_send)
+    parser.set_defaults(func=cmd_send, late_positional="text")
 
 
 def cmd_send(args: argparse.Namespace) -> int:
