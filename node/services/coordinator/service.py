@@ -72,6 +72,7 @@ from node.services.coordinator.carriers import Carrier, TlsCarrier, TurnCarrier,
 from node.services.coordinator.dialing import Backoff, endpoint_of
 from node.services.coordinator.errors import ApiReason, ApiUsageError, PeerUnreachableError
 from node.services.coordinator.inbox import Inbox
+from node.services.coordinator.observer import NO_OBSERVER, CoordinatorObserver
 from node.services.coordinator.outbound import PeerOutbound
 from node.services.coordinator.paths import PathBook
 from node.services.coordinator.peer_events import PeerEvents
@@ -125,6 +126,8 @@ class CoordinatorService(Service[CoordinatorView]):
         self.book = PathBook()
         self.counters = Counters()
         self.wall = ConnectionIsolation("coordinator")
+        # Told what happens, for the node's metrics (the daemon sets its NodeMetrics here).
+        self.observer: CoordinatorObserver = NO_OBSERVER
         self._static: dict[PeerId, list[PeerUri]] = {}
         for static in config.peers.static_peers:
             if static.peer_id != peer_id:
@@ -288,8 +291,10 @@ class CoordinatorService(Service[CoordinatorView]):
         while (event := receiver.next_event()) is not None:
             mid = event.message_id
             peer = event.peer
-            inbox.put(InboundMessage(peer, str(mid), mid.priority, arrived[peer], event.payload))
+            kind = arrived[peer]
+            inbox.put(InboundMessage(peer, str(mid), mid.priority, kind, event.payload))
             self.counters.received += 1
+            self.observer.message_received(kind)
 
     def _take_acks(self) -> None:
         acks = self.receiver.datagrams_to_send(self._now())
@@ -428,6 +433,7 @@ class CoordinatorService(Service[CoordinatorView]):
                 return
             key = choice.primary
             if await self._send_on(peer, key, transmit.data, mid.priority):
+                self.observer.message_sent(key.kind)
                 break
             # The transport has no connection there any more (its event may be on the way).
             self.coordinator.path_failed(peer, key, DownReason.DISCONNECTED, now)
@@ -437,8 +443,9 @@ class CoordinatorService(Service[CoordinatorView]):
         if not mid.reliable:
             return  # sent once, on the primary
         self._account(out, mid, key, transmit.reason, now)
-        if transmit.multipath and choice.extra is not None:
-            await self._send_on(peer, choice.extra, transmit.data, mid.priority)
+        extra = choice.extra if transmit.multipath else None
+        if extra is not None and await self._send_on(peer, extra, transmit.data, mid.priority):
+            self.observer.message_sent(extra.kind)
 
     def _account(
         self, out: PeerOutbound, mid: MessageId, key: PathKey, reason: SendReason, now: float
@@ -670,6 +677,7 @@ class CoordinatorService(Service[CoordinatorView]):
         old, new = event.old, event.new
         if old is not None and new is not None:
             self.counters.failovers += 1
+            self.observer.failover()
         log.info(
             "coordinator: active path: peer=%s priorities=%s from=%s to=%s reason=%s",
             event.peer,
@@ -715,6 +723,7 @@ class CoordinatorService(Service[CoordinatorView]):
         now = self._now()
         with contextlib.suppress(CoordinatorError):
             self.coordinator.record_rtt(peer, key, rtt, now)
+            self.observer.path_rtt(key.kind, rtt)
         if trial:
             self._outcome(peer, key, Outcome.ACKED, now)
 
@@ -727,6 +736,8 @@ class CoordinatorService(Service[CoordinatorView]):
                 if transport is not None:
                     connections = transport.health().connections
                     self.coordinator.set_load(kind, local, connections, carrier.capacity())
+            # Behind the wall: a metrics fault must not end the load updates.
+            self.wall.call(self.observer.paths, "coordinator metrics", self.peers())
 
     # -- views --------------------------------------------------------------------------------
 
