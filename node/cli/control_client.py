@@ -32,13 +32,15 @@ class NotRunning(ControlError):
 
 
 class Refused(ControlError):
-    """The node answered with a typed error; ``code`` is None for a code this version does not know."""
+    """The node answered with a typed error; ``code`` is None for a code this version does not know;
+    ``reason`` is the command's own reason when it gave one (``send``: ``unknown_peer``...)."""
 
-    def __init__(self, path: Path, code: ErrorCode | None, message: str) -> None:
-        super().__init__(f"the node refused the request ({code or 'unknown code'}): {message}")
+    def __init__(self, path: Path, code: ErrorCode | None, message: str, reason: str | None = None) -> None:
+        super().__init__(f"the node refused the request ({reason or code or 'unknown code'}): {message}")
         self.path = path
         self.code = code
         self.detail = message
+        self.why = reason
 
 
 def request(
@@ -155,4 +157,10 @@ def _refused(path: Path, error: object) -> Refused:
     raw, message = error.get("code"), error.get("message")
     # A code this version does not know (a newer node) is None; the message still says what happened.
     code = next((known for known in ErrorCode if known.value == raw), None)
-    return Refused(path, code, str(message or f"error code {raw!r} without a message"))
+    reason = error.get("reason")
+    return Refused(
+        path,
+        code,
+        str(message or f"error code {raw!r} without a message"),
+        reason if isinstance(reason, str) else None,
+    )

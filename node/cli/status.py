@@ -27,7 +27,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except control_client.NotRunning as exc:
         return fail(str(exc), EXIT_NOT_RUNNING)
     except control_client.Refused as exc:
-        return _refused(exc)
+        return refused_exit(exc)
     except control.ControlError as exc:
         return fail(str(exc), EXIT_FAILURE)
     if args.json:
@@ -63,7 +63,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _refused(exc: control_client.Refused) -> int:
+def refused_exit(exc: control_client.Refused) -> int:
     """One line per typed error the node answers with, and its exit code."""
     match exc.code:
         case control.ErrorCode.TOO_MANY_CLIENTS:

@@ -11,12 +11,19 @@ STREAM_WRITE_TIMEOUT_S (once the socket's buffer is full) has its stream closed,
 costs the node a kernel buffer and one item, never a queue. At most MAX_STREAMS are open, so
 streams never take every client slot from ``status``.
 
+A command that fails for a typed reason of its own raises ``CommandRefused``: the error object
+then carries ``reason`` too (e.g. ``{"code": "command_failed", "reason": "unknown_peer", ...}``).
+
 Only the owner can connect (the socket is 0600 in a 0700 directory), so whoever connects is the
 operator or acts for them; still, nothing one client does may hurt the node. Requests are capped
-in size (MAX_REQUEST_BYTES) and time (CLIENT_TIMEOUT_S), at most MAX_CLIENTS are served at once
-(the next is told ``too_many_clients`` at once and closed, so descriptors stay bounded), and each
-client runs behind the service's ConnectionIsolation wall: a fault closes that client, is logged
-once and counted in ``status`` under ``control.faults``.
+in size (MAX_REQUEST_BYTES; a command may allow more with ``max_request_bytes``, e.g. ``send``
+carrying a 1 MiB message, and such a request must name its command first, as
+``{"command": "send", ...`` within the first MAX_REQUEST_BYTES: the cap is chosen before the
+line is parsed, so every other command keeps the small one) and time (CLIENT_TIMEOUT_S), at
+most MAX_CLIENTS are served at once (the next is told ``too_many_clients`` at once and closed,
+so descriptors stay bounded), and each client runs behind the service's ConnectionIsolation
+wall: a fault closes that client, is logged once and counted in ``status`` under
+``control.faults``.
 
 The server owns its accept loop and its clients' tasks in its own TaskGroup instead of using
 ``asyncio.start_unix_server``, whose handler tasks belong to no TaskGroup (STYLE.md): at close
@@ -33,6 +40,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -44,7 +52,7 @@ from typing import Any
 from node.errors import LocalError, NodeError
 from node.os_errors import os_reason
 from node.services.control_args import check_schema, no_args, parse_args
-from node.services.control_errors import ErrorCode, RequestError
+from node.services.control_errors import CommandRefused, ErrorCode, RequestError
 from node.services.service import Service
 from node.transports.isolation import ConnectionIsolation
 
@@ -56,6 +64,7 @@ __all__ = [
     "STREAM_WRITE_TIMEOUT_S",
     "AlreadyRunning",
     "Command",
+    "CommandRefused",  # from control_errors
     "Commands",
     "ControlError",
     "ControlServer",
@@ -92,6 +101,8 @@ class Command:
     handler: Callable[..., object]
     args: type[Any] | None = None
     timeout_s: float = COMMAND_TIMEOUT_S
+    # A request line of this command may be this long (at least MAX_REQUEST_BYTES).
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
     def __post_init__(self) -> None:
         if self.args is not None:
@@ -145,8 +156,11 @@ class ControlView:
         }
 
 
-def error_reply(code: ErrorCode, message: str) -> bytes:
-    return json.dumps({"error": {"code": code.value, "message": message}}).encode() + b"\n"
+def error_reply(code: ErrorCode, message: str, reason: str | None = None) -> bytes:
+    error = {"code": code.value, "message": message}
+    if reason is not None:
+        error["reason"] = reason
+    return json.dumps({"error": error}).encode() + b"\n"
 
 
 class ControlServer(Service[ControlView]):
@@ -173,6 +187,12 @@ class ControlServer(Service[ControlView]):
         self._streams_slow = 0
         # Built once: a schema bug fails the node's start, not a request.
         self._bound = {name: c if isinstance(c, Command) else Command(c) for name, c in commands.items()}
+        # The longer lines some commands accept: looked up by the name a long line starts with.
+        self._long = {
+            name: c.max_request_bytes
+            for name, c in self._bound.items()
+            if c.max_request_bytes > MAX_REQUEST_BYTES
+        }
 
     async def _start(self, stack: AsyncExitStack) -> None:
         if self._path.exists() or self._path.is_symlink():
@@ -260,7 +280,7 @@ class ControlServer(Service[ControlView]):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CLIENT_TIMEOUT_S):
-                line = await _read_line(loop, conn)
+                line = await _read_line(loop, conn, self._long)
         except TimeoutError:
             reply = self._error(
                 RequestError(ErrorCode.TIMEOUT, f"no whole request line within {CLIENT_TIMEOUT_S:g} s")
@@ -302,6 +322,8 @@ class ControlServer(Service[ControlView]):
                     ErrorCode.COMMAND_FAILED,
                     f"{name} failed on a fault in the node (logged, counted in status control.faults)",
                 )
+            if isinstance(result, RequestError):
+                raise result  # the command's own typed refusal (CommandRefused, ArgumentError)
             if isinstance(result, NodeError):
                 # A command that cannot answer (e.g. a service mid-shutdown) says so to the client.
                 log.warning("control command %s failed: %s", name, result)
@@ -383,7 +405,7 @@ class ControlServer(Service[ControlView]):
     def _error(self, exc: RequestError) -> bytes:
         self._errors[exc.code] += 1
         log.info("control request failed: %s", exc)
-        return error_reply(exc.code, exc.detail)
+        return error_reply(exc.code, exc.detail, exc.why if isinstance(exc, CommandRefused) else None)
 
 
 def _line(result: Result) -> bytes:
@@ -413,18 +435,30 @@ async def _until_client_ends(conn: socket.socket) -> None:
             pass
 
 
-async def _read_line(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> bytes | None:
+# How a request line names its command first (control_client writes it so): what a line longer
+# than MAX_REQUEST_BYTES must start with to be read further.
+_NAMED_FIRST = re.compile(rb'\s*\{\s*"command"\s*:\s*"([a-z_]{1,64})"')
+
+
+async def _read_line(
+    loop: asyncio.AbstractEventLoop, conn: socket.socket, long: Mapping[str, int]
+) -> bytes | None:
     """One request line (without its newline); None if the client sent nothing before leaving.
-    A client that half-closes instead of ending its line has sent what it came with."""
+    A client that half-closes instead of ending its line has sent what it came with. A line may
+    pass MAX_REQUEST_BYTES only if it starts by naming a command in ``long``, up to its cap."""
     buf = bytearray()
+    limit = MAX_REQUEST_BYTES
     while True:
         chunk = await loop.sock_recv(conn, READ_CHUNK)
         if not chunk:
             return bytes(buf) if buf else None
         end = chunk.find(b"\n")
         buf += chunk if end < 0 else chunk[:end]
-        if len(buf) > MAX_REQUEST_BYTES:
-            raise RequestError(ErrorCode.REQUEST_TOO_LARGE, f"request line over {MAX_REQUEST_BYTES} bytes")
+        if len(buf) > limit:
+            if limit == MAX_REQUEST_BYTES and (named := _NAMED_FIRST.match(buf)) is not None:
+                limit = long.get(named.group(1).decode(), MAX_REQUEST_BYTES)
+            if len(buf) > limit:
+                raise RequestError(ErrorCode.REQUEST_TOO_LARGE, f"request line over {limit} bytes")
         if end >= 0:
             return bytes(buf)
 

@@ -1,5 +1,6 @@
-"""The control socket's typed error replies (``{"error": {"code", "message"}}``), apart from the
-server so that argument parsing (control_args) and the client share them."""
+"""The control socket's typed error replies (``{"error": {"code", "message"}}``, plus ``reason``
+when a command failed for a reason of its own), apart from the server so that argument parsing
+(control_args) and the client share them."""
 
 from __future__ import annotations
 
@@ -31,3 +32,13 @@ class RequestError(ReasonError[ErrorCode], RemoteError):
     @property
     def code(self) -> ErrorCode:
         return self.reason
+
+
+class CommandRefused(RequestError):
+    """A command failed for a typed reason of its own (``send``: ``unknown_peer``, ``too_large``...):
+    ``command_failed`` on the wire, with ``why`` as the error's ``reason`` so a client decides on
+    it, never on the message."""
+
+    def __init__(self, why: str, message: str) -> None:
+        super().__init__(ErrorCode.COMMAND_FAILED, message)
+        self.why = why

@@ -23,7 +23,8 @@ from node.paths import NodeDirs, ensure_private_dir
 from node.proto.identity import Identity
 from node.proto.vocabulary import PeerId, TransportHealth, TransportState
 from node.security.keystore import KEY_FILE_NAME
-from node.services.control import Command, ControlServer, ControlView
+from node.services.app_control import AppControl
+from node.services.control import MAX_REQUEST_BYTES, Command, ControlServer, ControlView
 from node.services.control_args import ArgumentError
 from node.services.coordinator import CoordinatorService, CoordinatorView, NodeApi
 from node.services.metrics import MetricsServer, MetricsView
@@ -40,6 +41,16 @@ from node.transports.route import IPAddress
 log = logging.getLogger(__name__)
 
 WATCH_MIN_INTERVAL_S = 0.02
+STATUS_PEERS = 4  # peers named on systemd's STATUS= line (one line: systemctl status shows it)
+STATUS_INTERVAL_S = 1.0  # how often STATUS= is looked at (sent only when it changed)
+# ``send``'s request line carries a whole message in base64 (4/3 of it): 2 MiB for the default
+# 1 MiB message, more when transport.max_message_bytes allows more; every other command keeps
+# MAX_REQUEST_BYTES.
+SEND_REQUEST_BYTES = 2 << 20
+
+
+def send_request_bytes(max_message_bytes: int) -> int:
+    return max(SEND_REQUEST_BYTES, (max_message_bytes + 2) // 3 * 4 + MAX_REQUEST_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +102,18 @@ class NodeStatus:
         }
 
     def summary(self) -> str:
+        """systemd's STATUS= line: who, where, and each peer's active path (the first few)."""
         peers = self.coordinator.peers
-        active = sum(1 for row in peers if row.active is not None)
+        active = [row for row in peers if row.active is not None]
+        paths = ", ".join(
+            f"{row.peer[:8]} {row.active.kind.value} {row.active.remote}"
+            for row in active[:STATUS_PEERS]
+            if row.active is not None
+        )
+        more = f" +{len(active) - STATUS_PEERS} more" if len(active) > STATUS_PEERS else ""
         return (
             f"peer {self.peer_id[:12]}; listening on {', '.join(self.listen)};"
-            f" {len(peers)} peers, {active} with an active path"
+            f" {len(peers)} peers, {len(active)} with an active path" + (f": {paths}{more}" if paths else "")
         )
 
 
@@ -127,13 +145,22 @@ class Node(Service[NodeStatus]):
         self.network.lost_handlers.append(self._network_down)
         # What the coordinator reports to, and GET /metrics ([metrics] listen; '' disables it).
         self.node_metrics = NodeMetrics(self._health)
+        self.coordinator.observer = self.node_metrics
         self.metrics = MetricsServer(config, self.node_metrics)
+        # The application API's control commands (connect, send, listen, peers).
+        self.app = AppControl(
+            self.api,
+            window=config.coordinator.window_max_messages,
+            max_payload=self.coordinator.max_payload,
+            max_request_bytes=send_request_bytes(config.transport.max_message_bytes),
+        )
         # The control socket last: `status` answers only once every service runs.
         self.control = ControlServer(
             dirs.control_socket,
             {
                 "status": lambda: self.status().to_json(),
                 "watch_status": Command(self._watch_status, args=WatchArgs),
+                **self.app.commands(),
             },
         )
         # In start order; stopped in reverse.
@@ -147,6 +174,7 @@ class Node(Service[NodeStatus]):
                 self.coordinator,
                 self.network,
                 self.metrics,
+                self.app,
                 self.control,
             )
             if s is not None
@@ -219,12 +247,26 @@ async def serve(config: Config, dirs: NodeDirs, identity: Identity, notifier: No
             notifier.ready(status.summary())
             async with asyncio.TaskGroup() as tasks:
                 watchdog = tasks.create_task(notifier.run_watchdog())
+                statuses = tasks.create_task(_report_status(running, notifier, status.summary()))
                 await stop.wait()
                 log.info("stopping")
                 notifier.stopping()
                 watchdog.cancel()
+                statuses.cancel()
             # Leaving Node closes the control socket and the UDP port: both close at once, no
             # draining, so SIGTERM leads to exit well within systemd's expectations (< 2 s).
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _report_status(running: Node, notifier: Notifier, last: str) -> None:
+    """STATUS= for systemd whenever the summary (peers and active paths) changes."""
+    if not notifier.enabled:
+        return
+    while True:
+        await asyncio.sleep(STATUS_INTERVAL_S)
+        summary = running.status().summary()
+        if summary != last:
+            notifier.status(summary)
+            last = summary

@@ -10,14 +10,15 @@ the coordinator keeps (itself bounded by the peers and servers it tracks).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from node.proto.breaker import BreakerState
+from node.proto.coordinator import PeerView
 from node.proto.vocabulary import TransportHealth, TransportKind
 
 
@@ -41,9 +42,12 @@ HealthSource = Callable[[], Iterable[TransportHealth]]
 
 
 class NodeMetrics:
-    """What the node counts. The coordinator calls ``failover``, ``path_rtt``, ``breaker`` and
-    ``nat_traversal``; connections and messages per transport are the transports' own counts
-    (``health()``), read at each scrape, so nothing is counted twice."""
+    """What the node counts. The coordinator reports through it (it is the coordinator's
+    ``CoordinatorObserver``): ``failover``, ``path_rtt``, ``message_sent``/``message_received``
+    (application messages per path kind, as the coordinator counts them: resends included, ACKs
+    and keepalives not), ``paths`` (each path's breaker, per transport and remote); and
+    ``nat_traversal``. Connections per transport are the transports' own counts (``health()``),
+    read at each scrape."""
 
     def __init__(self, health: HealthSource) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -70,10 +74,25 @@ class NodeMetrics:
             ("outcome",),
             registry=self.registry,
         )
+        self._sent = Counter(
+            "bitcraps_messages_sent",
+            "Application messages sent per transport kind, resends included",
+            ("transport",),
+            registry=self.registry,
+        )
+        self._received = Counter(
+            "bitcraps_messages_received",
+            "Application messages received into the inbox per transport kind",
+            ("transport",),
+            registry=self.registry,
+        )
+        self._breaker_keys: set[tuple[TransportKind, str]] = set()
         for outcome in NatOutcome:
             self._nat.labels(outcome.value)  # shown with zero counts before the first
         for kind in TransportKind:
             self._rtt.labels(kind.value)
+            self._sent.labels(kind.value)
+            self._received.labels(kind.value)
 
     def failover(self) -> None:
         self._failovers.inc()
@@ -88,6 +107,28 @@ class NodeMetrics:
         """A remote no longer tracked: its series goes, so labels stay bounded."""
         with contextlib.suppress(KeyError):  # never set
             self._breakers.remove(kind.value, remote)
+
+    def message_sent(self, kind: TransportKind) -> None:
+        self._sent.labels(kind.value).inc()
+
+    def message_received(self, kind: TransportKind) -> None:
+        self._received.labels(kind.value).inc()
+
+    def paths(self, peers: Sequence[PeerView]) -> None:
+        """Each (transport, remote)'s breaker from the coordinator's paths (the worst state when
+        several peers share a remote); a remote no longer among them is forgotten."""
+        states: dict[tuple[TransportKind, str], BreakerState] = {}
+        for view in peers:
+            for path in view.paths:
+                key = (TransportKind(path.kind), path.endpoint)
+                old = states.get(key)
+                if old is None or BREAKER_VALUES[path.breaker] > BREAKER_VALUES[old]:
+                    states[key] = path.breaker
+        for kind, remote in self._breaker_keys - states.keys():
+            self.forget_breaker(kind, remote)
+        for (kind, remote), state in states.items():
+            self.breaker(kind, remote, state)
+        self._breaker_keys = set(states)
 
     def nat_traversal(self, outcome: NatOutcome) -> None:
         self._nat.labels(outcome.value).inc()
@@ -107,20 +148,8 @@ class _HealthCollector(Collector):
             "Connections (UDP: sessions) per transport",
             labels=("transport",),
         )
-        sent = CounterMetricFamily(
-            "bitcraps_messages_sent",
-            "Messages sent per transport, resent ones included",
-            labels=("transport",),
-        )
-        received = CounterMetricFamily(
-            "bitcraps_messages_received", "Messages received per transport", labels=("transport",)
-        )
         snapshots = {h.kind: h for h in self._health()}
         for kind in TransportKind:  # every kind, zero when the node does not run it
             h = snapshots.get(kind)
             connections.add_metric((kind.value,), h.connections if h else 0)
-            sent.add_metric((kind.value,), h.messages_sent if h else 0)
-            received.add_metric((kind.value,), h.messages_received if h else 0)
         yield connections
-        yield sent
-        yield received

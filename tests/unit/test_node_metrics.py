@@ -35,8 +35,14 @@ def test_the_coordinators_calls_show_in_the_exposition() -> None:
     assert s[("bitcraps_nat_traversal_total", (("outcome", "punched"),))] == 1
     assert s[("bitcraps_nat_traversal_total", (("outcome", "failed"),))] == 0
     assert s[("bitcraps_transport_connections", (("transport", "udp"),))] == 4
-    assert s[("bitcraps_messages_sent_total", (("transport", "udp"),))] == 7
+    # Messages as the coordinator counts them, not the transports' frames (7 here).
+    assert s[("bitcraps_messages_sent_total", (("transport", "udp"),))] == 0
     assert s[("bitcraps_messages_received_total", (("transport", "ble"),))] == 0  # not run: zero
+    m.message_sent(TransportKind.UDP)
+    m.message_received(TransportKind.TCP_TLS)
+    s = _samples(m)
+    assert s[("bitcraps_messages_sent_total", (("transport", "udp"),))] == 1
+    assert s[("bitcraps_messages_received_total", (("transport", "tcp_tls"),))] == 1
     health[0] = TransportHealth(TransportKind.UDP, TransportState.READY, connections=1)
     assert _samples(m)[("bitcraps_transport_connections", (("transport", "udp"),))] == 1  # read at scrape
     m.forget_breaker(TransportKind.TCP_TLS, "198.51.100.7:47475")

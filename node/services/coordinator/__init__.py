@@ -10,7 +10,8 @@ arrives; dialing.py resolves and backs off; api.py is the application's view; st
 
 from node.services.coordinator.api import NodeApi
 from node.services.coordinator.errors import ApiError, ApiReason, ApiUsageError, PeerUnreachableError
-from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState
+from node.services.coordinator.observer import CoordinatorObserver
+from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState, Sent
 from node.services.coordinator.service import CoordinatorService
 from node.services.coordinator.status import CoordinatorView
 
@@ -19,6 +20,7 @@ __all__ = [
     "ApiReason",
     "ApiUsageError",
     "Connected",
+    "CoordinatorObserver",
     "CoordinatorService",
     "CoordinatorView",
     "InboundMessage",
@@ -26,4 +28,5 @@ __all__ = [
     "PeerEvent",
     "PeerState",
     "PeerUnreachableError",
+    "Sent",
 ]

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterable
 from node.proto.coordinator import PeerView
 from node.proto.peer_uri import PeerUri, parse_peer_uri
 from node.proto.vocabulary import PeerId, Priority
-from node.services.coordinator.records import Connected, InboundMessage, PeerEvent
+from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, Sent
 from node.services.coordinator.service import CoordinatorService
 
 
@@ -50,6 +50,13 @@ class NodeApi:
         unbounded queue). Raises ApiUsageError(TOO_LARGE), PeerUnreachableError(UNKNOWN_PEER /
         NO_PATH within ``transport.failover_timeout_s`` / DELIVERY_FAILED after the retries)."""
         return str(await self._service.send(peer, data, priority, reliable))
+
+    async def deliver(
+        self, peer: PeerId, data: bytes, priority: Priority = Priority.NORMAL, reliable: bool = True
+    ) -> Sent:
+        """``send``, also telling the kind of path that carried the message (``str(message_id)``
+        is ``send``'s answer)."""
+        return await self._service.deliver(peer, data, priority, reliable)
 
     def messages(self) -> AsyncIterator[InboundMessage]:
         """Received messages, oldest first; each goes to exactly one subscriber. Taking one makes

@@ -18,7 +18,7 @@ from node.proto.coordinator import PathKey
 from node.proto.delivery.ids import MessageId
 from node.proto.delivery.sender import PeerSender
 from node.proto.delivery.settings import DeliverySettings
-from node.proto.vocabulary import PeerId
+from node.proto.vocabulary import PeerId, TransportKind
 from node.transports.timer import CoreTimer
 
 
@@ -54,7 +54,8 @@ class PeerOutbound:
         self.peer = peer
         self.sender = PeerSender(settings)
         self.timer = CoreTimer(loop, self.sender.get_timer, self.sender.handle_timer, lambda: on_timer(self))
-        self.acks: dict[MessageId, asyncio.Future[None]] = {}  # reliable messages a caller awaits
+        # Reliable messages a caller awaits; the result is the kind of path the ACK answered.
+        self.acks: dict[MessageId, asyncio.Future[TransportKind | None]] = {}
         self.sent_on: dict[MessageId, PathKey] = {}  # reliable messages in flight: their last path
         self.room: deque[_RoomWaiter] = deque()
         self.failed_path = False  # a send met a dead path: resend what is in flight, once

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from node.proto.coordinator import PathKey
+from node.proto.delivery.ids import MessageId
 from node.proto.vocabulary import PeerId, Priority, TransportKind
 
 
@@ -41,3 +42,12 @@ class Connected:
     peer: PeerId
     active: PathKey
     paths: tuple[PathKey, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """``deliver``'s answer: the message's id and the kind of path that carried it (the one its
+    acknowledgement answered for a reliable message; None when not known)."""
+
+    message_id: MessageId
+    path: TransportKind | None

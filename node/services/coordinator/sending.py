@@ -31,6 +31,7 @@ from node.proto.delivery.wire import ack_class
 from node.proto.vocabulary import PeerId, Priority, TransportKind, make_frame
 from node.services.coordinator.carriers import Carrier
 from node.services.coordinator.errors import ApiReason, ApiUsageError, PeerUnreachableError
+from node.services.coordinator.observer import NO_OBSERVER, CoordinatorObserver
 from node.services.coordinator.outbound import PeerOutbound
 from node.services.coordinator.status import Counters
 from node.transports.base import TransportError
@@ -58,7 +59,9 @@ class Sending:
         loop: asyncio.AbstractEventLoop,
         spawn: Spawn,
         reply_path: dict[PeerId, PathKey],
+        observer: CoordinatorObserver = NO_OBSERVER,
     ) -> None:
+        self.observer = observer
         self.coordinator = coordinator
         self.carriers = carriers
         self.settings = settings
@@ -131,7 +134,7 @@ class Sending:
                 if path is not None:
                     acked[path] += 1
                 if future is not None and not future.done():
-                    future.set_result(None)
+                    future.set_result(None if path is None else path.kind)
                 continue
             counters.failed += 1
             if path is not None:
@@ -236,6 +239,7 @@ class Sending:
                     return
             key = choice.primary
             if await self.send_on(peer, key, transmit.data, priority):
+                self.observer.message_sent(key.kind)
                 break
             # The transport has no connection there any more (its event may be on the way).
             self.coordinator.path_failed(peer, key, DownReason.DISCONNECTED, self.loop.time())
@@ -246,8 +250,9 @@ class Sending:
         if not mid.reliable:
             return  # sent once, on the primary
         self._account(out, mid, key, transmit.reason, sent)
-        if transmit.multipath and choice.extra is not None:
-            await self.send_on(peer, choice.extra, transmit.data, priority)
+        extra = choice.extra if transmit.multipath else None
+        if extra is not None and await self.send_on(peer, extra, transmit.data, priority):
+            self.observer.message_sent(extra.kind)
 
     def _account(
         self, out: PeerOutbound, mid: MessageId, key: PathKey, reason: SendReason, sent: Counter[PathKey]

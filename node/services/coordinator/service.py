@@ -59,10 +59,11 @@ from node.services.coordinator.carriers import Carrier, TlsCarrier, TurnCarrier,
 from node.services.coordinator.dialing import Dialer
 from node.services.coordinator.errors import ApiReason, ApiUsageError, PeerUnreachableError
 from node.services.coordinator.inbox import Inbox
+from node.services.coordinator.observer import NO_OBSERVER, CoordinatorObserver
 from node.services.coordinator.outbound import PeerOutbound
 from node.services.coordinator.paths import PathBook
 from node.services.coordinator.peer_events import PeerEvents
-from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState
+from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState, Sent
 from node.services.coordinator.sending import Sending
 from node.services.coordinator.settings import coordinator_settings, delivery_settings, max_payload
 from node.services.coordinator.status import CoordinatorView, Counters, PeerRow
@@ -112,6 +113,7 @@ class CoordinatorService(Service[CoordinatorView]):
         self.counters = Counters()
         self.wall = ConnectionIsolation("coordinator")
         self.dialer = Dialer(config, self.carriers, self.book, self._spawn)
+        self._observer: CoordinatorObserver = NO_OBSERVER
         self._static: dict[PeerId, list[PeerUri]] = {}
         for static in config.peers.static_peers:
             if static.peer_id != peer_id:
@@ -126,6 +128,18 @@ class CoordinatorService(Service[CoordinatorView]):
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
+    @property
+    def observer(self) -> CoordinatorObserver:
+        """Told what happens, for the node's metrics (the daemon sets its NodeMetrics here)."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: CoordinatorObserver) -> None:
+        self._observer = observer
+        for part in (self._sending, self._upkeep):
+            if part is not None:
+                part.observer = observer
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def _start(self, stack: AsyncExitStack) -> None:
@@ -139,6 +153,7 @@ class CoordinatorService(Service[CoordinatorView]):
             loop=loop,
             spawn=self._spawn_quietly,
             reply_path=self._reply,
+            observer=self.observer,
         )
         self._upkeep = Upkeep(
             config=self.config,
@@ -149,6 +164,7 @@ class CoordinatorService(Service[CoordinatorView]):
             counters=self.counters,
             wall=self.wall,
             spawn=self._spawn,
+            observer=self.observer,
         )
         self._receiver_timer = CoreTimer(loop, self.receiver.get_timer, _no_timer_work, self._take_acks)
         stack.callback(self._close)  # the first in, so the last out: after every task ended
@@ -294,11 +310,14 @@ class CoordinatorService(Service[CoordinatorView]):
 
     def _deliver(self) -> None:
         receiver, inbox, arrived, counters = self.receiver, self.inbox, self._arrived, self.counters
+        observer = self.observer
         while (event := receiver.next_event()) is not None:
             mid = event.message_id
             peer = event.peer
-            inbox.put(InboundMessage(peer, str(mid), mid.priority, arrived[peer], event.payload))
+            kind = arrived[peer]
+            inbox.put(InboundMessage(peer, str(mid), mid.priority, kind, event.payload))
             counters.received += 1
+            observer.message_received(kind)
 
     def _take_acks(self) -> None:
         acks = self.receiver.datagrams_to_send(self._now())
@@ -318,6 +337,11 @@ class CoordinatorService(Service[CoordinatorView]):
     # -- the API's operations -----------------------------------------------------------------
 
     async def send(self, peer: PeerId, data: bytes, priority: Priority, reliable: bool) -> MessageId:
+        return (await self.deliver(peer, data, priority, reliable)).message_id
+
+    async def deliver(self, peer: PeerId, data: bytes, priority: Priority, reliable: bool) -> Sent:
+        """``send``, also telling the kind of path the message was acknowledged on (reliable) or
+        sent on (unreliable), for the control socket's per-kind counts."""
         if self._closing or self._loop is None:
             raise ApiUsageError(ApiReason.CLOSED, f"cannot send to {peer}: the coordinator is not running")
         size = len(data)
@@ -334,8 +358,9 @@ class CoordinatorService(Service[CoordinatorView]):
         if not reliable:
             mid = out.sender.offer(data, priority, loop.time(), reliable=False)
             assert mid is not None  # unreliable messages never wait for the window
+            connected = self._connected(peer)  # the primary the flush picks now
             sending.schedule(out)
-            return mid
+            return Sent(mid, None if connected is None else connected.active.kind)
         while True:
             if out.room or not out.sender.can_offer(size):
                 await out.wait_for_room(size)
@@ -343,16 +368,16 @@ class CoordinatorService(Service[CoordinatorView]):
             if offered is not None:
                 break
         mid = offered
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[TransportKind | None] = loop.create_future()
         out.acks[mid] = future
         out.grant()
         out.timer.rearm()
         sending.schedule(out)  # its task sends this turn's messages together
         try:
-            await future
+            kind = await future
         finally:
             out.acks.pop(mid, None)  # given up on (cancelled): still delivered, nobody waits
-        return mid
+        return Sent(mid, kind)
 
     def _usable_now(self, peer: PeerId) -> bool:
         try:

@@ -34,6 +34,7 @@ from node.proto.coordinator import (
 )
 from node.proto.vocabulary import PeerId, TransportKind
 from node.services.coordinator.carriers import Carrier
+from node.services.coordinator.observer import NO_OBSERVER, CoordinatorObserver
 from node.services.coordinator.paths import PathBook
 from node.services.coordinator.sending import Sending
 from node.services.coordinator.status import Counters
@@ -56,7 +57,9 @@ class Upkeep:
         counters: Counters,
         wall: ConnectionIsolation,
         spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
+        observer: CoordinatorObserver = NO_OBSERVER,
     ) -> None:
+        self.observer = observer
         self.config = config
         self.coordinator = coordinator
         self.carriers = carriers
@@ -96,6 +99,7 @@ class Upkeep:
         old, new = event.old, event.new
         if old is not None and new is not None:
             self.counters.failovers += 1
+            self.observer.failover()
         log.info(
             "coordinator: active path: peer=%s priorities=%s from=%s to=%s reason=%s",
             event.peer,
@@ -134,6 +138,7 @@ class Upkeep:
         now = self._loop.time()
         with contextlib.suppress(CoordinatorError):
             self.coordinator.record_rtt(peer, key, rtt, now)
+            self.observer.path_rtt(key.kind, rtt)
         self.sending.outcome(peer, key, Outcome.ACKED, now)
 
     async def _load_updates(self) -> None:
@@ -145,3 +150,6 @@ class Upkeep:
                 if transport is not None:
                     connections = transport.health().connections
                     self.coordinator.set_load(kind, local, connections, carrier.capacity())
+            # Behind the wall: a metrics fault must not end the load updates.
+            snapshot = self.coordinator.snapshot(self._loop.time())
+            self.wall.call(self.observer.paths, "coordinator metrics", snapshot)
