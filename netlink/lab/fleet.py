@@ -85,13 +85,16 @@ class NodeSpec:
         return f"{self.peer_id}@{self.uri(kind)}"
 
 
-def config_text(static: Sequence[str], extra: str = "") -> str:
-    """A lab node's config: fixed ports on every address, no STUN discovery, no metrics."""
+def config_text(static: Sequence[str], extra: str = "", stun: Sequence[str] = ()) -> str:
+    """A lab node's config: fixed ports on every address, no metrics, and NAT discovery only
+    against ``stun`` (``host:port``; none: no discovery, so the NAT type stays unknown)."""
     entries = ", ".join(json.dumps(entry) for entry in static)
+    servers = ", ".join(json.dumps(server) for server in stun)
+    discovery = f"[stun]\nservers = [{servers}]\n" if stun else "[stun]\ndiscover_at_start = false\n"
     return (
         f'[node]\nlisten_address = "0.0.0.0"\nudp_port = {UDP_PORT}\n'
         f"[tcp_tls]\nport = {TLS_PORT}\n"
-        "[stun]\ndiscover_at_start = false\n"
+        f"{discovery}"
         '[metrics]\nlisten = ""\n'
         f"[peers]\nstatic = [{entries}]\n{extra}"
     )
@@ -232,10 +235,13 @@ class Fleet:
         self.nodes[host] = spec
         return spec
 
-    def start(self, spec: NodeSpec, static: Sequence[str], extra_config: str = "") -> None:
-        """Run the node; returns once it answers ``status``."""
+    def start(
+        self, spec: NodeSpec, static: Sequence[str], extra_config: str = "", stun: Sequence[str] = ()
+    ) -> None:
+        """Run the node; returns once it answers ``status`` (and, with ``stun``, once its NAT
+        discovery has a result: the coordinator's prior depends on the NAT type)."""
         config = spec.workdir / "node.toml"
-        config.write_text(config_text(static, extra_config))
+        config.write_text(config_text(static, extra_config, stun))
         with spec.stderr_path.open("w") as stderr:
             proc = self.lab.popen(
                 spec.host,
@@ -250,10 +256,16 @@ class Fleet:
         if first.split()[:1] != [f"peer_id={spec.peer_id}"]:
             raise FleetError(FleetFailure.NOT_READY, f"{spec.host}: {first!r}; {self.stderr_tail(spec)}")
         deadline = time.monotonic() + START_TIMEOUT_S
-        while self.cli(spec, "status", "--json").returncode != 0:
+        while not self._ready(spec, discovered=bool(stun)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise FleetError(FleetFailure.NOT_READY, f"{spec.host}: {self.stderr_tail(spec)}")
             time.sleep(0.1)
+
+    def _ready(self, spec: NodeSpec, *, discovered: bool) -> bool:
+        done = self.cli(spec, "status", "--json")
+        if done.returncode != 0:
+            return False
+        return not discovered or json.loads(done.stdout)["nat"]["result"] is not None
 
     def stderr_tail(self, spec: NodeSpec, chars: int = 2000) -> str:
         try:

@@ -139,6 +139,7 @@ class Node(Service[NodeStatus]):
         # Every transport's events, the path for every message, and the application API.
         self.coordinator = CoordinatorService(config, identity.peer_id, self.udp, self.tls, self.turn)
         self.api = NodeApi(self.coordinator)
+        self.nat.on_report.append(lambda report: self.coordinator.set_nat_type(report.nat_type))
         # The link monitor: a lost address closes what left from it at once, any change reruns
         # NAT discovery (node.services.network).
         self.network = NetworkService(rediscover=self.nat.rediscover)

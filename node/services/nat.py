@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,8 @@ class NatService(Service[NatView]):
         self._report: NatReport | None = None
         self._at: float | None = None
         self._runs = 0
+        # Told each report that classified anything (the coordinator's prior needs the NAT type).
+        self.on_report: list[Callable[[NatReport], object]] = []
 
     async def _start(self, stack: AsyncExitStack) -> None:
         if self._discovery is None:
@@ -123,6 +126,8 @@ class NatService(Service[NatView]):
                 self._runs += 1
                 if report.answered:
                     self._report, self._at = report, time.monotonic()
+                    for listener in self.on_report:
+                        listener(report)
                 log.info(
                     "NAT discovery: %s (mapping %s, filtering %s) in %.0f ms",
                     report.nat_type.value,

@@ -31,6 +31,7 @@ from netlink.lab.failover import (
 )
 from netlink.lab.fleet import FaultRun, Fleet, NodeSpec, stream_through_fault
 from netlink.lab.nat import NatBehaviour
+from netlink.lab.topology import STUN_PRIMARY
 from netlink.lab.turn_pair import SECOND_PRIMARY, start_second_coturn, stop_second_coturn
 from tests.lab.conftest import LabFactory
 from tests.lab.coordinator_gate import coordinator_commands
@@ -102,11 +103,13 @@ def test_a_multihomed_sender_loses_the_carrier_of_its_active_uplink(
 def test_udp_silently_dropped_moves_traffic_to_tcp_tls(
     lab_factory: LabFactory, fleet: Callable[[Lab], Fleet]
 ) -> None:
-    lab = lab_factory((), open_hosts=2, with_coturn=False)
+    lab = lab_factory((), open_hosts=2)
     nodes = fleet(lab)
     a, b = nodes.plan("O1"), nodes.plan("O2")
-    nodes.start(a, [b.static("udp"), b.static("tls")])
-    nodes.start(b, [a.static("udp"), a.static("tls")])
+    # Discovery finds both hosts open, so direct UDP is the primary path (the design's matrix).
+    stun = [f"{STUN_PRIMARY}:{STUN_PORT}"]
+    nodes.start(a, [b.static("udp"), b.static("tls")], stun=stun)
+    nodes.start(b, [a.static("udp"), a.static("tls")], stun=stun)
     listener = nodes.listen(b)
     print("\nconnect:", json.dumps(nodes.connect(a, b)))
     fault = faults.silent_drop(lab.host("O1").address, lab.host("O2").address, "udp")

@@ -43,6 +43,7 @@ from node.proto.delivery.errors import AckError, AckProblem, WireError
 from node.proto.delivery.ids import MessageId
 from node.proto.delivery.receiver import Receiver
 from node.proto.delivery.wire import DataFrame, decode
+from node.proto.natprobe.types import NatType
 from node.proto.peer_uri import PeerUri
 from node.proto.vocabulary import (
     BatchedEvent,
@@ -139,6 +140,10 @@ class CoordinatorService(Service[CoordinatorView]):
         for part in (self._sending, self._upkeep):
             if part is not None:
                 part.observer = observer
+
+    def set_nat_type(self, nat: NatType) -> None:
+        """NAT discovery classified this node's NAT: the decision matrix's prior follows it."""
+        self.coordinator.set_nat_type(nat)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
