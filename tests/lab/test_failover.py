@@ -34,10 +34,8 @@ from netlink.lab.nat import NatBehaviour
 from netlink.lab.topology import STUN_PRIMARY
 from netlink.lab.turn_pair import SECOND_PRIMARY, start_second_coturn, stop_second_coturn
 from tests.lab.conftest import LabFactory
-from tests.lab.coordinator_gate import coordinator_commands
 
 pytestmark = pytest.mark.lab
-__all__ = ["coordinator_commands"]  # autouse: the skip until the CLI commands exist
 
 COUNT = 1000
 SIZE = 1024  # bytes: one datagram each, the stream lasts long enough to be cut part way
@@ -112,6 +110,12 @@ def test_udp_silently_dropped_moves_traffic_to_tcp_tls(
     nodes.start(b, [a.static("udp"), a.static("tls")], stun=stun)
     listener = nodes.listen(b)
     print("\nconnect:", json.dumps(nodes.connect(a, b)))
+    # Whichever path came up first carries traffic at first; the matrix's primary (UDP: both
+    # hosts are open) takes over after the 2 s hysteresis hold. The fault is meant for it.
+    deadline = time.monotonic() + 20
+    while nodes.peers(a)["peers"][0]["active"]["kind"] != "udp":
+        assert time.monotonic() < deadline, nodes.peers(a)
+        time.sleep(0.1)
     fault = faults.silent_drop(lab.host("O1").address, lab.host("O2").address, "udp")
     armed = faults.PendingNft(lab, "pub")
     run = stream_through_fault(

@@ -19,10 +19,9 @@ import pytest
 
 from netlink.lab.fleet import Fleet, NodeSpec, delivery
 from tests.lab.conftest import LabFactory
-from tests.lab.coordinator_gate import coordinator_commands
 
-pytestmark = pytest.mark.lab
-__all__ = ["coordinator_commands"]  # autouse: the skip until the CLI commands exist
+# The minute of load plus start-up and warm-up: well above pytest-timeout's default 60 s.
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
 NODES = 10
 LOAD_S = float(os.environ.get("BITCRAPS_FLEET_LOAD_S", "60"))

@@ -37,6 +37,7 @@ class PathSamples:
         self._waiting_since: float | None = None
         self._failures: deque[float] = deque(maxlen=_MAX_FAILURES)
         self.proven = False  # an RTT or an acknowledgement came back over this path
+        self.last_trouble = float("-inf")  # when something was last lost or failed over it
 
     # -- input ------------------------------------------------------------------------------
 
@@ -59,6 +60,8 @@ class PathSamples:
             self._lost -= 1
         self.outcomes.append((now, not acked))
         self._lost += not acked
+        if not acked:
+            self.last_trouble = now
         self.in_flight = max(0, self.in_flight - 1)
         if acked:
             self.proven = True
@@ -70,6 +73,7 @@ class PathSamples:
 
     def add_failure(self, now: float) -> None:
         self._failures.append(now)
+        self.last_trouble = now
 
     # -- derived ----------------------------------------------------------------------------
 

@@ -209,17 +209,43 @@ class Coordinator:
 
     def choose(self, peer: PeerId, priority: Priority, now: float) -> Choice:
         """The path(s) for one message of ``priority`` to ``peer``. Raises CoordinatorError
-        UNKNOWN_PEER, or NO_PATH when every path to the peer has failed."""
+        UNKNOWN_PEER, or NO_PATH when every path to the peer is down (its transport lost it).
+
+        When every path has failed but some are still connected (failed only by their breakers
+        or their samples), the best of those carries the message as a last resort: an open
+        breaker says "prefer another path", and there is none; a path that came back (a
+        firewall rule lifted) then carries traffic before its recovery timeout ends, instead of
+        every message failing after its retries."""
         entry = self._peer(peer)
         if entry.dirty:
             self._rank(peer, entry, now)
         cls = entry.classes[priority]
         primary = cls.selector.active
         if primary is None:
-            raise CoordinatorError(CoordinatorReason.NO_PATH, f"every path to peer {peer} has failed")
+            resort = self._last_resort(entry, priority)
+            if resort is None:
+                raise CoordinatorError(CoordinatorReason.NO_PATH, f"every path to peer {peer} has failed")
+            return Choice(resort)
         if cls.balance is not None:
             primary = cls.balance.pick()
         return Choice(primary, cls.extra if cls.extra != primary else None)
+
+    @staticmethod
+    def _last_resort(entry: _Peer, priority: Priority) -> PathKey | None:
+        connected = [p for p in entry.paths.values() if p.down is None]
+        if not connected:
+            return None
+        # The one whose trouble is oldest: the newest trouble is likely the fault still going on.
+        best = min(
+            connected,
+            key=lambda p: (
+                p.samples.last_trouble,
+                -p.scores[priority].total,
+                p.key.relayed,
+                p.key.sort_key(),
+            ),
+        )
+        return best.key
 
     def tick(self, now: float) -> list[CoordinatorEvent]:
         """Re-rank every peer at ``now``; the events since the last tick, oldest first."""

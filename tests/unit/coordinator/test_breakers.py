@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from node.proto.breaker import BreakerState, CircuitBreaker
 from node.proto.coordinator import (
     ActivePathChanged,
     ChangeReason,
     Coordinator,
+    CoordinatorError,
+    CoordinatorReason,
+    DownReason,
     Health,
     Outcome,
     TrialDue,
@@ -101,3 +106,28 @@ def test_a_removed_and_re_added_path_keeps_its_open_breaker() -> None:
     c.add_path(PEER, UDP, 1.0)
     c.tick(1.0)
     assert udp_row(c, 1.0)[1] is BreakerState.OPEN
+
+
+def test_with_every_breaker_open_a_connected_path_is_the_last_resort_and_a_down_one_never() -> None:
+    c = Coordinator(nat=NatType.OPEN)
+    c.add_path(PEER, UDP, 0.0)
+    c.add_path(PEER, TLS, 0.0)
+    feed(c, UDP, 0.0, 1.0)
+    feed(c, TLS, 0.0, 1.0, rtt=lambda t: 0.03)
+    lose(c, 5, 1.0)  # UDP's breaker opens: TCP-TLS carries the traffic
+    for _ in range(5):
+        c.record_sent(PEER, TLS, 1.5)
+        c.record_outcome(PEER, TLS, Outcome.LOST, 1.5)
+    assert udp_row(c, 1.0) == (Health.FAILED, BreakerState.OPEN)
+    # Both breakers open, both transports still connected: not NO_PATH but the path whose
+    # trouble is the oldest (UDP's; TCP-TLS is failing now).
+    resort = c.choose(PEER, NORMAL, 2.0).primary
+    assert resort == UDP
+    # A path its transport lost is never a last resort.
+    c.path_failed(PEER, resort, DownReason.DISCONNECTED, 1.0)
+    other = TLS if resort == UDP else UDP
+    assert c.choose(PEER, NORMAL, 1.0).primary == other
+    c.path_failed(PEER, other, DownReason.DISCONNECTED, 1.0)
+    with pytest.raises(CoordinatorError) as failed:
+        c.choose(PEER, NORMAL, 1.0)
+    assert failed.value.reason is CoordinatorReason.NO_PATH
