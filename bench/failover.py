@@ -28,7 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-COUNT, SIZE, TRIGGER = 1000, 1024, 100  # long enough a stream that the fault lands inside it
+COUNT, SIZE, TRIGGER = 1000, 8192, 100  # long enough a stream that the fault lands inside it
+# The receiver acknowledges only as fast as its listener takes messages (a small inbox), so the
+# fault, fired when the listener has TRIGGER of them, lands mid-stream on the wire.
+PACED = "[coordinator]\ninbox_max_messages = 32\n"
 GOALS_MS = {"hint": (250.0, 1000.0), "no hint": (1500.0, None)}
 
 
@@ -83,7 +86,9 @@ def with_hint(faults: int, root: Path) -> Tally:
         eth0, eth1 = m1.uplink("A"), m1.uplink("B")
         a, b = fleet.plan(m1.name, str(eth0.address.ip)), fleet.plan("O1")
         fleet.start(a, [b.static("udp"), b.static("tls")])
-        fleet.start(b, [a.static("udp"), a.static("udp").replace(str(eth0.address.ip), str(eth1.address.ip))])
+        fleet.start(
+            b, [a.static("udp"), a.static("udp").replace(str(eth0.address.ip), str(eth1.address.ip))], PACED
+        )
         listener = fleet.listen(b)
         fleet.connect(a, b)
         for _ in range(faults):
@@ -123,7 +128,7 @@ def without_hint(faults: int, root: Path) -> Tally:
         # Discovery finds both hosts open: direct UDP is the matrix's primary, TCP-TLS the fallback.
         stun = [f"{STUN_PRIMARY}:{STUN_PORT}"]
         fleet.start(a, [b.static("udp"), b.static("tls")], stun=stun)
-        fleet.start(b, [a.static("udp"), a.static("tls")], stun=stun)
+        fleet.start(b, [a.static("udp"), a.static("tls")], PACED, stun=stun)
         listener = fleet.listen(b)
         fleet.connect(a, b)
         deadline = time.monotonic() + 20  # the primary takes over after the 2 s hysteresis hold

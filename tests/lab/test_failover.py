@@ -38,8 +38,11 @@ from tests.lab.conftest import LabFactory
 pytestmark = pytest.mark.lab
 
 COUNT = 1000
-SIZE = 1024  # bytes: one datagram each, the stream lasts long enough to be cut part way
+SIZE = 8192  # bytes (7 datagrams each): the stream of 1,000 lasts long enough to be cut part way
 TRIGGER = 100
+# The receiver's inbox holds few messages, so its node acknowledges only as fast as its listener
+# takes them: the stream on the wire is where the listener is, and the fault lands mid-stream.
+PACED = "[coordinator]\ninbox_max_messages = 32\n"
 
 
 @pytest.fixture
@@ -82,7 +85,7 @@ def test_a_multihomed_sender_loses_the_carrier_of_its_active_uplink(
     b = nodes.plan("O1")
     nodes.start(a, [b.static("udp"), b.static("tls")])
     also = f"{a.peer_id}@udp://{eth1.address.ip}:{a.uri('udp').rsplit(':', 1)[1]}"
-    nodes.start(b, [a.static("udp"), also])
+    nodes.start(b, [a.static("udp"), also], PACED)
     listener = nodes.listen(b)
     print("\nconnect:", json.dumps(nodes.connect(a, b)))
 
@@ -107,7 +110,7 @@ def test_udp_silently_dropped_moves_traffic_to_tcp_tls(
     # Discovery finds both hosts open, so direct UDP is the primary path (the design's matrix).
     stun = [f"{STUN_PRIMARY}:{STUN_PORT}"]
     nodes.start(a, [b.static("udp"), b.static("tls")], stun=stun)
-    nodes.start(b, [a.static("udp"), a.static("tls")], stun=stun)
+    nodes.start(b, [a.static("udp"), a.static("tls")], PACED, stun=stun)
     listener = nodes.listen(b)
     print("\nconnect:", json.dumps(nodes.connect(a, b)))
     # Whichever path came up first carries traffic at first; the matrix's primary (UDP: both
@@ -142,7 +145,7 @@ def test_a_turn_only_sender_moves_to_the_other_relay_when_its_turn_server_dies(
         f'username = "{first.username}"\npassword = "{first.password}"\n'
     )
     nodes.start(a, [b.static("udp"), b.static("tls")], turn)
-    nodes.start(b, [])
+    nodes.start(b, [], PACED)
     listener = nodes.listen(b)
     print("\nconnect:", json.dumps(nodes.connect(a, b, timeout=60)))
 
@@ -168,7 +171,7 @@ def test_a_nat_reboot_moves_the_senders_mapping_and_the_session_follows(
     nodes = fleet(lab)
     a, b = nodes.plan("A1"), nodes.plan("O1")
     nodes.start(a, [b.static("udp"), b.static("tls")])
-    nodes.start(b, [])
+    nodes.start(b, [], PACED)
     listener = nodes.listen(b)
     print("\nconnect:", json.dumps(nodes.connect(a, b)))
     armed = faults.arm_reboot(lab, "A")
