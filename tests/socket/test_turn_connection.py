@@ -4,6 +4,7 @@ model served on them; the model's peers echo. coturn itself is in tests/lab."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from node.proto.stun.stream import StreamFramer, StunFrame
 from node.proto.stun.transaction import Timing
 from node.proto.turn.credentials import Credentials
 from node.proto.turn.errors import TurnAuthError, TurnError, TurnUnreachableError
+from node.proto.turn.liveness import Liveness
 from node.proto.turn.uri import TurnServerAddress, TurnTransport
 from node.proto.vocabulary import (
     DisconnectReason,
@@ -53,6 +55,7 @@ class ModelServer:
         self.udp: asyncio.DatagramTransport | None = None
         self.writers: dict[Address, asyncio.StreamWriter] = {}
         self.echo = True
+        self.silent = False  # UDP: drop everything, as a SIGKILLed server behind a router
         self.relayed: list[tuple[Address, Address, bytes]] = []  # relay to relay: (from, to, data)
 
     def now(self) -> float:
@@ -102,12 +105,21 @@ class _Udp(asyncio.DatagramProtocol):
         self.server = server
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if self.server.silent:
+            return
         client = (ipaddress.ip_address(str(addr[0])), int(addr[1]))
         self.server.receive(data, client)
 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[ModelServer, dict[TurnTransport, int]]]:
+    async with serve_model(tmp_path) as pair:
+        yield pair
+
+
+@contextlib.asynccontextmanager
+async def serve_model(tmp_path: Path) -> AsyncIterator[tuple[ModelServer, dict[TurnTransport, int]]]:
+    """A model server on loopback UDP, TCP and TLS (ephemeral ports), closed on exit."""
     loop = asyncio.get_running_loop()
     server = ModelServer(TurnServerModel())
     udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(server), local_addr=("127.0.0.1", 0))
@@ -286,6 +298,71 @@ async def test_a_lost_allocation_is_made_again_with_its_peers(
             assert relay.connection is not None
             assert (await relay.connection.recv()).data == b"after"
         assert relay.counters.losses == 1
+
+
+async def test_a_server_that_falls_silent_moves_the_relay_to_the_next_one(
+    served: tuple[ModelServer, dict[TurnTransport, int]], tmp_path: Path
+) -> None:
+    """The first server stops answering on UDP (no ICMP, as a SIGKILLed coturn behind a router):
+    the relay's sends go unanswered, its probe too, and it moves to the second server at once
+    (not at the next refresh, minutes away), with the peer's permission re-made there."""
+    first, ports = served
+    (tmp_path / "second").mkdir()
+    async with serve_model(tmp_path / "second") as (second, second_ports):
+        relays: list[Address | None] = []
+        quick = Liveness(server_silence_s=0.3, probe_interval_s=0.1, idle_probe_s=60.0)
+        servers = [_udp(ports[TurnTransport.UDP]), _udp(second_ports[TurnTransport.UDP])]
+        async with RelayAllocation(servers, lambda: GOOD, on_relay=relays.append, liveness=quick) as relay:
+            relay.open_peer(PEER)
+            await relay.peer_ready(PEER)
+            first.silent = True
+            async with asyncio.timeout(30):
+                while relay.counters.allocations < 2 or relay.relayed is None:
+                    relay.send(PEER, b"into the void")
+                    await asyncio.sleep(0.02)
+            assert relay.counters.losses == 1
+            assert isinstance(relay.last_error, TurnUnreachableError)
+            assert relay.counters.servers_used == [str(s) for s in servers]
+            assert relays == [relays[0], None, relay.relayed]
+            await relay.peer_ready(PEER)  # re-opened on the second server
+            (alloc,) = second.model.allocations.values()
+            assert PEER[0] in alloc.permissions
+            relay.send(PEER, b"after")
+            assert relay.connection is not None
+            async with asyncio.timeout(5):
+                assert (await relay.connection.recv()).data == b"after"
+
+
+async def test_the_relay_transport_moves_its_peers_paths_with_the_allocation(
+    served: tuple[ModelServer, dict[TurnTransport, int]], tmp_path: Path
+) -> None:
+    """When the relay moves to another server, each proven peer's path is announced again
+    (PeerConnected at the endpoint via the new server), so the coordinator's path follows it
+    with fresh breakers instead of staying failed on the dead server."""
+    first, ports = served
+    (tmp_path / "second").mkdir()
+    async with serve_model(tmp_path / "second") as (_, second_ports):
+        servers = [_udp(ports[TurnTransport.UDP]), _udp(second_ports[TurnTransport.UDP])]
+        quick = Liveness(server_silence_s=0.3, probe_interval_s=0.1, idle_probe_s=60.0)
+        alice, bob = _identity(), _identity()
+        async with (
+            TurnRelayTransport(servers, lambda: GOOD, alice, _dev(), liveness=quick) as a,
+            TurnRelayTransport(servers, lambda: GOOD, bob, _dev(), liveness=quick) as b,
+        ):
+            assert a.relayed is not None and b.relayed is not None
+            a_at = RelayEndpoint(IpEndpoint(*ports_endpoint(ports)), IpEndpoint(*a.relayed))
+            b_at = RelayEndpoint(IpEndpoint(*ports_endpoint(ports)), IpEndpoint(*b.relayed))
+            await asyncio.gather(a.connect(bob.peer_id, b_at), b.connect(alice.peer_id, a_at))
+            events = a.events()
+            assert await anext(events) == PeerConnected(bob.peer_id, b_at)
+            first.silent = True
+            async with asyncio.timeout(30):
+                while a.relay.counters.allocations < 2:
+                    await a.send(bob.peer_id, Frame(1, b"into the void"))
+                    await asyncio.sleep(0.02)
+                moved = await anext(events)
+            via_second = RelayEndpoint(IpEndpoint(*ports_endpoint(second_ports)), b_at.peer)
+            assert moved == PeerConnected(bob.peer_id, via_second)
 
 
 async def test_a_relay_with_no_working_server_raises_the_last_error() -> None:

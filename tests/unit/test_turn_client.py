@@ -29,6 +29,7 @@ from node.proto.turn.events import (
     PermissionFailed,
     PermissionInstalled,
 )
+from node.proto.turn.liveness import Liveness
 from tests.fakes.turn_net import Net
 from tests.fakes.turn_server import TurnServerModel
 
@@ -169,7 +170,7 @@ def test_an_idle_peer_loses_its_permission_and_gets_it_back_when_used_again() ->
 
 
 def test_stale_nonce_in_the_middle_of_a_refresh() -> None:
-    net, client = allocated()
+    net, client = allocated(liveness=Liveness(idle_probe_s=1000.0))  # only the refresh asks
     net.advance(refresh_after(600) - 1)
     net.server.rotate_nonce()
     net.advance(refresh_after(600))

@@ -20,6 +20,9 @@ What it does:
   which refreshes its permission too (§12.3). An idle peer's permission lapses; using it again
   installs a new one.
 - ``close`` sends Refresh with LIFETIME 0 (§7.5).
+- A server that falls silent is found within seconds, not at the next refresh: silence while
+  sending, or a long idle spell, starts a short probe (a Refresh); no answer loses the
+  allocation (``node.proto.turn.liveness``).
 
 Bad input never raises: undecodable datagrams, responses that match no transaction, a broken
 integrity, ChannelData for an unbound channel are dropped and counted in ``counters``.
@@ -61,6 +64,7 @@ from node.proto.turn.events import (
     PermissionInstalled,
     TurnEvent,
 )
+from node.proto.turn.liveness import DEFAULT_LIVENESS, Liveness, ServerWatch
 
 PERMISSION_LIFETIME: Final = 300.0  # RFC 8656 §9: permissions last 300 s
 CHANNEL_LIFETIME: Final = 600.0  # RFC 8656 §12: channel bindings last 10 minutes
@@ -137,6 +141,7 @@ class RequestKind(enum.Enum):
     PERMISSION = "permission"
     CHANNEL = "channel"
     RELEASE = "release"  # Refresh with LIFETIME 0
+    PROBE = "probe"  # Refresh with the short liveness timing: is the server still there?
 
 
 _METHOD = {
@@ -145,6 +150,7 @@ _METHOD = {
     RequestKind.PERMISSION: stun.Method.CREATE_PERMISSION,
     RequestKind.CHANNEL: stun.Method.CHANNEL_BIND,
     RequestKind.RELEASE: stun.Method.REFRESH,
+    RequestKind.PROBE: stun.Method.REFRESH,
 }
 
 
@@ -155,6 +161,7 @@ class TurnCounters:
     allocate_requests: int = 0
     allocations: int = 0
     refreshes: int = 0
+    probes: int = 0  # liveness probes (node.proto.turn.liveness)
     permission_requests: int = 0
     channel_requests: int = 0
     stale_nonces: int = 0
@@ -208,11 +215,15 @@ class TurnClient:
         software: str = "",
         use_channels: bool = True,
         max_queued_per_peer: int = 256,
+        liveness: Liveness = DEFAULT_LIVENESS,
     ) -> None:
         self.credentials = credentials
         self.stream = stream
         self._timing = timing if timing is not None else (Timing(reliable=True) if stream else DEFAULT_TIMING)
         self.turn_timing = turn_timing
+        self.liveness = liveness
+        self._probe_timing = liveness.probe_timing(stream=stream)
+        self._watch = ServerWatch(liveness)
         self._requested_lifetime = requested_lifetime
         self._software: tuple[stun.Attribute, ...] = (stun.Software(software),) if software else ()
         self.use_channels = use_channels
@@ -289,6 +300,8 @@ class TurnClient:
         if entry is None or now >= entry.permission_until or self.state is not AllocationState.ALLOCATED:
             return None
         entry.last_used = now
+        if self._watch.sent(now):
+            self._timer_dirty = True
         if entry.channel_bound and now < entry.channel_until:
             self.counters.sent_channel_data += 1
             return encode_channel_data(entry.channel or 0, data, pad=self.stream)
@@ -328,6 +341,26 @@ class TurnClient:
         if self.state is AllocationState.ALLOCATED and not self._has_pending(RequestKind.REFRESH):
             self._start_refresh(now)
 
+    def probe(self, now: float) -> None:
+        """Ask the server now with the short liveness timing: no answer after the probe's tries
+        is ``AllocationLost`` (``TurnUnreachableError``)."""
+        if self.state is AllocationState.ALLOCATED and not self._has_pending(RequestKind.PROBE):
+            self._watch.probing(now)
+            self.counters.probes += 1
+            lifetime = self._requested_lifetime if self._requested_lifetime is not None else self.lifetime
+            self._start(RequestKind.PROBE, (stun.Lifetime(lifetime),), now, authenticated=True)
+
+    def heard(self, now: float) -> None:
+        """The driver read from the server without ``receive`` (``receive_channel_data``):
+        call once per batch of reads, so the server counts as alive."""
+        self._watch.last_heard = now
+
+    @property
+    def timer_dirty(self) -> bool:
+        """True when ``get_timer`` may have moved earlier (the fast data paths can arm the
+        liveness check): a driver that skipped its re-arm should re-arm now."""
+        return self._timer_dirty
+
     def close(self, now: float) -> None:
         """Release the allocation (Refresh with LIFETIME 0, RFC 8656 §7.5)."""
         was = self.state
@@ -346,6 +379,7 @@ class TurnClient:
     # -- public API: I/O --------------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> None:
         """One datagram from the server, or (``stream``) the next bytes of the stream."""
+        self._watch.last_heard = now
         if self._framer is None:
             self._receive_datagram(data, now)
             return
@@ -369,6 +403,8 @@ class TurnClient:
         for _, datagram in self._transactions.datagrams_to_send(now):
             out.append(datagram)
         self._out = []
+        if out and self.state is AllocationState.ALLOCATED and self._watch.sent(now):
+            self._timer_dirty = True
         return out
 
     def get_timer(self) -> float | None:
@@ -377,6 +413,8 @@ class TurnClient:
         if self._timer_dirty:
             times = [self._transactions.get_timer(), self._refresh_at]
             times.extend(p.refresh_at for p in self._peers.values())
+            if self.state is AllocationState.ALLOCATED:
+                times.append(self._watch.deadline())
             self._timer = min((t for t in times if t is not None), default=None)
             self._timer_dirty = False
         return self._timer
@@ -391,6 +429,8 @@ class TurnClient:
                 self._timed_out(pending, event.sends, now)
         if self.state is not AllocationState.ALLOCATED:
             return
+        if self._watch.due(now):
+            self.probe(now)
         if self._refresh_at is not None and now >= self._refresh_at:
             self._refresh_at = None
             if not self._has_pending(RequestKind.REFRESH):
@@ -447,7 +487,8 @@ class TurnClient:
             authenticated = False
         request = stun.encode(stun.Message(_METHOD[kind], stun.MessageClass.REQUEST, tid, attrs), key=key)
         self._pending[tid] = _Pending(kind, attributes, now, authenticated, peer, stale_retries)
-        self._transactions.start(_SERVER, tid, request, now, self._timing)
+        timing = self._probe_timing if kind is RequestKind.PROBE else self._timing
+        self._transactions.start(_SERVER, tid, request, now, timing)
 
     def _retry(self, pending: _Pending, now: float, *, stale: bool = False) -> None:
         self._start(
@@ -580,6 +621,7 @@ class TurnClient:
             self._granted(lifetime.seconds, pending.started)
             self.counters.allocations += 1
             self._fire(AllocationInput.GRANTED)
+            self._watch.start(now)
             self._events.append(Allocated(self.relayed, self.mapped, self.lifetime))
         elif kind is RequestKind.REFRESH:
             lifetime = message.find(stun.Lifetime)
@@ -588,6 +630,10 @@ class TurnClient:
             self._events.append(AllocationRefreshed(seconds))
         elif kind is RequestKind.RELEASE:
             self._released()
+        elif kind is RequestKind.PROBE:
+            # The server is there (its answer was heard); the refresh schedule stays as it is,
+            # early rather than late.
+            pass
         else:
             self._peer_granted(pending, now)
 
@@ -677,7 +723,10 @@ class TurnClient:
             self._events.append(AllocationFailed(error))
         elif kind is RequestKind.RELEASE:
             self._released()  # 437: nothing left to release either way
-        elif kind is RequestKind.REFRESH or error.code == stun.ErrorCode.ALLOCATION_MISMATCH:
+        elif (
+            kind in (RequestKind.REFRESH, RequestKind.PROBE)
+            or error.code == stun.ErrorCode.ALLOCATION_MISMATCH
+        ):
             self._lose(error, now)
         else:
             assert pending.peer is not None
@@ -695,7 +744,12 @@ class TurnClient:
             self._events.append(PermissionFailed(entry.address, error))
 
     def _timed_out(self, pending: _Pending, sends: int, now: float) -> None:
-        error = TurnUnreachableError(f"{pending.kind.value}: no answer after {sends} sends")
+        if pending.kind is RequestKind.PROBE:
+            error = TurnUnreachableError(
+                f"the server fell silent: no answer to a liveness probe after {sends} sends"
+            )
+        else:
+            error = TurnUnreachableError(f"{pending.kind.value}: no answer after {sends} sends")
         if pending.kind is RequestKind.ALLOCATE:
             self._fire(AllocationInput.REJECTED)
             self._cancel_all(now)
@@ -731,6 +785,7 @@ class TurnClient:
             self._transactions.cancel(tid, now)
         self._pending.clear()
         self._refresh_at = None
+        self._watch.stop()
         for entry in self._peers.values():
             entry.pending = None
             entry.refresh_at = None

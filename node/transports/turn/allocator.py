@@ -7,7 +7,10 @@ relay's own TaskGroup then holds the allocation; when it is lost (a refresh unan
 stream closed, the server restarted and answering 437) it picks the next server from the
 ``ServerPool`` (configured order, a circuit breaker each, made by the ``breaker`` factory),
 allocates again and re-opens the known peers. Its new relayed address goes to ``on_relay``: the
-peers must learn it (signalling's job) before their traffic can follow.
+peers must learn it (signalling's job) before their traffic can follow. A server that fell
+silent (its liveness probe unanswered: node.proto.turn.liveness) is skipped for the next
+allocation, so the relay moves to another server at once instead of waiting out an Allocate's
+39.5 s there.
 """
 
 from __future__ import annotations
@@ -162,7 +165,9 @@ class RelayAllocation:
                     self.pool.succeeded(server, loop.time())
                     failed.clear()
                     delay = RETRY_FIRST_S
-                    await self._hold(server, conn)
+                    lost = await self._hold(server, conn)
+                    if isinstance(lost, TurnUnreachableError) and not conn.lost_locally:
+                        failed.add(server)  # silent: the others first (a lost local address is not its fault)
             except TurnError as exc:
                 self.pool.failed(server, loop.time())
                 failed.add(server)
@@ -176,7 +181,8 @@ class RelayAllocation:
                 if self.connection is conn:
                     self.connection = None
 
-    async def _hold(self, server: TurnServerAddress, conn: TurnConnection) -> None:
+    async def _hold(self, server: TurnServerAddress, conn: TurnConnection) -> TurnError | None:
+        """Serve on ``conn`` until it is lost (its error) or the relay stops (None)."""
         assert self._ready is not None and self._stop is not None and conn.lost is not None
         self.connection = conn
         self.counters.allocations += 1
@@ -194,6 +200,8 @@ class RelayAllocation:
             self.connection = None
             if self._on_relay is not None:
                 self._on_relay(None)
+            return self.last_error
+        return None
 
     async def _pause(self, seconds: float) -> None:
         assert self._stop is not None

@@ -13,8 +13,10 @@ no event, timer or address work (the socket is connected: every datagram is the 
 to a peer with a live permission goes from ``encode_data`` straight to ``send``. Data sent from
 ``on_data`` during a drain (an echo, a reply) is held until the drain ends, then written in as
 few system calls as UDP segmentation offload allows (``node.transports.udp_batch``). The core's
-timer is a ``CoreTimer`` (one ``loop.call_at``), re-armed after every other input. No task is
-started, so nothing can be left behind.
+timer is a ``CoreTimer`` (one ``loop.call_at``), re-armed after every other input, and after a
+fast-path send or drain only when the core says its timer moved (the first send after a
+liveness check arms the next one: ``node.proto.turn.liveness``, how a server that fell silent is
+found). No task is started, so nothing can be left behind.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from node.proto.turn.events import (
     PermissionInstalled,
     TurnEvent,
 )
+from node.proto.turn.liveness import DEFAULT_LIVENESS, Liveness
 from node.proto.turn.uri import TurnServerAddress, TurnTransport
 from node.transports import resolver
 from node.transports.base import SocketFactory
@@ -105,6 +108,7 @@ class TurnConnection:
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         on_data: DataHandler | None = None,
         software: str = "",
+        liveness: Liveness = DEFAULT_LIVENESS,
     ) -> None:
         self.server = server
         self._ssl = ssl_context
@@ -121,6 +125,7 @@ class TurnConnection:
             requested_lifetime=requested_lifetime,
             software=software,
             use_channels=use_channels,
+            liveness=liveness,
         )
         self._on_data = on_data
         self._queue: asyncio.Queue[DataReceived] = asyncio.Queue(RECV_QUEUE_MAX)
@@ -138,6 +143,7 @@ class TurnConnection:
         self._batch: BatchWriter | None = None
         self._held: list[bytes] | None = None  # UDP data sent during a drain, written after it
         self.dropped_send_blocked = 0  # UDP: the socket's send buffer was full
+        self.lost_locally = False  # the loss was ours (``network_lost``), not the server's
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -184,6 +190,7 @@ class TurnConnection:
         from an address that works."""
         if self._loop is None:
             return
+        self.lost_locally = True
         self.client.connection_lost(
             self._loop.time(),
             TurnUnreachableError(f"{self.server}: the local address {self.local_ip} is gone"),
@@ -299,11 +306,13 @@ class TurnConnection:
                 held.append(wire)
                 if len(held) >= HOLD_MAX:
                     self._write_held()
-                return
+                return  # the drain re-arms the timer when it ends
             try:
                 self._send(wire)
             except OSError as exc:
                 self._send_failed(exc)
+            if self.client.timer_dirty:
+                self._rearm()
             return
         self.client.send(peer, data, now)
         self._flush()
@@ -347,6 +356,7 @@ class TurnConnection:
         assert sock is not None
         held: list[bytes] = []
         self._held = held
+        heard = False
         try:
             for _ in range(READ_BATCH):
                 if sock is not self._sock:  # closed by a callback
@@ -358,6 +368,7 @@ class TurnConnection:
                 except OSError as exc:  # an ICMP error queued on the connected socket
                     self._icmp(exc)
                     return
+                heard = True
                 if is_channel_data(data):
                     hit = client.receive_channel_data(data)
                     if hit is not None:
@@ -365,8 +376,16 @@ class TurnConnection:
                 else:
                     self._input(data)
         finally:
+            if heard and self._loop is not None:
+                client.heard(self._loop.time())  # the fast path below the core's receive
             self._write_held()
             self._held = None
+            if client.timer_dirty:
+                self._rearm()
+
+    def _rearm(self) -> None:
+        if self._timer is not None:
+            self._timer.rearm()
 
     def _write_held(self) -> None:
         held = self._held

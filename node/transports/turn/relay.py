@@ -50,6 +50,7 @@ from node.proto.vocabulary import (
     Endpoint,
     Frame,
     IpEndpoint,
+    PeerConnected,
     PeerDisconnected,
     PeerId,
     RelayEndpoint,
@@ -248,6 +249,11 @@ class TurnRelayTransport(OverSessionPath[Address], Transport):
             log.warning("TURN relay lost; allocating again")
         else:
             log.info("TURN relayed address %s", _text(relayed))
+            # Each proven peer's path now runs through this allocation (perhaps on another
+            # server): the consumer's path follows it, as after a roam. The sessions stay; the
+            # peers see them arrive from the new relayed address and answer there.
+            for peer, address in self._path.peers.items():
+                self._path.events.offer(PeerConnected(peer, self._endpoint(address)))
         if self._on_relay is not None:
             self._on_relay(relayed)
 
