@@ -41,6 +41,7 @@ class Transmit:
 class FailReason(enum.Enum):
     RETRIES_EXHAUSTED = "no acknowledgement after every retry"
     STREAM_BROKEN = "an earlier message to the peer failed, so this one could not be delivered in order"
+    NO_PATH = "no path to the peer came back within the failover timeout"
 
 
 @dataclass(frozen=True, slots=True)

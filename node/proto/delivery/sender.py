@@ -113,6 +113,9 @@ class PeerSender:
         self._busy = False
         self._probes = 0
         self._last_heard = 0.0  # last ACK, or the send that started an empty window
+        # Since when no path to the peer exists (None: one does). Resends then wait instead of
+        # spending their retries on nothing, up to failover_timeout_s.
+        self._stalled_since: float | None = None
 
     @property
     def epoch(self) -> int:
@@ -199,9 +202,24 @@ class PeerSender:
                 self._resend_all(now, SendReason.RESUME, count=False)
 
     def path_failed(self, now: float) -> None:
-        """The path in use failed: resend every unacknowledged message now, on the next path."""
+        """The path in use failed: resend every unacknowledged message now, on the next path.
+        Not a retry of the messages': the path failed, not their delivery over a working one."""
         self._rtt.reset()  # RFC 9000 §9.4: a new path, a new round trip
-        self._resend_all(now, SendReason.PATH_FAILED, count=True)
+        self._resend_all(now, SendReason.PATH_FAILED, count=False)
+
+    def no_path(self, now: float) -> None:
+        """The caller has no path to the peer at all (a relay being remade, a link down): what
+        is unacknowledged waits, its retries untouched, until ``path_back``; if no path comes
+        back within ``failover_timeout_s`` every such message fails (NO_PATH)."""
+        if self._stalled_since is None and self._count:
+            self._stalled_since = now
+
+    def path_back(self, now: float) -> None:
+        """A path to the peer exists again: everything unacknowledged goes out on it now."""
+        if self._stalled_since is not None:
+            self._stalled_since = None
+            self._rtt.reset()
+            self._resend_all(now, SendReason.PATH_FAILED, count=False)
 
     def _resend_all(self, now: float, reason: SendReason, count: bool) -> None:
         for stream in self._outstanding:
@@ -224,8 +242,8 @@ class PeerSender:
         multipath = self._settings.multipath and entry.message_id.priority >= Priority.HIGH
         self._transmits.append(Transmit(entry.message_id, entry.data, reason, multipath))
 
-    def _fail_all(self, culprit: _Outstanding) -> None:
-        self._events.append(Failed(culprit.message_id, FailReason.RETRIES_EXHAUSTED))
+    def _fail_all(self, culprit: _Outstanding, reason: FailReason = FailReason.RETRIES_EXHAUSTED) -> None:
+        self._events.append(Failed(culprit.message_id, reason))
         for stream in self._outstanding:
             for entry in stream.values():
                 if entry is not culprit:
@@ -245,6 +263,8 @@ class PeerSender:
         """The next deadline (absolute, in the caller's `now` units), or None when idle."""
         if not self._count:
             return None
+        if self._stalled_since is not None:
+            return self._stalled_since + self._settings.failover_timeout_s
         if self._probing():
             return self._probe_deadline()
         heap = self._deadlines
@@ -257,6 +277,13 @@ class PeerSender:
 
     def handle_timer(self, now: float) -> None:
         if not self._count:
+            return
+        stalled = self._stalled_since
+        if stalled is not None:
+            if now >= stalled + self._settings.failover_timeout_s:
+                self._stalled_since = None
+                first = next(e for stream in self._outstanding for e in stream.values())
+                self._fail_all(first, FailReason.NO_PATH)
             return
         if self._probing():
             if now >= self._probe_deadline():

@@ -96,6 +96,14 @@ class Sending:
         if out.task is None:
             out.task = self._spawn(self._run(out), f"coordinator-send-{out.peer}")
 
+    def path_up(self, peer: PeerId) -> None:
+        """A path to ``peer`` came up: what waited for one goes out now."""
+        out = self.out.get(peer)
+        if out is not None:
+            out.sender.path_back(self.loop.time())
+            out.timer.rearm()
+            self.schedule(out)
+
     def reply(self, peer: PeerId, ack: bytes) -> None:
         """An ACK the receiver made for ``peer``: it replaces an unsent one of its class."""
         out = self.outbound(peer)
@@ -235,7 +243,11 @@ class Sending:
                 try:
                     choice = chosen[priority] = self.coordinator.choose(peer, priority, self.loop.time())
                 except CoordinatorError:
-                    self.counters.no_path += 1  # reliable: resent on its timer; unreliable: gone
+                    # Reliable: held, retries untouched, until a path comes back (path_up) or the
+                    # failover timeout ends; unreliable: gone.
+                    self.counters.no_path += 1
+                    out.sender.no_path(self.loop.time())
+                    out.timer.rearm()
                     return
             key = choice.primary
             if await self.send_on(peer, key, transmit.data, priority):

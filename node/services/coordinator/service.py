@@ -259,6 +259,8 @@ class CoordinatorService(Service[CoordinatorView]):
             key.remote,
         )
         self.events.publish(PeerEvent(peer, PeerState.CONNECTED, key))
+        if self._sending is not None:
+            self._sending.path_up(peer)
 
     def _forget(self, peer: PeerId, key: PathKey, reason: DisconnectReason, now: float) -> None:
         with contextlib.suppress(CoordinatorError):

@@ -135,3 +135,37 @@ def test_ack_beyond_what_was_sent_is_a_typed_error_and_changes_nothing() -> None
     assert s.stats().stale_acks == 1 and s.stats().in_flight == 1
     s.on_ack(ack(1), 0.1)
     assert s.next_event() == Acknowledged(s.datagrams_to_send()[0].message_id)
+
+
+def test_without_any_path_messages_wait_with_their_retries_untouched_then_go_when_one_is_back() -> None:
+    s = sender(retries=1, failover_timeout_s=5.0)
+    s.offer(b"a", N, 0.0)
+    s.datagrams_to_send()
+    s.handle_timer(1.0)  # the RTO: its one retry spent
+    s.datagrams_to_send()
+    s.no_path(1.5)  # the caller found no path for that resend: nothing more is spent meanwhile
+    assert s.get_timer() == 6.5
+    s.handle_timer(3.0)
+    assert s.datagrams_to_send() == [] and s.next_event() is None
+    s.path_failed(3.5)  # a path failure is not the message's retry either
+    s.path_back(4.0)
+    sent = s.datagrams_to_send()
+    assert [t.reason for t in sent if t.message_id.sequence == 0][-1] is SendReason.PATH_FAILED
+    assert s.next_event() is None  # nothing failed on the way
+    s.on_ack(ack(1), 4.1)
+    assert isinstance(s.next_event(), Acknowledged)
+
+
+def test_no_path_for_the_whole_failover_timeout_fails_every_waiting_message() -> None:
+    s = sender(failover_timeout_s=5.0)
+    s.offer(b"a", N, 0.0)
+    s.offer(b"b", N, 0.0)
+    s.no_path(0.5)
+    s.handle_timer(5.4)
+    assert s.next_event() is None
+    s.handle_timer(5.5)
+    failed = [s.next_event(), s.next_event()]
+    assert [f.reason for f in failed if isinstance(f, Failed)] == [
+        FailReason.NO_PATH,
+        FailReason.STREAM_BROKEN,
+    ]
