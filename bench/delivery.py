@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable
+
+from support.timing import interleaved_medians
 
 from node.proto.delivery.receiver import Receiver
 from node.proto.delivery.sender import PeerSender
@@ -65,13 +65,6 @@ def baseline_op(size: int) -> Callable[[], None]:
     return op
 
 
-def rate(func: Callable[[], None], iterations: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iterations):
-        func()
-    return iterations / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds instead of ~30 s")
@@ -81,14 +74,7 @@ def main() -> None:
     print(f"one reliable message through sender + receiver cores; {rounds} interleaved rounds, medians:")
     for size, iterations in plan.items():
         sides = {"delivery": ours_op(size), "2 copies": baseline_op(size)}
-        for func in sides.values():
-            rate(func, max(1, iterations // 10))  # warm up
-        rates: dict[str, list[float]] = {name: [] for name in sides}
-        names = list(sides)
-        for r in range(rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                rates[name].append(rate(sides[name], iterations))
-        median = {name: statistics.median(values) for name, values in rates.items()}
+        median = interleaved_medians(sides, iterations, rounds, warm_up=max(1, iterations // 10))
         ratio = median["delivery"] / median["2 copies"]
         print(
             f"  {size:>6} B: delivery {median['delivery']:>10,.0f} msg/s"

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable
+
+from support.timing import interleaved_medians
 
 from node.proto.datagram.fragments import UDP_PLAINTEXT, chunk_size, fragment
 from node.proto.datagram.reassembly import Reassembler
@@ -54,13 +54,6 @@ def baseline_op(size: int) -> Callable[[], None]:
     return op
 
 
-def rate(func: Callable[[], None], iterations: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iterations):
-        func()
-    return iterations / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about a second instead of ~20 s")
@@ -70,14 +63,7 @@ def main() -> None:
     print(f"fragment + reassemble one message, {CHUNK}-byte chunks; {rounds} interleaved rounds, medians:")
     for size, iterations in plan.items():
         sides = {"fragments": ours_op(size), "slice+join": baseline_op(size)}
-        for func in sides.values():
-            rate(func, max(1, iterations // 10))  # warm up
-        rates: dict[str, list[float]] = {name: [] for name in sides}
-        names = list(sides)
-        for r in range(rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                rates[name].append(rate(sides[name], iterations))
-        median = {name: statistics.median(values) for name, values in rates.items()}
+        median = interleaved_medians(sides, iterations, rounds, warm_up=max(1, iterations // 10))
         label = f"{size >> 10} KiB" if size < 1 << 20 else "1 MiB"
         for name, value in median.items():
             print(f"  {label:>7} {name:10} {value:>10,.0f} msgs/s  {value * size / 1e6:8.1f} MB/s")

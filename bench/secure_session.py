@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import struct
 import time
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from support.timing import interleaved_medians
 
 from node.proto.identity import Identity, peer_id_of
 from node.proto.session.secure_session import DatagramReceived, SecureSession
@@ -89,16 +89,6 @@ def raw_op(size: int) -> Callable[[], None]:
     return op
 
 
-def rate(func: Callable[[], None], iterations: int) -> float:
-    # CPU time of this process, not wall time: on a shared machine another process taking the
-    # core during one side's round would count against that side alone (both sides are pure CPU
-    # work in this one thread, so CPU time is what they cost).
-    start = time.process_time()
-    for _ in range(iterations):
-        func()
-    return iterations / (time.process_time() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds instead of ~a minute")
@@ -107,14 +97,10 @@ def main() -> None:
     print(f"seal + open of one datagram; {rounds} interleaved rounds of {iterations}, medians:")
     for size in (200, 1200):
         sides = {"session": ours_op(size), "raw AEAD": raw_op(size)}
-        for func in sides.values():
-            rate(func, 300)  # warm up
-        rates: dict[str, list[float]] = {name: [] for name in sides}
-        names = list(sides)
-        for r in range(rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                rates[name].append(rate(sides[name], iterations))
-        median = {name: statistics.median(values) for name, values in rates.items()}
+        # CPU time of this process, not wall time: on a shared machine another process taking the
+        # core during one side's round would count against that side alone (both sides are pure
+        # CPU work in this one thread, so CPU time is what they cost).
+        median = interleaved_medians(sides, iterations, rounds, warm_up=300, clock=time.process_time)
         for name, value in median.items():
             mbps = value * size / 1e6
             print(
