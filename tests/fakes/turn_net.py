@@ -3,6 +3,11 @@
 Delivery is instant; ``advance(t)`` jumps from one client timer to the next. A peer either is
 another client's relayed address (the two talk through the one server), an echo peer (every
 datagram comes back), or a sink (datagrams are recorded in ``inbox``).
+
+Both loops are bounded: a client that never stops sending, or whose timer stays due after
+``handle_timer`` (a livelock a real node would spin on), fails the test with ``NetStuck`` naming
+what did not settle, instead of hanging it (under hypothesis a hang is not even interrupted by
+pytest-timeout's signal method: its ``Failed`` is caught as one more failing example to shrink).
 """
 
 from __future__ import annotations
@@ -13,6 +18,13 @@ from node.proto.turn.client import TurnClient
 from node.proto.turn.events import TurnEvent
 from tests.fakes.stun_server import Datagram
 from tests.fakes.turn_server import Address, TurnServerModel
+
+MAX_PUMP_ROUNDS = 1_000  # rounds of datagrams/events in one pump before it counts as stuck
+MAX_STILL_DUE = 100  # handle_timer calls in a row with a timer that did not move past ``now``
+
+
+class NetStuck(AssertionError):
+    """The virtual network did not settle: a client livelocks (the message says which, and when)."""
 
 
 class Net:
@@ -38,7 +50,11 @@ class Net:
 
     def pump(self) -> None:
         moved = True
+        rounds = 0
         while moved:
+            rounds += 1
+            if rounds > MAX_PUMP_ROUNDS:
+                raise NetStuck(f"pump at t={self.now} still moving datagrams after {MAX_PUMP_ROUNDS} rounds")
             moved = False
             for address, client in list(self.clients.items()):
                 for datagram in client.datagrams_to_send(self.now):
@@ -77,6 +93,7 @@ class Net:
     def advance(self, until: float) -> None:
         """Run every timer due up to ``until`` and stop there."""
         self.pump()
+        still_due = 0  # timers handled in a row without any deadline moving past now
         while True:
             timers = [t for c in self.clients.values() if (t := c.get_timer()) is not None]
             due = min(timers, default=None)
@@ -84,6 +101,13 @@ class Net:
                 self.now = max(self.now, until)
                 self.pump()
                 return
+            still_due = still_due + 1 if due <= self.now else 0
+            if still_due > MAX_STILL_DUE:
+                stuck = [a for a, c in self.clients.items() if c.get_timer() == due]
+                raise NetStuck(
+                    f"client {stuck}: timer due at t={due!r} still due after {MAX_STILL_DUE}"
+                    f" handle_timer({self.now!r}) calls (handle_timer does not act on its own deadline)"
+                )
             self.now = max(self.now, due)
             for client in list(self.clients.values()):
                 client.handle_timer(self.now)

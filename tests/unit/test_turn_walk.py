@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -21,6 +22,13 @@ from tests.fakes.turn_server import TurnServerModel
 A = (ipaddress.IPv4Address("203.0.113.21"), 40001)
 PEERS = [(ipaddress.IPv4Address("192.0.2.7"), 7000 + i) for i in range(3)]
 REACHABLE = {s for s, _ in TRANSITIONS} | set(TRANSITIONS.values())
+
+# A hang here must end the run, not stall it: pytest-timeout's default signal method raises
+# pytest's Failed inside the test, which hypothesis catches as one more failing example and goes
+# on shrinking (into the same hang, with the one-shot alarm spent). The thread method dumps every
+# stack and exits the process. Net bounds its own loops (NetStuck); this is the backstop, and
+# hypothesis's ``deadline`` is no help: it is checked only after an example returns.
+pytestmark = pytest.mark.timeout(60, method="thread")
 
 
 class TurnWalk(RuleBasedStateMachine):

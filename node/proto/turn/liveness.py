@@ -98,23 +98,32 @@ class ServerWatch:
             return True
         return False
 
+    # ``due`` compares ``now`` with the very sums ``deadline`` returns, never ``now - t`` with a
+    # span: in floats (t + span) - t can fall short of span (50.1 + 20.0 = 70.1, but 70.1 - 50.1 =
+    # 19.999999999999996), and then ``handle_timer(deadline)`` did nothing while ``get_timer()``
+    # stayed at that deadline: a driver whose clock reads exactly the deadline (virtual time, or a
+    # coarse clock) re-fired the timer forever at 100% CPU. Invariant: when ``due(now)`` is False,
+    # ``deadline() > now``.
+    def _idle_at(self) -> float:
+        return max(self.last_heard, self.last_probe) + self.liveness.idle_probe_s
+
     def deadline(self) -> float:
         """The next time ``due`` may say yes (the idle probe's time may move later meanwhile)."""
-        idle = max(self.last_heard, self.last_probe) + self.liveness.idle_probe_s
+        idle = self._idle_at()
         return idle if self.check_at is None else min(self.check_at, idle)
 
     def due(self, now: float) -> bool:
         """At the deadline: True when the server must be probed now."""
-        silence = self.liveness.server_silence_s
         if self.check_at is not None and now >= self.check_at:
             self.check_at = None
             if self.last_sent > self.last_heard:
-                if now - self.last_heard >= silence:
+                answer_due = self.last_heard + self.liveness.server_silence_s
+                if now >= answer_due:
                     return True
                 # Heard since the check was armed, but sent again after that: look again
-                # when the last answer is ``silence`` old.
-                self.check_at = self.last_heard + silence
-        return now - max(self.last_heard, self.last_probe) >= self.liveness.idle_probe_s
+                # when the last answer is ``silence`` old (later than now, by the test above).
+                self.check_at = answer_due
+        return now >= self._idle_at()
 
     def probing(self, now: float) -> None:
         self.last_probe = now
