@@ -19,6 +19,7 @@ import collections
 import contextlib
 import enum
 import json
+import os
 import select
 import signal
 import subprocess
@@ -36,6 +37,9 @@ from netlink.lab.errors import LabError
 from node.errors import LocalError, ReasonError
 
 NODE = (sys.executable, "-m", "node.cli")
+# The nodes' log level (their stderr is kept in each node's workdir): LAB_NODE_LOG_LEVEL=debug
+# when a lab run needs to be understood afterwards.
+NODE_LOG_LEVEL = os.environ.get("LAB_NODE_LOG_LEVEL", "info")
 UDP_PORT, TLS_PORT = 47474, 47475
 START_TIMEOUT_S = 60.0  # a deadline only to detect a hang (a Pi-sized CI box imports slowly)
 COMMAND_TIMEOUT_S = 120.0
@@ -245,8 +249,8 @@ class Fleet:
         with spec.stderr_path.open("w") as stderr:
             proc = self.lab.popen(
                 spec.host,
-                [*NODE, "run", "--config", str(config), "--state-dir", str(spec.state_dir),
-                 "--runtime-dir", str(spec.runtime_dir)],
+                [*NODE, "--log-level", NODE_LOG_LEVEL, "run", "--config", str(config),
+                 "--state-dir", str(spec.state_dir), "--runtime-dir", str(spec.runtime_dir)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,

@@ -44,6 +44,14 @@ class PathHealthChanged:
     path: PathKey
     old: Health
     new: Health
+    # What it was judged on (for the log): the measured class (``new`` is the worse of it and
+    # the projection), the loss over the window, and how long something sent has waited
+    # against the path's RTO.
+    measured: Health = Health.OPTIMAL
+    loss: float | None = None
+    silent_s: float = 0.0
+    rto_s: float = 0.0
+    in_flight: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,4 +54,5 @@ class DownReason(enum.Enum):
     CONSENT_LOST = "consent_lost"  # RFC 7675 §5.1: no consent for 30 s
     DISCONNECTED = "disconnected"  # the transport reported the peer gone
     NO_ACKS = "no_acks"  # the delivery core saw acknowledgements stop
+    STALLED = "stalled"  # a send waited on the path's backpressure and nothing drained
     LINK_DOWN = "link_down"  # the link monitor: carrier or address gone on the local side

@@ -71,6 +71,25 @@ class PathSamples:
         elif acked:
             self._waiting_since = now
 
+    def add_heard(self, now: float) -> None:
+        """The peer answered over this path without acknowledging anything new (it is busy, or
+        holds what we sent out of order): alive, so the silence starts over."""
+        if self.in_flight:
+            self._waiting_since = now
+
+    def age(self, now: float) -> None:
+        """Drop outcomes older than ``loss_window_s`` (see CoordinatorSettings)."""
+        outcomes, horizon = self.outcomes, now - self._settings.loss_window_s
+        while outcomes and outcomes[0][0] < horizon:
+            self._lost -= outcomes.popleft()[1]
+
+    def recovered(self) -> None:
+        """The path came back from an outage (its breaker's trial succeeded, or it was declared
+        down and proved alive): the losses of the outage describe a state that has ended, so the
+        loss window starts over. The outage itself stays in ``recent_failures`` (reliability)."""
+        self.outcomes.clear()
+        self._lost = 0
+
     def add_failure(self, now: float) -> None:
         self._failures.append(now)
         self.last_trouble = now

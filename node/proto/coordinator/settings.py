@@ -33,6 +33,10 @@ class CoordinatorSettings:
     trend_min_samples: int = 20
     # Loss classes need this many outcomes: one loss in three messages is not "33 % loss".
     min_loss_samples: int = 10
+    # Outcomes older than this leave the loss window. A path that traffic left because of its
+    # losses gets no traffic to dilute them (health checks add one outcome per interval): without
+    # an age limit it would stay critical for ~performance_samples health checks after it healed.
+    loss_window_s: float = 30.0
     # Health thresholds (issue 15): loss above these fractions ...
     critical_loss: float = 0.20
     degraded_loss: float = 0.05
@@ -65,6 +69,7 @@ class CoordinatorSettings:
             ("trend_window_s", self.trend_window_s > 0.0),
             ("trend_min_samples", self.trend_min_samples >= 3),
             ("min_loss_samples", self.min_loss_samples >= 1),
+            ("loss_window_s", self.loss_window_s > 0.0),
             ("loss thresholds", 0.0 <= self.good_loss <= self.degraded_loss <= self.critical_loss < 1.0),
             ("degraded_rtt_factor", self.degraded_rtt_factor > 1.0),
             ("critical_silent_rtos", self.critical_silent_rtos > 0.0),

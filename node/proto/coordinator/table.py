@@ -110,8 +110,9 @@ class Coordinator:
             entry.paths[key] = _Path(key, PathSamples(self.settings))
             self._transport_breakers.setdefault(_transport(key), self._new_breaker())
             self._remote_breakers.setdefault(_remote(key), self._new_breaker())
-        else:
+        elif path.down is not None:
             path.down = None
+            path.samples.recovered()  # a new connection: the old one's losses are not its own
         entry.dirty = True
 
     def remove_path(self, peer: PeerId, key: PathKey, reason: DisconnectReason, now: float) -> None:
@@ -135,7 +136,12 @@ class Coordinator:
     def record_rtt(self, peer: PeerId, key: PathKey, rtt: float, now: float) -> None:
         """An RTT sample (a health check answered, an acknowledgement timed): also proof of life."""
         path = self._path(self._peer(peer), peer, key)
-        path.samples.add_rtt(rtt, now)
+        if path.down is None and path.breaker is BreakerState.CLOSED:
+            path.samples.add_rtt(rtt, now)
+        # else the answer crossed an outage (a health check that waited in a dead connection's
+        # buffer until the drop ended): it measures the outage, not the path, and would leave
+        # the RTO at seconds, so that the next silence took that long to notice. Karn's rule
+        # (RFC 6298 §3) leaves out ambiguous samples for the same reason. Still proof of life.
         self._alive(peer, path)
 
     def record_sent(self, peer: PeerId, key: PathKey, now: float, count: int = 1) -> None:
@@ -144,6 +150,13 @@ class Coordinator:
         samples = self._path(self._peer(peer), peer, key).samples
         for _ in range(count):
             samples.add_sent(now)
+
+    def record_heard(self, peer: PeerId, key: PathKey, now: float) -> None:
+        """An acknowledgement came over ``key`` (whether or not it acknowledged anything new):
+        the peer hears us and answers, so the path is not silent. A peer whose inbox is full
+        answers BUSY and acknowledges nothing for as long as its application is slow; without
+        this its healthy path would look silent, hence critical."""
+        self._path(self._peer(peer), peer, key).samples.add_heard(now)
 
     def record_outcome(
         self, peer: PeerId, key: PathKey, outcome: Outcome, now: float, count: int = 1
@@ -157,6 +170,7 @@ class Coordinator:
         for _ in range(count):
             add(acked, now)
         tripped = False
+        on_trial = path.breaker is not BreakerState.CLOSED
         for breaker in (self._transport_breakers[_transport(key)], self._remote_breakers[_remote(key)]):
             for _ in range(1 if acked else count):
                 if not breaker.allow(now):
@@ -170,6 +184,9 @@ class Coordinator:
             path.samples.add_failure(now)
             self._dirty_all()  # a transport breaker covers other peers' paths too
         if acked:
+            if on_trial and self._breaker_of(key, now) is BreakerState.CLOSED:
+                path.samples.recovered()  # the trial succeeded: the outage is over
+                self._peers[peer].dirty = True
             self._alive(peer, path)
 
     def path_failed(self, peer: PeerId, key: PathKey, reason: DownReason, now: float) -> None:
@@ -313,15 +330,28 @@ class Coordinator:
     def _assess(self, peer: PeerId, path: _Path, now: float) -> None:
         settings = self.settings
         key = path.key
-        transport = self._transport_breakers[_transport(key)].state(now)
-        breaker = health_.worse(transport, self._remote_breakers[_remote(key)].state(now))
+        path.samples.age(now)
+        breaker = self._breaker_of(key, now)
         if breaker is BreakerState.HALF_OPEN and path.breaker is not BreakerState.HALF_OPEN:
             self._events.append(TrialDue(peer, key))
         path.breaker = breaker
         measured = health_.measured(path.samples, breaker, path.down is not None, now, settings)
         effective = min(measured, health_.projected(path.samples, now, settings))
         if effective is not path.health:
-            self._events.append(PathHealthChanged(peer, key, path.health, effective))
+            samples = path.samples
+            self._events.append(
+                PathHealthChanged(
+                    peer,
+                    key,
+                    path.health,
+                    effective,
+                    measured,
+                    samples.loss_fraction(),
+                    samples.silent_for(now),
+                    samples.rto(),
+                    samples.in_flight,
+                )
+            )
         path.measured, path.health = measured, effective
         samples = path.samples
         inputs = PathInputs(
@@ -400,7 +430,13 @@ class Coordinator:
     def _alive(self, peer: PeerId, path: _Path) -> None:
         if path.down is not None:
             path.down = None
+            path.samples.recovered()
             self._peers[peer].dirty = True
+
+    def _breaker_of(self, key: PathKey, now: float) -> BreakerState:
+        """The worse of the path's two breakers."""
+        transport = self._transport_breakers[_transport(key)].state(now)
+        return health_.worse(transport, self._remote_breakers[_remote(key)].state(now))
 
     def _dirty_all(self) -> None:
         for entry in self._peers.values():

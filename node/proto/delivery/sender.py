@@ -93,6 +93,7 @@ class PeerSender:
         self._rtt = RttEstimator(settings.rto_initial_s, settings.rto_min_s, settings.rto_ceiling_s)
         self._transmits: list[Transmit] = []
         self._events: deque[SenderEvent] = deque()
+        self._held: list[MessageId] = []  # newly selectively acknowledged, for ``newly_held``
         self._resends = 0
         self._failed = 0
         self._stale_acks = 0
@@ -120,6 +121,10 @@ class PeerSender:
     @property
     def epoch(self) -> int:
         return self._epoch
+
+    @property
+    def rto(self) -> float:
+        return self._rtt.rto
 
     def can_offer(self, size: int) -> bool:
         s = self._settings
@@ -193,6 +198,7 @@ class PeerSender:
                     entry = stream[sequence]  # every sequence from `lowest` to `sent` is outstanding
                     if not entry.sacked:
                         entry.sacked = True
+                        self._held.append(entry.message_id)
                         newest = entry
         if newest is not None and newest.transmissions == 1:  # Karn's rule, RFC 6298 §3
             self._rtt.sample(now - newest.sent_at)
@@ -313,6 +319,14 @@ class PeerSender:
                 heappush(self._deadlines, (entry.deadline, next(_ORDER), entry))
             if stream:
                 self._resend(next(iter(stream.values())), now, SendReason.PROBE, count=False)
+
+    def newly_held(self) -> list[MessageId]:
+        """Messages the peer has said it holds (selectively acknowledged, out of order or while
+        its inbox is full) since the last call. Not Acknowledged yet, but the path they went on
+        delivered them: the driver's path statistics want to know now, not when the peer's
+        application gets round to them."""
+        held, self._held = self._held, []
+        return held
 
     def datagrams_to_send(self) -> list[Transmit]:
         transmits, self._transmits = self._transmits, []

@@ -19,6 +19,7 @@ from node.proto.delivery.ids import MessageId
 from node.proto.delivery.sender import PeerSender
 from node.proto.delivery.settings import DeliverySettings
 from node.proto.vocabulary import PeerId, TransportKind
+from node.services.coordinator.stall import StallWatch
 from node.transports.timer import CoreTimer
 
 
@@ -34,6 +35,7 @@ class PeerOutbound:
     __slots__ = (
         "acks",
         "failed_path",
+        "held_on",
         "peer",
         "replies",
         "room",
@@ -42,6 +44,7 @@ class PeerOutbound:
         "task",
         "timer",
         "wake",
+        "watch",
     )
 
     def __init__(
@@ -57,6 +60,9 @@ class PeerOutbound:
         # Reliable messages a caller awaits; the result is the kind of path the ACK answered.
         self.acks: dict[MessageId, asyncio.Future[TransportKind | None]] = {}
         self.sent_on: dict[MessageId, PathKey] = {}  # reliable messages in flight: their last path
+        # Reliable messages the peer holds but has not acknowledged (selectively acknowledged):
+        # the path they came on, whose outcome was recorded when the peer said it had them.
+        self.held_on: dict[MessageId, PathKey] = {}
         self.room: deque[_RoomWaiter] = deque()
         self.failed_path = False  # a send met a dead path: resend what is in flight, once
         # ACKs due to this peer, the latest per class (a newer one says all an older one did):
@@ -67,6 +73,7 @@ class PeerOutbound:
         # path is backed up holds up nobody else. None while idle.
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.watch: StallWatch | None = None  # while the task sends: notices a stuck send
 
     def close(self) -> None:
         self.timer.close()

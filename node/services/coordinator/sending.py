@@ -11,6 +11,11 @@
   core's samples are recorded per flush (sends) and per ACK (outcomes), not per message.
 - What the sender reports: Acknowledged resolves the caller's future, Failed fails it with
   PeerUnreachableError(DELIVERY_FAILED); both are outcomes of the path the message last left on.
+- A stalled path (stall.py): a send that waits on a path's backpressure for two RTOs (at least
+  ``retry_backoff_s``) with nothing draining leaves its frame queued there and fails the path
+  (DownReason.STALLED, cleared by the next proof of life over it): what was in flight on it is
+  resent on the next path. On a path that is merely slow this costs one needless failover (the
+  receiver deduplicates).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from node.services.coordinator.carriers import Carrier
 from node.services.coordinator.errors import ApiReason, ApiUsageError, PeerUnreachableError
 from node.services.coordinator.observer import NO_OBSERVER, CoordinatorObserver
 from node.services.coordinator.outbound import PeerOutbound
+from node.services.coordinator.stall import StallWatch
 from node.services.coordinator.status import Counters
 from node.transports.base import TransportError
 from node.transports.isolation import ConnectionIsolation
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 _MAX_TRIES = 4
 # A peer's sending task ends after this long with nothing to send (the next send starts another).
 _IDLE_S = 30.0
+
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None] | None"]
 
@@ -133,16 +140,26 @@ class Sending:
         now = self.loop.time()
         acked: Counter[PathKey] = Counter()
         counters = self.counters
+        sent_on, held_on = out.sent_on, out.held_on
+        for mid in sender.newly_held():
+            # Its path delivered it: that is the path's outcome now (the ACK that puts it in
+            # the peer's inbox may come much later, when the peer's application takes more).
+            path = sent_on.pop(mid, None)
+            if path is not None:
+                held_on[mid] = path
+                acked[path] += 1
         while (event := sender.next_event()) is not None:
             mid = event.message_id
-            path = out.sent_on.pop(mid, None)
+            path = sent_on.pop(mid, None)
+            held = held_on.pop(mid, None) if held_on else None
             future = out.acks.pop(mid, None)
             if isinstance(event, Acknowledged):
                 counters.acknowledged += 1
                 if path is not None:
                     acked[path] += 1
                 if future is not None and not future.done():
-                    future.set_result(None if path is None else path.kind)
+                    kind = path or held
+                    future.set_result(None if kind is None else kind.kind)
                 continue
             counters.failed += 1
             if path is not None:
@@ -185,24 +202,55 @@ class Sending:
             out.task = None
 
     async def _send_due(self, out: PeerOutbound) -> None:
+        """Send what is due; a send stuck on a path fails the path and the rest goes on."""
+        while True:
+            try:
+                async with asyncio.timeout(None) as guard:
+                    watch = out.watch = StallWatch(self.loop, guard, self._stall_bound(out))
+                    try:
+                        await self._send_queued(out)
+                    finally:
+                        watch.close()
+                        out.watch = None
+                return
+            except TimeoutError:
+                if watch.stalled is None:
+                    raise
+                self._stalled(out, watch.stalled)
+
+    def _stalled(self, out: PeerOutbound, key: PathKey) -> None:
+        """A send waited the stall bound on ``key``: its frame stays queued there, the path
+        fails, and what was in flight (the interrupted flush's rest included) goes out again on
+        the next path."""
+        self.counters.stalled += 1
+        log.info("coordinator: %s path to %s took nothing for a while: failed", key.kind.value, out.peer)
+        with contextlib.suppress(CoordinatorError):
+            self.coordinator.path_failed(out.peer, key, DownReason.STALLED, self.loop.time())
+        out.failed_path = True
+
+    def _stall_bound(self, out: PeerOutbound) -> float:
+        return max(2 * out.sender.rto, self.settings.retry_backoff_s)
+
+    async def _send_queued(self, out: PeerOutbound) -> None:
         if out.replies:
             replies = list(out.replies.values())
             out.replies.clear()
             for ack in replies:
-                await self._send_ack(out.peer, ack)
+                await self._send_ack(out, ack)
         await self._flush(out)
 
-    async def _send_ack(self, peer: PeerId, ack: bytes) -> None:
+    async def _send_ack(self, out: PeerOutbound, ack: bytes) -> None:
         """On the path the peer's data last came on, else (or if that fails) the best one."""
+        peer = out.peer
         key = self.reply_path.get(peer)
-        if key is not None and await self.send_on(peer, key, ack, Priority.CONTROL):
+        if key is not None and await self.send_on(out, key, ack, Priority.CONTROL):
             return
         try:
             best = self.coordinator.choose(peer, Priority.CONTROL, self.loop.time()).primary
         except CoordinatorError:
             return  # no path: the peer resends, and is acknowledged then
         if best != key:
-            await self.send_on(peer, best, ack, Priority.CONTROL)
+            await self.send_on(out, best, ack, Priority.CONTROL)
 
     async def _flush(self, out: PeerOutbound) -> None:
         """Send what the peer's sender has queued; the paths' samples once, at the end."""
@@ -250,7 +298,7 @@ class Sending:
                     out.timer.rearm()
                     return
             key = choice.primary
-            if await self.send_on(peer, key, transmit.data, priority):
+            if await self.send_on(out, key, transmit.data, priority):
                 self.observer.message_sent(key.kind)
                 break
             # The transport has no connection there any more (its event may be on the way).
@@ -263,7 +311,7 @@ class Sending:
             return  # sent once, on the primary
         self._account(out, mid, key, transmit.reason, sent)
         extra = choice.extra if transmit.multipath else None
-        if extra is not None and await self.send_on(peer, extra, transmit.data, priority):
+        if extra is not None and await self.send_on(out, extra, transmit.data, priority):
             self.observer.message_sent(extra.kind)
 
     def _account(
@@ -279,13 +327,21 @@ class Sending:
             sent[key] += 1
         out.sent_on[mid] = key
 
-    async def send_on(self, peer: PeerId, key: PathKey, data: bytes, priority: Priority) -> bool:
+    async def send_on(self, out: PeerOutbound, key: PathKey, data: bytes, priority: Priority) -> bool:
+        peer = out.peer
         transport = self.carriers[key.kind].current()
         if transport is None:
             return False
+        frame = make_frame(next(self._frame_ids), data, priority)
+        watch = out.watch
+        if watch is not None:
+            watch.begin(key)
         try:
-            await transport.send(peer, make_frame(next(self._frame_ids), data, priority))
+            await transport.send(peer, frame)
         except TransportError as exc:
             log.debug("coordinator: %s send to %s failed: %s", key.kind.value, peer, exc)
             return False
+        finally:
+            if watch is not None:
+                watch.end()
         return True

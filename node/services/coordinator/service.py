@@ -261,6 +261,10 @@ class CoordinatorService(Service[CoordinatorView]):
         self.events.publish(PeerEvent(peer, PeerState.CONNECTED, key))
         if self._sending is not None:
             self._sending.path_up(peer)
+        if self._upkeep is not None:
+            # An RTT sample at once: until the path has one its RTO is the initial 1 s, and
+            # calling it silent (two RTOs) would take 2 s instead of a few hundred ms.
+            self._spawn_quietly(self._upkeep.probe(peer, key), f"coordinator-probe-{peer}")
 
     def _forget(self, peer: PeerId, key: PathKey, reason: DisconnectReason, now: float) -> None:
         with contextlib.suppress(CoordinatorError):
@@ -305,6 +309,9 @@ class CoordinatorService(Service[CoordinatorView]):
                 continue
             acked = out
         if acked is not None:
+            if key is not None:
+                with contextlib.suppress(CoordinatorError):
+                    self.coordinator.record_heard(peer, key, now)
             self.sending.after_ack(acked)
         self._deliver()
         self._take_acks()

@@ -21,6 +21,7 @@ class Counters:
     failovers: int = 0  # a peer's traffic moved from one path to another
     malformed: int = 0  # delivery frames from authenticated peers that could not be used
     no_path: int = 0  # transmissions that found no usable path (reliable ones wait for a resend)
+    stalled: int = 0  # sends whose path took nothing for the stall bound (the path was failed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class CoordinatorView:
                 "failed": c.failed,
             },
             "failovers": c.failovers,
+            "stalled_sends": c.stalled,
             "inbox": self.inbox,
             "malformed": c.malformed,
         }

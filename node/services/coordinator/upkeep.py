@@ -88,11 +88,18 @@ class Upkeep:
                 self._spawn(self.probe(event.peer, event.path), f"trial-{event.peer}")
             elif isinstance(event, PathHealthChanged):
                 log.debug(
-                    "coordinator: path health: peer=%s path=%s %s -> %s",
+                    "coordinator: path health: peer=%s path=%s:%s %s -> %s (measured %s, loss %s,"
+                    " silent %.3f s with %d in flight, rto %.3f s)",
                     event.peer,
-                    event.path,
+                    event.path.kind.value,
+                    event.path.remote,
                     event.old.name,
                     event.new.name,
+                    event.measured.name,
+                    "-" if event.loss is None else f"{event.loss:.2f}",
+                    event.silent_s,
+                    event.in_flight,
+                    event.rto_s,
                 )
 
     def _moved(self, event: ActivePathChanged) -> None:
