@@ -51,9 +51,9 @@ class PathSamples:
             self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * rtt
 
     def add_sent(self, now: float) -> None:
-        if self.in_flight == 0:
-            self._waiting_since = now
         self.in_flight += 1
+        if self.in_flight == 1:
+            self._waiting_since = now
 
     def add_outcome(self, acked: bool, now: float) -> None:
         if len(self.outcomes) == self.outcomes.maxlen and self.outcomes[0][1]:
@@ -62,11 +62,15 @@ class PathSamples:
         self._lost += not acked
         if not acked:
             self.last_trouble = now
-        self.in_flight = max(0, self.in_flight - 1)
+        # Not clamped at 0: the sender reports a batch's sends when the batch is written, and
+        # an outcome of its first messages may come first (the batch waited on the socket); a
+        # clamp would lose those outcomes and leave sends that never resolve (a path "silent"
+        # for ever). The count is exact once both are in.
+        self.in_flight -= 1
         if acked:
             self.proven = True
         # Waiting restarts at each acknowledgement; with nothing outstanding nobody waits.
-        if self.in_flight == 0:
+        if self.in_flight <= 0:
             self._waiting_since = None
         elif acked:
             self._waiting_since = now
@@ -74,7 +78,7 @@ class PathSamples:
     def add_heard(self, now: float) -> None:
         """The peer answered over this path without acknowledging anything new (it is busy, or
         holds what we sent out of order): alive, so the silence starts over."""
-        if self.in_flight:
+        if self.in_flight > 0:
             self._waiting_since = now
 
     def age(self, now: float) -> None:
@@ -115,7 +119,7 @@ class PathSamples:
 
     def silent_for(self, now: float) -> float:
         """How long something sent has waited with no acknowledgement at all (0: nothing waits)."""
-        if self._waiting_since is None:
+        if self._waiting_since is None or self.in_flight <= 0:
             return 0.0
         return max(0.0, now - self._waiting_since)
 

@@ -283,6 +283,11 @@ class Sending:
         priority = mid.priority
         if transmit.reason is SendReason.FIRST:
             self.counters.sent += 1
+        elif mid not in out.acks:
+            # A resend the sender queued before an ACK resolved the message (the flush waited
+            # on the socket meanwhile): nothing to send, and a send with no outcome to come
+            # would leave its path looking silent.
+            return
         else:
             self.counters.resent += 1
         for _ in range(_MAX_TRIES):

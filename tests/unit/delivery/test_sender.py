@@ -169,3 +169,17 @@ def test_no_path_for_the_whole_failover_timeout_fails_every_waiting_message() ->
         FailReason.NO_PATH,
         FailReason.STREAM_BROKEN,
     ]
+
+
+def test_newly_held_reports_each_selectively_acknowledged_message_once() -> None:
+    s = sender()
+    ids = [s.offer(b"m", N, 0.0) for _ in range(4)]
+    s.datagrams_to_send()
+    s.on_ack(ack(0, ((1, 2),), busy=True), 0.01)  # the peer holds 1 and 2; 0 is missing
+    assert s.newly_held() == [ids[1], ids[2]]
+    assert s.newly_held() == []
+    s.on_ack(ack(0, ((1, 3),), busy=True), 0.02)  # 3 arrives too: only it is news
+    assert s.newly_held() == [ids[3]]
+    s.on_ack(ack(4), 0.03)  # all in the inbox: acknowledged, not held
+    assert s.newly_held() == []
+    assert [type(e) for e in iter(s.next_event, None)] == [Acknowledged] * 4
