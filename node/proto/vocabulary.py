@@ -23,6 +23,10 @@ class TransportKind(Enum):
     TURN = "turn"
     BLE = "ble"
 
+    # Members are singletons compared by identity, so the identity hash is consistent with
+    # equality, and it runs in C: Enum's own hashes the name in Python, on every path lookup.
+    __hash__ = object.__hash__
+
 
 class Priority(IntEnum):
     """Send priority: higher drains first when a path is congested (game moves over chatter)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from node.proto.vocabulary import BleEndpoint, Endpoint, IpEndpoint, RelayEndpoint, TransportKind
 
@@ -19,8 +19,10 @@ def endpoint_text(endpoint: Endpoint) -> str:
     return endpoint.address
 
 
-@dataclass(frozen=True, slots=True)
-class PathKey:
+class PathKey(NamedTuple):
+    """A tuple for the same reason as MessageId: it keys the per-message bookkeeping. Never
+    order PathKeys as tuples (TransportKind is not ordered): ``sort_key`` is the order."""
+
     kind: TransportKind
     local: str | None  # the local address the path leaves from (None: any / not known)
     remote: str  # endpoint_text() of the remote endpoint

@@ -12,7 +12,7 @@ a node will see. Reliable and unreliable messages count in separate sequence spa
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from node.proto.vocabulary import Priority
 
@@ -29,8 +29,10 @@ def new_epoch() -> int:
     return secrets.randbits(EPOCH_BITS)
 
 
-@dataclass(frozen=True, slots=True)
-class MessageId:
+class MessageId(NamedTuple):
+    """A tuple, not a dataclass: the id keys several dicts per message (in flight, awaited,
+    held), and a tuple's hash and equality run in C (a frozen dataclass's are Python calls)."""
+
     epoch: int
     priority: Priority
     sequence: int

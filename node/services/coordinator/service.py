@@ -385,7 +385,8 @@ class CoordinatorService(Service[CoordinatorView]):
         future: asyncio.Future[TransportKind | None] = loop.create_future()
         out.acks[mid] = future
         out.grant()
-        out.timer.rearm()
+        # No timer rearm here: the message leaves with the task's next flush, which rearms
+        # the timer once for the whole batch (a rearm per message cost ~1.5 µs of heap work).
         sending.schedule(out)  # its task sends this turn's messages together
         try:
             kind = await future
