@@ -25,10 +25,11 @@ so descriptors stay bounded), and each client runs behind the service's Connecti
 wall: a fault closes that client, is logged once and counted in ``status`` under
 ``control.faults``.
 
-The server owns its accept loop and its clients' tasks in its own TaskGroup instead of using
-``asyncio.start_unix_server``, whose handler tasks belong to no TaskGroup (STYLE.md): at close
-they were cancelled by the loop's shutdown and each logged an error-level CancelledError
-traceback, and nothing could cap how many ran at once. Here closing cancels them quietly.
+The server owns its accept loop and its clients' tasks in its own TaskGroup (node.services.accept)
+instead of using ``asyncio.start_unix_server``, whose handler tasks belong to no TaskGroup
+(STYLE.md): at close they were cancelled by the loop's shutdown and each logged an error-level
+CancelledError traceback, and nothing could cap how many ran at once. Here closing cancels them
+quietly.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from typing import Any
 
 from node.errors import LocalError, NodeError
 from node.os_errors import os_reason
+from node.services.accept import BoundedAccept
 from node.services.control_args import check_schema, no_args, parse_args
 from node.services.control_errors import CommandRefused, ErrorCode, RequestError
 from node.services.service import Service
@@ -81,7 +83,6 @@ CLIENT_TIMEOUT_S = 5.0  # to send a whole request line
 SEND_TIMEOUT_S = 1.0  # to take the reply (a few KiB: it fits a fresh socket's buffer)
 MAX_CLIENTS = 16
 LISTEN_BACKLOG = 128
-ACCEPT_BACKOFF_S = 0.1
 READ_CHUNK = 4096
 COMMAND_TIMEOUT_S = 10.0  # an async command's default ceiling (a command may set its own)
 # A stream's client has this long to take one line once its socket buffer (~200 KiB) is full.
@@ -175,9 +176,14 @@ class ControlServer(Service[ControlView]):
         self._commands = commands
         self._max_clients = max_clients
         self.isolation = ConnectionIsolation("control")
-        self._tasks: asyncio.TaskGroup | None = None
-        self._accept_task: asyncio.Task[None] | None = None
-        self._clients: set[asyncio.Task[None]] = set()
+        self._accept = BoundedAccept(
+            "control socket",
+            self.isolation,
+            self._serve,
+            limit=max_clients,
+            refuse=self._refuse,
+            admitted=self._admitted,
+        )
         self._numbered = 0
         self._served = 0
         self._refused = 0
@@ -202,16 +208,9 @@ class ControlServer(Service[ControlView]):
         listener = _listen(self._path)
         stack.callback(self._unlink)
         stack.callback(listener.close)
-        self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
-        stack.callback(self._cancel_all)  # runs before the TaskGroup waits for its tasks
-        self._accept_task = self._tasks.create_task(self._accept_loop(listener), name="control-accept")
-
-    def _cancel_all(self) -> None:
-        # Clients are capped in time anyway; the node's exit does not wait for them.
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-        for task in self._clients:
-            task.cancel()
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(self._accept.cancel_all)  # runs before the TaskGroup waits for its tasks
+        self._accept.start(tasks, listener)
 
     def _unlink(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -219,7 +218,7 @@ class ControlServer(Service[ControlView]):
 
     def status(self) -> ControlView:
         return ControlView(
-            clients=len(self._clients),
+            clients=self._accept.clients,
             max_clients=self._max_clients,
             served=self._served,
             refused=self._refused,
@@ -231,34 +230,10 @@ class ControlServer(Service[ControlView]):
 
     # -- clients --------------------------------------------------------------------------
 
-    async def _accept_loop(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, _ = await loop.sock_accept(listener)
-            except OSError as exc:
-                # Out of file descriptors or memory: back off a moment rather than spin.
-                log.warning("control socket: accept failed: %s", os_reason(exc))
-                await asyncio.sleep(ACCEPT_BACKOFF_S)
-                continue
-            conn.setblocking(False)
-            if len(self._clients) >= self._max_clients:
-                self._refuse(conn)
-                continue
-            self._full_logged = False
-            self._numbered += 1
-            who = f"control client {self._numbered}"
-            assert self._tasks is not None
-            task = self._tasks.create_task(
-                self.isolation.run_later(functools.partial(self._serve, conn), who, conn.close)
-            )
-            self._clients.add(task)
-            # Closed however the task ends, even cancelled before it started.
-            task.add_done_callback(functools.partial(self._done, conn))
-
-    def _done(self, conn: socket.socket, task: asyncio.Task[None]) -> None:
-        self._clients.discard(task)
-        conn.close()
+    def _admitted(self) -> str:
+        self._full_logged = False  # the next refusal starts a new episode
+        self._numbered += 1
+        return f"control client {self._numbered}"
 
     def _refuse(self, conn: socket.socket) -> None:
         """Tell the client why, without waiting for anything, and close it."""
@@ -266,7 +241,7 @@ class ControlServer(Service[ControlView]):
         if not self._full_logged:
             self._full_logged = True  # once per episode: a flood of clients is not a flood of logs
             log.warning(
-                "control socket: %d clients at once; refusing more until one ends", len(self._clients)
+                "control socket: %d clients at once; refusing more until one ends", self._accept.clients
             )
         message = f"the node is serving {self._max_clients} control clients; try again"
         try:

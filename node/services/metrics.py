@@ -7,7 +7,7 @@ REQUEST_TIMEOUT_S too). GET /metrics is answered (RFC 9110 §9.3.1; HEAD as well
 method is 405 with ``Allow`` (§15.5.6), another path 404, an unreadable head 400, a head too large
 431 (RFC 6585 §5), silence 408. At most MAX_CLIENTS are served at once (the next is closed at
 once), each behind the service's ConnectionIsolation wall, in the service's own TaskGroup (see
-node/services/control.py for why not ``asyncio.start_server``).
+node/services/accept.py for why not ``asyncio.start_server``).
 
 A listen address that cannot be bound (a port in use) is logged once and shown in ``status``
 (``metrics.error``); the node runs on without metrics: they are an aid, not its job.
@@ -16,7 +16,6 @@ A listen address that cannot be bound (a port in use) is logged once and shown i
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import socket
 from collections import Counter
@@ -28,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from node.config import Config
 from node.os_errors import os_reason
+from node.services.accept import BoundedAccept
 from node.services.node_metrics import NodeMetrics
 from node.services.service import Service
 from node.transports.isolation import ConnectionIsolation
@@ -38,7 +38,6 @@ MAX_HEAD_BYTES = 8 * 1024  # a scraper's head is a few hundred bytes
 REQUEST_TIMEOUT_S = 5.0
 MAX_CLIENTS = 8  # one or two scrapers, and a person with curl
 LISTEN_BACKLOG = 64
-ACCEPT_BACKOFF_S = 0.1
 READ_CHUNK = 4096
 METRICS_PATH = "/metrics"
 
@@ -72,9 +71,14 @@ class MetricsServer(Service[MetricsView]):
         self._listen: str | None = None
         self._error: str | None = None
         self._responses: Counter[int] = Counter()
-        self._clients: set[asyncio.Task[None]] = set()
-        self._tasks: asyncio.TaskGroup | None = None
-        self._accept_task: asyncio.Task[None] | None = None
+        self._accept = BoundedAccept(
+            "metrics",
+            self.isolation,
+            self._serve,
+            limit=MAX_CLIENTS,
+            refuse=socket.socket.close,  # a scraper retries at its next interval
+            admitted=lambda: "metrics client",
+        )
 
     async def _start(self, stack: AsyncExitStack) -> None:
         if self._address is None:
@@ -90,15 +94,9 @@ class MetricsServer(Service[MetricsView]):
         stack.callback(listener.close)
         bound_host, bound_port = listener.getsockname()[:2]
         self._listen = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
-        self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
-        stack.callback(self._cancel_all)  # runs before the TaskGroup waits for its tasks
-        self._accept_task = self._tasks.create_task(self._accept_loop(listener), name="metrics-accept")
-
-    def _cancel_all(self) -> None:
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-        for task in self._clients:
-            task.cancel()
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(self._accept.cancel_all)  # runs before the TaskGroup waits for its tasks
+        self._accept.start(tasks, listener)
 
     def status(self) -> MetricsView:
         return MetricsView(
@@ -107,30 +105,6 @@ class MetricsServer(Service[MetricsView]):
             responses={str(code): n for code, n in sorted(self._responses.items())},
             faults=self.isolation.snapshot(),
         )
-
-    async def _accept_loop(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, _ = await loop.sock_accept(listener)
-            except OSError as exc:
-                log.warning("metrics: accept failed: %s", os_reason(exc))
-                await asyncio.sleep(ACCEPT_BACKOFF_S)
-                continue
-            if len(self._clients) >= MAX_CLIENTS:
-                conn.close()  # a scraper retries at its next interval
-                continue
-            conn.setblocking(False)
-            assert self._tasks is not None
-            task = self._tasks.create_task(
-                self.isolation.run_later(functools.partial(self._serve, conn), "metrics client", conn.close)
-            )
-            self._clients.add(task)
-            task.add_done_callback(functools.partial(self._done, conn))
-
-    def _done(self, conn: socket.socket, task: asyncio.Task[None]) -> None:
-        self._clients.discard(task)
-        conn.close()
 
     async def _serve(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
