@@ -2,9 +2,9 @@
 
 - FAILED: a breaker (the path's transport's or its remote's) is open, or the service declared the
   path down (consent lost, disconnected, link down) and nothing has come back over it since;
-- CRITICAL: loss > 20 %, or something sent has waited two retransmission timeouts with no
-  acknowledgement at all, or a breaker is half-open (the path is on trial: usable as a last resort,
-  never preferred);
+- CRITICAL: loss > 20 %, or something sent has waited two retransmission timeouts (each at
+  most ``silence_rto_cap_s``) with no acknowledgement at all, or a breaker is half-open (the
+  path is on trial: usable as a last resort, never preferred);
 - DEGRADED: loss > 5 %, or the smoothed RTT above twice the path's own baseline (``samples``);
 - GOOD: loss > 1 %;
 - OPTIMAL otherwise.
@@ -48,7 +48,8 @@ def measured(
     if (
         breaker is BreakerState.HALF_OPEN
         or (loss is not None and loss > settings.critical_loss)
-        or samples.silent_for(now) > settings.critical_silent_rtos * samples.rto()
+        or samples.silent_for(now)
+        > settings.critical_silent_rtos * min(samples.rto(), settings.silence_rto_cap_s)
     ):
         return Health.CRITICAL
     baseline = samples.baseline()

@@ -43,8 +43,13 @@ class CoordinatorSettings:
     good_loss: float = 0.01
     # ... or RTT above this multiple of the path's own baseline is degraded ...
     degraded_rtt_factor: float = 2.0
-    # ... or no acknowledgement for this many retransmission timeouts is critical.
+    # ... or no acknowledgement for this many retransmission timeouts is critical ...
     critical_silent_rtos: float = 2.0
+    # ... each counted as the path's RTO but at most this. A path's RTT samples include what
+    # queues ahead of them (a health check behind a TCP connection's backlog measured 1.6 and
+    # 6 s on a LAN in bench/failover.py), and a 6 s RTO made a dead path wait 12 s to be called
+    # silent, past every retry. An answer every 2 s keeps even a satellite path (RTT ~0.6 s) clear.
+    silence_rto_cap_s: float = 1.0
     # RFC 6298 §2.1: before any RTT sample the RTO is 1 s. §2.4 asks for a 1 s floor; like Linux
     # (TCP_RTO_MIN) we take 200 ms: game traffic cannot wait a second to call a path silent.
     initial_rto_s: float = 1.0
@@ -73,6 +78,7 @@ class CoordinatorSettings:
             ("loss thresholds", 0.0 <= self.good_loss <= self.degraded_loss <= self.critical_loss < 1.0),
             ("degraded_rtt_factor", self.degraded_rtt_factor > 1.0),
             ("critical_silent_rtos", self.critical_silent_rtos > 0.0),
+            ("silence_rto_cap_s", self.silence_rto_cap_s > 0.0),
             ("min_rto_s", 0.0 < self.min_rto_s <= self.initial_rto_s),
             ("reliability_window_s", self.reliability_window_s > 0.0),
             ("latency_reference_s", self.latency_reference_s > 0.0),

@@ -88,3 +88,16 @@ def test_an_rtt_that_crossed_an_outage_is_proof_of_life_not_a_sample() -> None:
     health, _, rtt_ms = udp_row(c, 5.5)
     assert health is not Health.FAILED  # the path is back
     assert rtt_ms is not None and rtt_ms < 50  # and its RTT is still its own
+
+
+def test_silence_is_judged_against_an_rto_of_at_most_the_cap() -> None:
+    # Health checks that queued behind a backlog left this path with a 6 s RTO; it still goes
+    # critical after two capped RTOs of silence, not after 12 s.
+    c = Coordinator(nat=NatType.OPEN)
+    c.add_path(PEER, UDP, 0.0)
+    for i in range(10):
+        c.record_rtt(PEER, UDP, 6.0, 0.1 * i)
+    c.record_sent(PEER, UDP, 1.0)
+    limit = SETTINGS.critical_silent_rtos * SETTINGS.silence_rto_cap_s
+    assert udp_row(c, 1.0 + limit - 0.1)[0] is not Health.CRITICAL
+    assert udp_row(c, 1.0 + limit + 0.1)[0] is Health.CRITICAL
