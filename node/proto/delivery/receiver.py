@@ -109,19 +109,20 @@ class Receiver:
         s = self._settings
         return self._inbox_count < s.inbox_messages and self._inbox_bytes + size <= s.inbox_bytes
 
-    def receive(self, peer: PeerId, frame: DataFrame, now: float) -> None:
+    def receive(self, peer: PeerId, frame: DataFrame, now: float) -> bool:
+        """Take one DATA frame; True when it was news (not a copy of something received, nor a
+        straggler of a closed epoch)."""
         state = self._peers.get(peer)
         if state is None:
             state = self._peers[peer] = _Peer(frame.epoch, self._settings.remembered_epochs)
         elif frame.epoch != state.epoch:
             if frame.epoch in state.closed:
                 self._stale += 1
-                return
+                return False
             self._close_epoch(peer, state, frame.epoch)
         stream = state.streams[frame.priority]
         if not frame.reliable:
-            self._receive_unreliable(peer, stream, frame)
-            return
+            return self._receive_unreliable(peer, stream, frame)
         sequence = frame.sequence
         if frame.floor > stream.next:
             # The sender had everything below its floor acknowledged: by us before we lost our
@@ -133,13 +134,13 @@ class Receiver:
         if sequence < stream.next or sequence in stream.held:
             self._duplicates += 1
             self._ack_due[key] = now
-            return
+            return False
         size = len(frame.payload)
         s = self._settings
         if sequence >= stream.next + s.reorder_messages or state.held_bytes + size > s.reorder_bytes:
             self._refused += 1
             self._ack_due[key] = now
-            return
+            return True  # news all the same: refused for room, it comes again
         stream.held[sequence] = frame.payload
         state.held_bytes += size
         in_order = sequence == stream.next
@@ -150,17 +151,19 @@ class Receiver:
             self._ack_due[key] = now
         elif stream.unacked and key not in self._ack_due:
             self._ack_due[key] = now + s.max_ack_delay_s
+        return True
 
-    def _receive_unreliable(self, peer: PeerId, stream: _Stream, frame: DataFrame) -> None:
+    def _receive_unreliable(self, peer: PeerId, stream: _Stream, frame: DataFrame) -> bool:
         if stream.unreliable.check(frame.sequence) is not ReplayVerdict.FRESH:
             self._duplicates += 1  # a copy, or older than the window: at most once
-            return
+            return False
         size = len(frame.payload)
         if not self._room(size):
             self._unreliable_dropped += 1
-            return
+            return True
         stream.unreliable.mark(frame.sequence)
         self._deliver(peer, MessageId(frame.epoch, frame.priority, frame.sequence, False), frame.payload)
+        return True
 
     def _close_epoch(self, peer: PeerId, state: _Peer, epoch: int) -> None:
         self._closed += 1

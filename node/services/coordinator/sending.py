@@ -66,6 +66,7 @@ class Sending:
         loop: asyncio.AbstractEventLoop,
         spawn: Spawn,
         reply_path: dict[PeerId, PathKey],
+        reply_also: dict[PeerId, PathKey],
         observer: CoordinatorObserver = NO_OBSERVER,
     ) -> None:
         self.observer = observer
@@ -76,7 +77,8 @@ class Sending:
         self.wall = wall
         self.loop = loop
         self._spawn = spawn
-        self.reply_path = reply_path  # the path each peer's data last came on (the service's)
+        self.reply_path = reply_path  # the path each peer's news last came on (the service's)
+        self.reply_also = reply_also  # and one that since brought it copies (the service's)
         self.out: dict[PeerId, PeerOutbound] = {}
         self._frame_ids = itertools.count(1)
 
@@ -240,10 +242,15 @@ class Sending:
         await self._flush(out)
 
     async def _send_ack(self, out: PeerOutbound, ack: bytes) -> None:
-        """On the path the peer's data last came on, else (or if that fails) the best one."""
+        """On the path the peer's news last came on (and on one that brought it copies since),
+        else (or if that fails) the best one."""
         peer = out.peer
         key = self.reply_path.get(peer)
-        if key is not None and await self.send_on(out, key, ack, Priority.CONTROL):
+        also = self.reply_also.pop(peer, None)
+        sent = key is not None and await self.send_on(out, key, ack, Priority.CONTROL)
+        if also is not None and also != key:
+            sent = await self.send_on(out, also, ack, Priority.CONTROL) or sent
+        if sent:
             return
         try:
             best = self.coordinator.choose(peer, Priority.CONTROL, self.loop.time()).primary

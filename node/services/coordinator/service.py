@@ -119,7 +119,13 @@ class CoordinatorService(Service[CoordinatorView]):
         for static in config.peers.static_peers:
             if static.peer_id != peer_id:
                 self._static.setdefault(static.peer_id, []).append(static.uri)
-        self._reply: dict[PeerId, PathKey] = {}  # the path a peer's data last came on
+        # The path a peer's news (DATA not received before) last came on: its ACKs go there. And
+        # a path that since brought only copies (or ACKs): the next ACK goes there too. Copies
+        # come both when the peer resends on a new path (our ACKs on the old one were lost: it
+        # must hear us on the new one) and when a path back from an outage delivers its stale
+        # backlog (the peer's traffic is elsewhere: ACKs must not follow the backlog alone).
+        self._reply: dict[PeerId, PathKey] = {}
+        self._reply_also: dict[PeerId, PathKey] = {}
         self._arrived: dict[PeerId, TransportKind] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sending: Sending | None = None
@@ -158,6 +164,7 @@ class CoordinatorService(Service[CoordinatorView]):
             loop=loop,
             spawn=self._spawn_quietly,
             reply_path=self._reply,
+            reply_also=self._reply_also,
             observer=self.observer,
         )
         self._upkeep = Upkeep(
@@ -271,6 +278,8 @@ class CoordinatorService(Service[CoordinatorView]):
             self.coordinator.remove_path(peer, key, reason, now)
         if self._reply.get(peer) == key:
             del self._reply[peer]
+        if self._reply_also.get(peer) == key:
+            del self._reply_also[peer]
         log.info(
             "coordinator: path down: peer=%s kind=%s remote=%s reason=%s",
             peer,
@@ -284,8 +293,7 @@ class CoordinatorService(Service[CoordinatorView]):
 
     def _on_messages(self, kind: TransportKind, peer: PeerId, frames: Sequence[Frame], now: float) -> None:
         key = self.book.get(peer, kind)
-        if key is not None:
-            self._reply[peer] = key
+        news = False
         self._arrived[peer] = kind
         receiver = self.receiver
         limit = self.max_payload
@@ -297,7 +305,7 @@ class CoordinatorService(Service[CoordinatorView]):
                 self._malformed(peer, exc)
                 continue
             if isinstance(decoded, DataFrame):
-                receiver.receive(peer, decoded, now)
+                news |= receiver.receive(peer, decoded, now)
                 continue
             out = self.sending.out.get(peer)
             try:
@@ -308,6 +316,12 @@ class CoordinatorService(Service[CoordinatorView]):
                 self._malformed(peer, exc)
                 continue
             acked = out
+        if key is not None:
+            if news or peer not in self._reply:
+                self._reply[peer] = key
+                self._reply_also.pop(peer, None)
+            elif self._reply[peer] != key:
+                self._reply_also[peer] = key
         if acked is not None:
             if key is not None:
                 with contextlib.suppress(CoordinatorError):

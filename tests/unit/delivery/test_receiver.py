@@ -123,3 +123,15 @@ def test_beyond_the_reorder_buffer_is_refused_not_held() -> None:
     r.receive(PEER, data(4), 0.0)
     assert r.stats().refused == 1
     assert acks(r, 0.0) == [AckFrame(7, N, 0, ())]
+
+
+def test_receive_tells_news_from_copies_and_stragglers() -> None:
+    r = Receiver(DeliverySettings())
+    assert r.receive(PEER, data(1), 0.0)  # out of order: held, news
+    assert r.receive(PEER, data(0), 0.0)  # fills the hole: news
+    assert not r.receive(PEER, data(0), 0.1)  # released before: a copy
+    assert not r.receive(PEER, data(1), 0.1)
+    assert r.receive(PEER, data(0, epoch=8), 0.2)  # a new stream
+    assert not r.receive(PEER, data(5, epoch=7), 0.3)  # a straggler of the closed one
+    assert r.receive(PEER, data(0, epoch=8, reliable=False), 0.4)
+    assert not r.receive(PEER, data(0, epoch=8, reliable=False), 0.4)
