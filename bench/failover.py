@@ -134,7 +134,8 @@ def without_hint(faults: int, root: Path) -> Tally:
         # Discovery finds both hosts open: direct UDP is the matrix's primary, TCP-TLS the fallback.
         stun = [f"{STUN_PRIMARY}:{STUN_PORT}"]
         # Each fault starts from healthy paths: the path faulted last must be usable again, so its
-        # breaker half-opens after 2 s here (30 s by default) and the bench waits for that.
+        # breaker half-opens after 2 s here (30 s by default) and the bench waits for that and
+        # for both paths to answer again.
         quick_breakers = "[breaker]\nrecovery_timeout_s = 2.0\n"
         fleet.start(a, [b.static("udp"), b.static("tls")], quick_breakers, stun=stun)
         fleet.start(b, [a.static("udp"), a.static("tls")], PACED + quick_breakers, stun=stun)
@@ -145,9 +146,12 @@ def without_hint(faults: int, root: Path) -> Tally:
             time.sleep(0.1)
         o1, o2 = lab.host("O1").address, lab.host("O2").address
         for _ in range(faults):
+            # Both paths healthy again: a TCP connection back from a blackout retransmits on its
+            # own backed-off timer (seconds), and a fault while the fallback still recovers would
+            # measure two faults at once.
             healthy_by = time.monotonic() + 30
             while time.monotonic() < healthy_by and any(
-                path["state"] == "failed" for path in fleet.peers(a)["peers"][0]["paths"]
+                path["health"] in ("failed", "critical") for path in fleet.peers(a)["peers"][0]["paths"]
             ):
                 time.sleep(0.2)
             armed = lab_faults.PendingNft(lab, "pub")

@@ -1,6 +1,7 @@
 """``bitcraps-node peers [--json]``: every peer the running node knows, its active path and each
-path's state, score, RTT, loss and breaker. JSON: ``{"peers": [{"peer_id", "active": {"kind",
-"endpoint"}, "paths": [{"kind", "endpoint", "state", "score", "rtt_ms", "loss", "breaker"}]}]}``."""
+path's state, health, score, RTT, loss and breaker. JSON: ``{"peers": [{"peer_id", "active":
+{"kind", "endpoint"}, "paths": [{"kind", "endpoint", "state", "health", "score", "rtt_ms", "loss",
+"breaker"}]}]}`` (health: ``optimal``, ``good``, ``degraded``, ``critical`` or ``failed``)."""
 
 from __future__ import annotations
 

@@ -286,6 +286,7 @@ def _peer_json(view: PeerView) -> Result:
                 "kind": path.kind,
                 "endpoint": path.endpoint,
                 "state": path.state.value,
+                "health": path.health.name.lower(),
                 "score": round(path.score, 4),
                 "rtt_ms": None if path.rtt_ms is None else round(path.rtt_ms, 3),
                 "loss": path.loss,

@@ -59,8 +59,9 @@ def test_connect_by_peer_id_over_udp_and_tls_and_peers_shows_both(
     }
     assert row["active"]["kind"] in ("udp", "tcp_tls")
     for path in row["paths"]:
-        assert set(path) == {"kind", "endpoint", "state", "score", "rtt_ms", "loss", "breaker"}
+        assert set(path) == {"kind", "endpoint", "state", "health", "score", "rtt_ms", "loss", "breaker"}
         assert path["breaker"] == "closed" and path["state"] in ("active", "standby")
+        assert path["health"] in ("optimal", "good", "degraded", "critical")
     text = app(a, "peers")
     assert text.returncode == 0 and b.peer_id in text.stdout.decode()
 
