@@ -320,6 +320,13 @@ class PeerSender:
             if stream:
                 self._resend(next(iter(stream.values())), now, SendReason.PROBE, count=False)
 
+    def outstanding(self, message_id: MessageId) -> bool:
+        """Whether ``message_id`` is still unacknowledged in this sender's window (a resend it
+        queued earlier may have been answered since)."""
+        if message_id.epoch != self._epoch:
+            return False
+        return message_id.sequence in self._outstanding[message_id.priority]
+
     def newly_held(self) -> list[MessageId]:
         """Messages the peer has said it holds (selectively acknowledged, out of order or while
         its inbox is full) since the last call. Not Acknowledged yet, but the path they went on

@@ -290,10 +290,11 @@ class Sending:
         priority = mid.priority
         if transmit.reason is SendReason.FIRST:
             self.counters.sent += 1
-        elif mid not in out.acks:
+        elif not out.sender.outstanding(mid):
             # A resend the sender queued before an ACK resolved the message (the flush waited
             # on the socket meanwhile): nothing to send, and a send with no outcome to come
-            # would leave its path looking silent.
+            # would leave its path looking silent. (Not ``out.acks``: a caller that gave up
+            # waiting leaves its message in the stream, to be resent like any other.)
             return
         else:
             self.counters.resent += 1

@@ -183,3 +183,14 @@ def test_newly_held_reports_each_selectively_acknowledged_message_once() -> None
     s.on_ack(ack(4), 0.03)  # all in the inbox: acknowledged, not held
     assert s.newly_held() == []
     assert [type(e) for e in iter(s.next_event, None)] == [Acknowledged] * 4
+
+
+def test_outstanding_until_acknowledged_and_never_for_another_epoch() -> None:
+    s = sender()
+    first = s.offer(b"a", N, 0.0)
+    second = s.offer(b"b", N, 0.0)
+    assert first is not None and second is not None
+    assert s.outstanding(first) and s.outstanding(second)
+    s.on_ack(ack(1), 0.01)
+    assert not s.outstanding(first) and s.outstanding(second)
+    assert not s.outstanding(second._replace(epoch=second.epoch + 1))
