@@ -11,10 +11,16 @@ after its Sync, B on receiving it) and send checks from then on:
 - a triggered check (RFC 8445 §7.3.1.4) back on any pair a check arrives on, so the side that
   fired late still finishes on its peer's first packet.
 
-The whole round is repeated ``attempts`` times. Any check carrying the punch's token is answered,
-and its source learned as a peer-reflexive candidate (§7.3.1.3). The first answer to a check of
-ours nominates that pair (aggressive nomination); checks stop, answers continue so the peer can
-finish too. No answer ``final_wait`` after the last check: ``PunchFailed``.
+Each ordinary pair is checked ``rounds`` times per attempt (a lost check is the common case on a
+lossy path), and the whole attempt is repeated ``attempts`` times. Any check carrying the punch's
+token is answered, and its source learned as a peer-reflexive candidate (§7.3.1.3).
+
+Nomination (RFC 8445 §8.1.1, regular nomination reduced): side A controls. The first pair on
+which A's check is answered is the one A nominates: it sends NOMINATE on it every Ta until
+answered (``nominate_tries``), then reports ``Nominated``. Side B reports ``Nominated`` for the
+pair a NOMINATE arrives on. Both sides thus end on the same pair even when several pairs work (the
+birthday technique often finds two). Checks stop; answers continue so the peer can finish too.
+No nomination ``final_wait`` after the last check: ``PunchFailed``.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from node.proto.punch.plan import Plan, Role, Technique
 class PunchTiming:
     ta: float = 0.05  # RFC 8445 §14.2
     attempts: int = 3
+    rounds: int = 3  # checks of each ordinary pair per attempt
+    nominate_tries: int = 10
     burst_interval: float = 0.001  # guessed ports: 2048 birthday probes in about 2 s
     window: int = 16  # predicted ports probed after the hard side's last seen mapping
     final_wait: float = 1.0  # after the last check, answers are awaited this long
@@ -46,7 +54,13 @@ class PunchTiming:
     def __post_init__(self) -> None:
         if not (self.ta > 0 and self.burst_interval > 0 and self.final_wait >= 0):
             raise PunchUsageError(PunchMisuse.BAD_TIMING, f"ta {self.ta}, burst {self.burst_interval}")
-        if not (1 <= self.attempts <= 10 and 1 <= self.window <= 1024 and 0 <= self.birthday_probes <= 8192):
+        if not (
+            1 <= self.attempts <= 10
+            and 1 <= self.rounds <= 10
+            and 1 <= self.nominate_tries <= 100
+            and 1 <= self.window <= 1024
+            and 0 <= self.birthday_probes <= 8192
+        ):
             raise PunchUsageError(
                 PunchMisuse.BAD_TIMING,
                 f"attempts {self.attempts}, window {self.window}, birthday probes {self.birthday_probes}",
@@ -73,6 +87,8 @@ class _Send:
     method: Method
     guess: bool
 
+
+Pair = tuple[int, Endpoint]  # (local socket, remote address)
 
 _KIND_METHOD = {
     CandidateKind.HOST: Method.HOST,
@@ -125,9 +141,13 @@ class PunchAgent:
     def _start(self, fire_at: float) -> None:
         self._sends: list[_Send] = []
         self._next = 0
-        self._tx: dict[int, tuple[int, Endpoint, Method]] = {}
+        self._tx: dict[int, tuple[Pair, Method, bool]] = {}  # transaction -> pair, method, nominate
+        self._succeeded: dict[Pair, Method] = {}  # pairs whose check of ours was answered
+        self._nominating: tuple[Pair, Method] | None = None
+        self._nominate_at: float | None = None
+        self._nominate_tries = 0
         self._triggered: deque[tuple[int, Endpoint, Method]] = deque()
-        self._triggered_pairs: set[tuple[int, Endpoint]] = set()
+        self._triggered_pairs: set[Pair] = set()
         self._answers_due: deque[Outgoing] = deque()
         self._outcome: Event | None = None
         self._events: deque[Event] = deque()
@@ -145,8 +165,11 @@ class PunchAgent:
         plan = self._setup.plan
         sends: list[_Send] = []
         pairs = ordered(tuple(self._remote), self._setup.local_priority, self._setup.side is wire.Side.A)
-        for i, c in enumerate(pairs):
-            sends.append(_Send(start + i * t.ta, 0, c.address, self._method(c.kind), False))
+        for r in range(t.rounds):
+            for i, c in enumerate(pairs):
+                sends.append(
+                    _Send(start + (r * len(pairs) + i) * t.ta, 0, c.address, self._method(c.kind), False)
+                )
         guesses: list[tuple[int, Endpoint, Method]] = []
         for hard in self._srflx() if self._guessing(Role.PROBER) else []:
             if plan.technique is Technique.PREDICTION and plan.port_delta:
@@ -187,12 +210,16 @@ class PunchAgent:
     def get_timer(self) -> float | None:
         if self._outcome is not None:
             return None
+        due = [self._deadline]
         if self._next < len(self._sends):
-            return min(self._sends[self._next].at, self._deadline)
-        return self._deadline
+            due.append(self._sends[self._next].at)
+        if self._nominate_at is not None:
+            due.append(self._nominate_at)
+        return min(due)
 
     def handle_timer(self, now: float) -> None:
-        if self._outcome is None and now >= self._deadline:
+        # A nomination under way is let finish (its tries are bounded).
+        if self._outcome is None and now >= self._deadline and self._nominating is None:
             self._finish(PunchFailed(PunchFailure.NO_ANSWER, now, self._requests))
 
     def datagrams_to_send(self, now: float) -> list[Outgoing]:
@@ -200,6 +227,8 @@ class PunchAgent:
         self._answers_due.clear()
         while self._outcome is None and self._triggered:
             out.append(self._request(*self._triggered.popleft(), guess=False))
+        if self._outcome is None and self._nominate_at is not None and self._nominate_at <= now:
+            out.append(self._nominate(now))
         if self._outcome is None:
             end = bisect.bisect_right(self._sends, now, lo=self._next, key=lambda s: s.at)
             for send in self._sends[self._next : end]:
@@ -207,15 +236,37 @@ class PunchAgent:
             self._next = end
         return out
 
-    def _request(self, socket: int, destination: Endpoint, method: Method, *, guess: bool) -> Outgoing:
+    def _request(
+        self, socket: int, destination: Endpoint, method: Method, *, guess: bool, nominate: bool = False
+    ) -> Outgoing:
         transaction = self._rng.getrandbits(64)
-        self._tx[transaction] = (socket, destination, method)
+        self._tx[transaction] = ((socket, destination), method, nominate)
         self._requests += 1
         self._probes += guess
-        check = wire.Check(
-            wire.Kind.REQUEST, self._setup.side, self._setup.token, transaction, self._setup.payload
-        )
+        kind = wire.Kind.NOMINATE if nominate else wire.Kind.REQUEST
+        check = wire.Check(kind, self._setup.side, self._setup.token, transaction, self._setup.payload)
         return Outgoing(socket, destination, wire.encode(check))
+
+    def _nominate(self, now: float) -> Outgoing:
+        assert self._nominating is not None
+        (socket, destination), method = self._nominating
+        self._nominate_tries += 1
+        out = self._request(socket, destination, method, guess=False, nominate=True)
+        if self._nominate_tries < self._timing.nominate_tries:
+            self._nominate_at = now + self._timing.ta
+        else:
+            # Never answered: give this pair up, and nominate the next that worked, if any.
+            self._succeeded.pop((socket, destination), None)
+            self._nominating = self._nominate_at = None
+            self._next_nomination(now + self._timing.ta)
+        return out
+
+    def _next_nomination(self, at: float) -> None:
+        if self._setup.side is not wire.Side.A or self._nominating is not None or not self._succeeded:
+            return
+        self._nominating = next(iter(self._succeeded.items()))
+        self._nominate_tries = 0
+        self._nominate_at = at
 
     def receive_datagram(self, socket: int, data: bytes, src: Endpoint, now: float) -> bool:
         """Take one datagram; False when it is no punch check (the driver passes it on). A check
@@ -239,26 +290,40 @@ class PunchAgent:
             return PunchDrop.UNKNOWN_TOKEN
         if check.side is self._setup.side:
             return PunchDrop.REFLECTED
-        if check.kind is wire.Kind.REQUEST:
+        if check.kind is not wire.Kind.ANSWER:
             answer = wire.Check(
                 wire.Kind.ANSWER, self._setup.side, self._setup.token, check.transaction, self._setup.payload
             )
             self._answers_due.append(Outgoing(socket, src, wire.encode(answer)))
             self._answers += 1
-            return self._trigger(socket, src)
+            drop = self._trigger(socket, src, now)
+            if check.kind is wire.Kind.NOMINATE and self._setup.side is wire.Side.B and self._outcome is None:
+                method = self._succeeded.get((socket, src)) or self._method(self._kind_of(src))
+                self._finish(Nominated(socket, src, method, now, self._requests, check.payload))
+            return drop
         sent = self._tx.get(check.transaction)
         if sent is None:
             return PunchDrop.UNMATCHED
-        if sent[0] != socket:
+        (sock, destination), method, nominate = sent
+        if sock != socket:
             return PunchDrop.WRONG_SOCKET
-        if sent[1] != src:
+        if destination != src:
             return PunchDrop.ASYMMETRIC
         del self._tx[check.transaction]
-        if self._outcome is None:
-            self._finish(Nominated(socket, src, sent[2], now, self._requests, check.payload))
+        if self._outcome is not None:
+            return None
+        if nominate:
+            self._finish(Nominated(socket, src, method, now, self._requests, check.payload))
+        else:
+            self._succeeded.setdefault((socket, src), method)
+            self._next_nomination(now)
         return None
 
-    def _trigger(self, socket: int, src: Endpoint) -> PunchDrop | None:
+    def _kind_of(self, address: Endpoint) -> CandidateKind:
+        known = next((c for c in self._remote if c.address == address), None)
+        return CandidateKind.PRFLX if known is None else known.kind
+
+    def _trigger(self, socket: int, src: Endpoint, now: float) -> PunchDrop | None:
         known = next((c for c in self._remote if c.address == src), None)
         drop = None
         if known is None:
@@ -272,12 +337,17 @@ class PunchAgent:
             self._triggered_pairs.add((socket, src))
             method = self._method(known.kind if known is not None else CandidateKind.PRFLX)
             self._triggered.append((socket, src, method))
+            # Its repeats, like an ordinary pair's rounds: the first may well be lost.
+            for k in range(1, self._timing.rounds):
+                send = _Send(now + k * self._timing.ta, socket, src, method, False)
+                bisect.insort(self._sends, send, lo=self._next, key=lambda s: s.at)
         return drop
 
     def _finish(self, event: Event) -> None:
         self._outcome = event
         self._events.append(event)
         self._triggered.clear()
+        self._nominating = self._nominate_at = None
 
     def stats(self) -> PunchStats:
         return PunchStats(

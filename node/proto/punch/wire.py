@@ -3,7 +3,8 @@
 The token (16 bytes, agreed through the introducer) says which punch a check belongs to; only a
 check carrying it is treated as authenticated at this layer (identity is proven by the session
 handshake run on the nominated path). The transaction id matches an answer to its check. The side
-byte lets an agent ignore its own checks turned back by a hairpinning NAT. The payload is opaque
+byte lets an agent ignore its own checks turned back by a hairpinning NAT; side A controls (it
+nominates, RFC 8445 §6.1.1), side B follows its nomination. The payload is opaque
 to the core: the caller's bytes, echoed to its driver in events.
 """
 
@@ -24,6 +25,7 @@ _HEADER = struct.Struct("!4sBB16sQ")
 class Kind(enum.Enum):
     REQUEST = 1
     ANSWER = 2
+    NOMINATE = 3  # a request that also tells the controlled side which pair to use (RFC 8445 §8.1.1)
 
 
 class Side(enum.Enum):
@@ -58,6 +60,6 @@ def decode(data: bytes) -> Check:
             PunchDrop.MALFORMED, f"{len(data)} bytes, expected {_HEADER.size}..{_HEADER.size + MAX_PAYLOAD}"
         )
     magic, kind, side, token, transaction = _HEADER.unpack_from(data)
-    if magic != MAGIC or kind not in (1, 2) or side not in (0, 1):
+    if magic != MAGIC or kind not in (1, 2, 3) or side not in (0, 1):
         raise PunchWireError(PunchDrop.MALFORMED, f"kind {kind} side {side}")
     return Check(Kind(kind), Side(side), token, transaction, data[_HEADER.size :])
