@@ -62,7 +62,8 @@ class NatProfile:
 
     @property
     def independent_mapping(self) -> bool:
-        # UNKNOWN counts as independent: a punch is cheap to try and the relay is already up.
+        # UNKNOWN is taken for the commonest NAT, Linux's default port-restricted one: a punch is
+        # cheap to try and the relay is already up.
         if self.mapping is not None:
             return self.mapping is Behaviour.ENDPOINT_INDEPENDENT
         return self.nat_type in _CONE or self.nat_type is NatType.UNKNOWN
