@@ -8,6 +8,8 @@
 - Port allocation: ``PRESERVING`` (the internal port when free, else the next free one),
   ``SEQUENTIAL`` (a counter stepping by ``delta``, shared by every mapping, as real NATs do), or
   ``RANDOM`` (seeded).
+- ``timeout``: a mapping with no outbound packet for that many seconds is forgotten (RFC 4787 §4.3;
+  Linux conntrack forgets an unreplied UDP flow after 30 s). ``None`` (the default): never.
 - ``udp_blocked``: nothing leaves. ``hairpin``: a packet from inside to the NAT's own external
   endpoint is turned back in, with the sender's external endpoint as its source (RFC 4787 §6).
 
@@ -47,7 +49,9 @@ class Allocation(enum.Enum):
 class _Binding:
     external: Endpoint
     internal: Endpoint
+    key: object  # its entry in ``_by_key``
     contacted: set[Endpoint] = field(default_factory=set)
+    last_out: float = 0.0  # virtual time of the last outbound packet (RFC 4787 §4.3 refresh)
 
 
 @dataclass
@@ -61,6 +65,7 @@ class VirtualNat:
     seed: int = 0  # RANDOM
     udp_blocked: bool = False
     hairpin: bool = False
+    timeout: float | None = None  # seconds without outbound traffic before a mapping is forgotten
     _by_key: dict[object, _Binding] = field(default_factory=dict)
     _by_external: dict[Endpoint, _Binding] = field(default_factory=dict)
     _next_port: int | None = None
@@ -99,23 +104,36 @@ class VirtualNat:
             if (self.wan, port) not in self._by_external:
                 return port
 
-    def outbound(self, internal: Endpoint, remote: Endpoint) -> Endpoint | None:
+    def _expired(self, binding: _Binding, now: float) -> bool:
+        """Forget ``binding`` when it has been idle outbound for longer than ``timeout``."""
+        if self.timeout is None or now - binding.last_out <= self.timeout:
+            return False
+        del self._by_key[binding.key]
+        del self._by_external[binding.external]
+        return True
+
+    def outbound(self, internal: Endpoint, remote: Endpoint, now: float = 0.0) -> Endpoint | None:
         """The source a packet from ``internal`` to ``remote`` leaves with (None: dropped)."""
         if self.udp_blocked:
             return None
         key = self._key(internal, remote)
         binding = self._by_key.get(key)
+        if binding is not None and self._expired(binding, now):
+            binding = None
         if binding is None:
-            binding = _Binding((self.wan, self._allocate(internal)), internal)
+            binding = _Binding((self.wan, self._allocate(internal)), internal, key)
             self._by_key[key] = binding
             self._by_external[binding.external] = binding
         binding.contacted.add(remote)
+        binding.last_out = now
         return binding.external
 
-    def inbound(self, remote: Endpoint, external: Endpoint) -> Endpoint | None:
+    def inbound(self, remote: Endpoint, external: Endpoint, now: float = 0.0) -> Endpoint | None:
         """The internal endpoint a packet from ``remote`` to ``external`` is delivered to."""
         binding = self._by_external.get(external)
         if binding is None:
+            return None
+        if self._expired(binding, now):
             return None
         if self.filtering is Filtering.ADDRESS_DEPENDENT:
             if not any(ip == remote[0] for ip, _ in binding.contacted):

@@ -10,6 +10,9 @@ on the public segment, and hosts behind ``VirtualNat`` routers.
   collected in ``inbox`` as (time, socket endpoint, Datagram) until taken with ``take``.
 - Faults: ``drop`` and ``duplicate`` are predicates over (Datagram, hop) that a test sets; hop is
   ``"out"`` (leaving a host or server) — so "lose the first change request" is one line.
+- Private addresses are not routed (RFC 1918 §3 shape): a datagram to a LAN address reaches it only
+  from a host on that same LAN, directly and untranslated; from anywhere else it is lost.
+- NAT mapping timeouts (``VirtualNat.timeout``) run on this network's virtual clock.
 """
 
 from __future__ import annotations
@@ -81,16 +84,21 @@ class VirtualNetwork:
     def _deliver(self, datagram: Datagram) -> None:
         src, dst = datagram.src, datagram.dst
         nat = self._nat_of(src[0])
+        dst_nat = self._nat_of(dst[0])
+        if dst_nat is not None:
+            if dst_nat is nat:
+                self.inbox.append((self.now, dst, datagram))
+            return
         if nat is not None:
             if dst[0] == nat.wan:
                 if not nat.hairpin:
                     return
-                external = nat.outbound(src, dst)
-                internal = nat.inbound(external, dst) if external is not None else None
+                external = nat.outbound(src, dst, self.now)
+                internal = nat.inbound(external, dst, self.now) if external is not None else None
                 if external is not None and internal is not None:
                     self.inbox.append((self.now, internal, Datagram(external, internal, datagram.data)))
                 return
-            translated = nat.outbound(src, dst)
+            translated = nat.outbound(src, dst, self.now)
             if translated is None:
                 return
             src = translated
@@ -101,7 +109,7 @@ class VirtualNetwork:
             return
         inner = self._nats.get(dst[0])
         if inner is not None:
-            internal = inner.inbound(src, dst)
+            internal = inner.inbound(src, dst, self.now)
             if internal is None:
                 return
             dst = internal
