@@ -65,6 +65,31 @@ def record(tally: Tally, run: object, *, same_kind: bool = False) -> None:
         tally.seconds.append(run.failover.seconds)
 
 
+def one_fault(
+    tally: Tally,
+    fleet: object,
+    a: object,
+    b: object,
+    *,
+    listener: object,
+    fire: Callable[[], float],
+    same_kind: bool = False,
+) -> None:
+    """One stream from ``a`` to ``b`` cut by ``fire()``: its figures into ``tally``; a stream
+    whose send failed is counted and the bench goes on."""
+    from netlink.lab.fleet import Fleet, FleetError, Listener, NodeSpec, stream_through_fault
+
+    assert isinstance(fleet, Fleet) and isinstance(a, NodeSpec) and isinstance(b, NodeSpec)
+    assert isinstance(listener, Listener)
+    try:
+        run = stream_through_fault(fleet, a, b, listener, fire, count=COUNT, size=SIZE, trigger_at=TRIGGER)
+    except FleetError as exc:
+        tally.failed += 1
+        print(f"  a stream failed: {exc}")
+    else:
+        record(tally, run, same_kind=same_kind)
+
+
 def with_hint(faults: int, root: Path) -> Tally:
     from netlink.lab.builder import Lab
     from netlink.lab.failover import (
@@ -75,7 +100,7 @@ def with_hint(faults: int, root: Path) -> Tally:
         tx_packets,
         wait_operstate,
     )
-    from netlink.lab.fleet import Fleet, FleetError, stream_through_fault
+    from netlink.lab.fleet import Fleet
     from netlink.lab.nat import NatBehaviour
     from netlink.lab.topology import plan
 
@@ -103,15 +128,7 @@ def with_hint(faults: int, root: Path) -> Tally:
                 set_carrier(lab, m1.name, False, uplink)
                 return fired
 
-            try:
-                run = stream_through_fault(
-                    fleet, a, b, listener, pull, count=COUNT, size=SIZE, trigger_at=TRIGGER
-                )
-            except FleetError as exc:
-                tally.failed += 1
-                print(f"  a stream failed: {exc}")
-            else:
-                record(tally, run, same_kind=True)
+            one_fault(tally, fleet, a, b, listener=listener, fire=pull, same_kind=True)
             for uplink in m1.uplinks:
                 set_carrier(lab, m1.name, True, uplink)
                 wait_operstate(lab, m1.name, uplink.ifname, "UP")
@@ -122,7 +139,7 @@ def without_hint(faults: int, root: Path) -> Tally:
     from netlink.lab import faults as lab_faults
     from netlink.lab.builder import Lab
     from netlink.lab.coturn import STUN_PORT
-    from netlink.lab.fleet import Fleet, FleetError, stream_through_fault
+    from netlink.lab.fleet import Fleet
     from netlink.lab.topology import STUN_PRIMARY, plan
 
     tally = Tally()
@@ -165,15 +182,7 @@ def without_hint(faults: int, root: Path) -> Tally:
                 dropped.append(fault)
                 return armed.fire(fault.rules())
 
-            try:
-                run = stream_through_fault(
-                    fleet, a, b, listener, drop, count=COUNT, size=SIZE, trigger_at=TRIGGER
-                )
-            except FleetError as exc:
-                tally.failed += 1
-                print(f"  a stream failed: {exc}")
-            else:
-                record(tally, run)
+            one_fault(tally, fleet, a, b, listener=listener, fire=drop)
             for fault in dropped:
                 lab_faults.unblock(lab, fault)
     return tally
