@@ -26,9 +26,11 @@ from node.os_errors import os_reason
 from node.proto.addresses import parse_host_port
 from node.proto.breaker import CircuitBreaker
 from node.proto.peer_uri import (
+    IntroducerUri,
     PeerUriError,
     StaticPeer,
     is_peer_id,
+    parse_introducer,
     parse_static_peer,
 )
 from node.proto.turn.uri import parse_turn_uri
@@ -404,6 +406,41 @@ class PeersSection:
         return tuple(parse_static_peer(entry) for entry in self.static)
 
 
+# A node registers with each introducer and asks them all: a few give redundancy.
+MAX_INTRODUCERS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class RendezvousSection:
+    serve: bool = field(
+        default=False,
+        metadata=_rule(
+            "serve as an introducer: peers linked to this node over TCP-TLS register their candidates"
+            " and are introduced to each other by peer id (it never sees their payload)"
+        ),
+    )
+    introducers: tuple[str, ...] = field(
+        default=(),
+        metadata=_rule(
+            "introducers to register with and ask for peers by id, as 'tls://HOST:PORT' (the port is"
+            " the introducer's tcp_tls.port) or '<peer id>@tls://HOST:PORT' to pin its identity",
+            max_items=MAX_INTRODUCERS,
+        ),
+    )
+    punch: bool = field(
+        default=True,
+        metadata=_rule(
+            "after an introduction, punch a direct UDP path through the NATs (the relay path stays"
+            " as a fallback); false: relay only"
+        ),
+    )
+
+    @property
+    def introducer_uris(self) -> tuple[IntroducerUri, ...]:
+        """``introducers`` parsed (already validated when the config was read)."""
+        return tuple(parse_introducer(entry) for entry in self.introducers)
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsSection:
     listen: str = field(
@@ -432,6 +469,7 @@ class Config:
     udp: UdpSection = field(default_factory=UdpSection)
     coordinator: CoordinatorSection = field(default_factory=CoordinatorSection)
     peers: PeersSection = field(default_factory=PeersSection)
+    rendezvous: RendezvousSection = field(default_factory=RendezvousSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
 
 
@@ -606,6 +644,8 @@ def _check_section(prefix: str, section: Any) -> None:
         _check_turn(prefix, section)
     if isinstance(section, PeersSection):
         _check_peers(prefix, section)
+    if isinstance(section, RendezvousSection):
+        _check_rendezvous(prefix, section)
     if isinstance(section, MetricsSection) and section.listen:
         _check_metrics(prefix, section)
     if isinstance(section, StunSection):
@@ -638,6 +678,23 @@ def _check_peers(prefix: str, section: PeersSection) -> None:
                 f"{peer} is listed twice (also static[{seen[peer]}]): a peer is listed once per address",
             )
         seen[peer] = i
+
+
+def _check_rendezvous(prefix: str, section: RendezvousSection) -> None:
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(section.introducers):
+        try:
+            introducer = parse_introducer(entry)
+        except PeerUriError as exc:
+            raise ConfigError(f"{prefix}.introducers[{i}]", ConfigProblem.INVALID, exc.detail) from exc
+        where = str(introducer.uri)
+        if where in seen:
+            raise ConfigError(
+                f"{prefix}.introducers[{i}]",
+                ConfigProblem.INVALID,
+                f"{where} is listed twice (also introducers[{seen[where]}])",
+            )
+        seen[where] = i
 
 
 def _check_metrics(prefix: str, section: MetricsSection) -> None:

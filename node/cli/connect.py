@@ -1,7 +1,9 @@
 """``bitcraps-node connect PEER_ID [URI ...] [--timeout S] [--json]``: ask the running node to
-reach a peer by its id (at ``udp://H:P`` / ``tls://H:P``, or its static addresses, or waiting for
-it to connect) and wait until a path works. JSON: ``peer_id``, ``path`` ({``kind``,
-``endpoint``}), ``paths``, ``elapsed_ms``. Exit 1 with the reason (``connect_failed``,
+reach a peer by its id (at ``udp://H:P`` / ``tls://H:P``; without addresses at its static
+addresses and through the introducers, or waiting for it to connect) and wait until a path works.
+JSON: ``peer_id``, ``path`` ({``kind``, ``endpoint``}), ``paths``, ``direct``, ``method``,
+``time_to_first_ms``, ``time_to_direct_ms`` (null until a punch proved a direct path: ``peers``
+shows the upgrade when it comes later), ``elapsed_ms``. Exit 1 with the reason (``connect_failed``,
 ``no_path``) on stderr when no path came up."""
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def cmd_connect(args: argparse.Namespace) -> int:
         return EXIT_OK
     path = reply["path"]
     others = ", ".join(f"{p['kind']} {p['endpoint']}" for p in reply["paths"])
+    how = "direct" if reply["direct"] else "relayed"
     print(
-        f"connected to {reply['peer_id']} over {path['kind']} {path['endpoint']}"
+        f"connected to {reply['peer_id']} over {path['kind']} {path['endpoint']} ({how}, {reply['method']})"
         f" in {reply['elapsed_ms']:.0f} ms (paths: {others})"
     )
     return EXIT_OK

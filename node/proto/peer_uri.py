@@ -88,6 +88,33 @@ def parse_static_peer(text: str) -> StaticPeer:
     return StaticPeer(peer_id, parse_peer_uri(uri))
 
 
+@dataclass(frozen=True, slots=True)
+class IntroducerUri:
+    """An introducer (``[rendezvous] introducers``): ``tls://HOST:PORT``, optionally pinned as
+    ``<peer id>@tls://HOST:PORT`` (then the link is refused unless TLS proves that id)."""
+
+    peer_id: PeerId | None
+    uri: PeerUri
+
+    def __str__(self) -> str:
+        return str(self.uri) if self.peer_id is None else f"{self.peer_id}@{self.uri}"
+
+
+def parse_introducer(text: str) -> IntroducerUri:
+    """``tls://HOST:PORT`` or ``<peer id>@tls://HOST:PORT``. Raises PeerUriError."""
+    head, sep, tail = text.partition("@")
+    peer_id: PeerId | None = None
+    uri_text = text
+    if sep and "://" not in head:
+        if not is_peer_id(head):
+            raise PeerUriError(PeerUriProblem.BAD_PEER_ID, f"{head!r} is not 52 lowercase base32 characters")
+        peer_id, uri_text = head, tail
+    uri = parse_peer_uri(uri_text)
+    if uri.kind is not TransportKind.TCP_TLS:
+        raise PeerUriError(PeerUriProblem.BAD_SCHEME, f"{text!r}: an introducer is reached over tls://")
+    return IntroducerUri(peer_id, uri)
+
+
 def _normal_host(host: str) -> str:
     """One spelling per address, so that duplicates are found: ``0:0::1`` is ``::1``, names are
     case-insensitive (RFC 4343)."""

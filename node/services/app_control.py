@@ -32,7 +32,7 @@ from node.proto.peer_uri import parse_peer_uri
 from node.services.app_args import DEFAULT_SIZE, INDEX_BYTES, ConnectArgs, SendArgs
 from node.services.control import Command, CommandRefused
 from node.services.control_args import ArgumentError
-from node.services.coordinator import ApiError, InboundMessage, NodeApi, PeerEvent
+from node.services.coordinator import ApiError, InboundMessage, NodeApi, PeerEvent, Traversal
 from node.services.service import Service
 
 Result = dict[str, Any]
@@ -121,6 +121,10 @@ class AppControl(Service[AppControlView]):
             "peer_id": connected.peer,
             "path": path_json(connected.active),
             "paths": [path_json(key) for key in connected.paths],
+            "direct": connected.direct,
+            "method": connected.method.value,
+            "time_to_first_ms": _ms(connected.time_to_first_s),
+            "time_to_direct_ms": _ms(connected.time_to_direct_s),
             "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
         }
 
@@ -174,7 +178,7 @@ class AppControl(Service[AppControlView]):
     # -- peers -----------------------------------------------------------------------------
 
     def peers(self) -> Result:
-        return {"peers": [_peer_json(view) for view in self._api.peers()]}
+        return {"peers": [_peer_json(view, self._api.traversal(view.peer)) for view in self._api.peers()]}
 
     # -- listen ----------------------------------------------------------------------------
 
@@ -277,10 +281,26 @@ def _message_json(message: InboundMessage) -> Result:
     }
 
 
-def _peer_json(view: PeerView) -> Result:
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _traversal_json(traversal: Traversal | None) -> Result | None:
+    if traversal is None:
+        return None
+    return {
+        "outcome": traversal.outcome.value,
+        "method": None if traversal.method is None else traversal.method.value,
+        "direct_endpoint": traversal.direct,
+        "time_to_direct_ms": _ms(traversal.direct_after_s),
+    }
+
+
+def _peer_json(view: PeerView, traversal: Traversal | None = None) -> Result:
     return {
         "peer_id": view.peer,
         "active": None if view.active is None else path_json(view.active),
+        "traversal": _traversal_json(traversal),
         "paths": [
             {
                 "kind": path.kind,

@@ -11,7 +11,16 @@ arrives; dialing.py resolves and backs off; api.py is the application's view; st
 from node.services.coordinator.api import NodeApi
 from node.services.coordinator.errors import ApiError, ApiReason, ApiUsageError, PeerUnreachableError
 from node.services.coordinator.observer import CoordinatorObserver
-from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState, Sent
+from node.services.coordinator.records import (
+    Connected,
+    InboundMessage,
+    PathMethod,
+    PeerEvent,
+    PeerState,
+    Sent,
+    Traversal,
+    TraversalOutcome,
+)
 from node.services.coordinator.service import CoordinatorService
 from node.services.coordinator.status import CoordinatorView
 
@@ -25,8 +34,11 @@ __all__ = [
     "CoordinatorView",
     "InboundMessage",
     "NodeApi",
+    "PathMethod",
     "PeerEvent",
     "PeerState",
     "PeerUnreachableError",
     "Sent",
+    "Traversal",
+    "TraversalOutcome",
 ]

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterable
 from node.proto.coordinator import PeerView
 from node.proto.peer_uri import PeerUri, parse_peer_uri
 from node.proto.vocabulary import PeerId, Priority
-from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, Sent
+from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, Sent, Traversal
 from node.services.coordinator.service import CoordinatorService
 
 
@@ -67,6 +67,10 @@ class NodeApi:
     def peer_events(self) -> AsyncIterator[PeerEvent]:
         """Paths coming up and going away, from now on, to every subscriber."""
         return self._service.events.subscribe()
+
+    def traversal(self, peer: PeerId) -> Traversal | None:
+        """What the last introduction to ``peer`` found (None: never introduced)."""
+        return self._service.traversals.get(peer)
 
     def peers(self) -> tuple[PeerView, ...]:
         """Every peer with its active path and each path's state, score, RTT, loss, breaker."""

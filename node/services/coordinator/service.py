@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
-from collections.abc import Collection, Coroutine, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Any, TypeAlias
 
 from node.config import Config
 from node.errors import NodeError
@@ -64,7 +66,15 @@ from node.services.coordinator.observer import NO_OBSERVER, CoordinatorObserver
 from node.services.coordinator.outbound import PeerOutbound
 from node.services.coordinator.paths import PathBook
 from node.services.coordinator.peer_events import PeerEvents
-from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, PeerState, Sent
+from node.services.coordinator.records import (
+    Connected,
+    InboundMessage,
+    PathMethod,
+    PeerEvent,
+    PeerState,
+    Sent,
+    Traversal,
+)
 from node.services.coordinator.sending import Sending
 from node.services.coordinator.settings import coordinator_settings, delivery_settings, max_payload
 from node.services.coordinator.status import CoordinatorView, Counters, PeerRow
@@ -77,6 +87,14 @@ from node.transports.isolation import ConnectionIsolation
 from node.transports.timer import CoreTimer
 
 log = logging.getLogger(__name__)
+
+# A side protocol's frame handler: (peer, kind of path it came on, the frame's payload).
+SideHandler: TypeAlias = Callable[[PeerId, TransportKind, bytes], None]
+# Asks the introducers for ``peer`` and sets up its paths (relay, then a punch) within a deadline
+# in seconds; raises a NodeError when no introducer knows the peer.
+Introduce: TypeAlias = Callable[[PeerId, float], Awaitable[None]]
+# Traversal records kept (one per peer, the newest): beyond it the oldest is forgotten.
+MAX_TRAVERSALS = 4096
 
 # A path that was dead may come back without any event (a health check answers): waiters for a
 # usable path look again this often.
@@ -127,6 +145,14 @@ class CoordinatorService(Service[CoordinatorView]):
         self._reply: dict[PeerId, PathKey] = {}
         self._reply_also: dict[PeerId, PathKey] = {}
         self._arrived: dict[PeerId, TransportKind] = {}
+        # Frames of side protocols that share the paths with delivery (the rendezvous, type 3),
+        # by their first byte: the delivery decoder refuses them, then their handler takes them.
+        self.side_handlers: dict[int, SideHandler] = {}
+        # The rendezvous: connect() without addresses asks it (set by the daemon when there are
+        # introducers), and it records what each peer's traversal found.
+        self.introduce: Introduce | None = None
+        self.traversals: OrderedDict[PeerId, Traversal] = OrderedDict()
+        self._side_ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sending: Sending | None = None
         self._upkeep: Upkeep | None = None
@@ -302,7 +328,11 @@ class CoordinatorService(Service[CoordinatorView]):
             try:
                 decoded = decode(frame.payload, limit)
             except WireError as exc:
-                self._malformed(peer, exc)
+                side = self.side_handlers.get(frame.payload[0]) if frame.payload else None
+                if side is None:
+                    self._malformed(peer, exc)
+                else:  # a side protocol's frame (rendezvous): not delivery traffic
+                    side(peer, kind, frame.payload)
                 continue
             if isinstance(decoded, DataFrame):
                 news |= receiver.receive(peer, decoded, now)
@@ -449,10 +479,13 @@ class CoordinatorService(Service[CoordinatorView]):
         if self._closing:
             raise ApiUsageError(ApiReason.CLOSED, f"cannot connect to {peer}: the coordinator is not running")
         wait = self.config.transport.connect_timeout_s if wait_s is None else wait_s
+        started = self._now()
         targets = list(uris) or self._static.get(peer, [])
         errors: list[str] = []
         dialer = self.dialer
         attempts = [self._spawn(dialer.attempt(peer, uri, errors), f"connect-{uri}") for uri in targets]
+        if not uris and self.introduce is not None:
+            attempts.append(self._spawn(self._introduced(peer, wait, errors), f"introduce-{peer}"))
         dialer.dialling[peer] += 1
         try:
             async with asyncio.timeout(wait):
@@ -460,7 +493,7 @@ class CoordinatorService(Service[CoordinatorView]):
                     if attempts and all(a.done() for a in attempts) and len(errors) == len(attempts):
                         raise PeerUnreachableError(ApiReason.CONNECT_FAILED, f"{peer}: {'; '.join(errors)}")
                     await self._changed_or_recheck()
-                return connected
+                return dataclasses.replace(connected, time_to_first_s=self._now() - started)
         except TimeoutError:
             why = "; ".join(errors) if errors else "no path came up"
             raise PeerUnreachableError(ApiReason.NO_PATH, f"{peer} within {wait:g} s: {why}") from None
@@ -469,12 +502,54 @@ class CoordinatorService(Service[CoordinatorView]):
             if not dialer.dialling[peer]:
                 del dialer.dialling[peer]
 
+    async def _introduced(self, peer: PeerId, wait: float, errors: list[str]) -> None:
+        assert self.introduce is not None
+        try:
+            await self.introduce(peer, wait)
+        except NodeError as exc:
+            errors.append(f"rendezvous: {exc}")
+        finally:
+            self.book.poke()
+
     def _connected(self, peer: PeerId) -> Connected | None:
         try:
             active = self.coordinator.choose(peer, Priority.NORMAL, self._now()).primary
         except CoordinatorError:
             return None
-        return Connected(peer, active, self.coordinator.paths(peer))
+        direct, method = self.describe(peer, active)
+        traversal = self.traversals.get(peer)
+        after = None if traversal is None else traversal.direct_after_s
+        return Connected(peer, active, self.coordinator.paths(peer), direct, method, None, after)
+
+    def describe(self, peer: PeerId, key: PathKey) -> tuple[bool, PathMethod]:
+        """Whether ``key`` is a direct path to ``peer``, and how it was found."""
+        if key.kind is TransportKind.TURN:
+            return False, PathMethod.RELAY
+        if key.kind is TransportKind.TCP_TLS:
+            return True, PathMethod.TCP_TLS
+        traversal = self.traversals.get(peer)
+        if traversal is not None:
+            if key.remote in traversal.relays:
+                return False, PathMethod.RELAY  # a UDP session to the peer's relayed address
+            if key.remote == traversal.direct and traversal.method is not None:
+                return True, traversal.method
+        return True, PathMethod.HOST
+
+    def record_traversal(self, peer: PeerId, traversal: Traversal) -> None:
+        self.traversals[peer] = traversal
+        self.traversals.move_to_end(peer)
+        while len(self.traversals) > MAX_TRAVERSALS:
+            self.traversals.popitem(last=False)
+
+    async def send_side(self, peer: PeerId, payload: bytes) -> None:
+        """Send a side protocol's frame to ``peer`` on its TCP-TLS link (reliable, in order; a
+        side protocol keeps no state a lost link would not reset). Raises a TransportError when
+        there is no such link."""
+        carrier = self.carriers.get(TransportKind.TCP_TLS)
+        transport = None if carrier is None else carrier.current()
+        if transport is None:
+            raise ApiUsageError(ApiReason.CLOSED, "TCP-TLS is off: no link for rendezvous frames")
+        await transport.send(peer, Frame(next(self._side_ids), payload, Priority.HIGH))
 
     # -- the link monitor -----------------------------------------------------------------------
 
