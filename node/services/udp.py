@@ -50,6 +50,7 @@ class UdpView:
     cookies_sent: int = 0
     malformed: int = 0
     reassembly_drops: int = 0
+    punch_unknown: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class UdpView:
             "cookies_sent": self.cookies_sent,
             "malformed": self.malformed,
             "reassembly_drops": self.reassembly_drops,
+            "punch_unknown": self.punch_unknown,
             "faults": self.faults,
         }
 
@@ -138,8 +140,8 @@ class UdpService(TransportService[UdpView]):
         counters = self.responder.counters.copy()
         metrics = self.transport.metrics()
         # Every datagram on the port is counted under ``stun`` as it always was: the session
-        # table's are not STUN, whatever became of them (that is under ``udp``).
-        counters[Outcome.NOT_STUN] += metrics.session_datagrams
+        # table's and the punch checks are not STUN, whatever became of them (that is under ``udp``).
+        counters[Outcome.NOT_STUN] += metrics.session_datagrams + metrics.punch_datagrams
         return UdpView(
             tuple((o, counters[o]) for o in Outcome),
             self.wall.snapshot(),
@@ -149,6 +151,7 @@ class UdpService(TransportService[UdpView]):
             cookies_sent=metrics.cookies_sent,
             malformed=metrics.malformed,
             reassembly_drops=metrics.reassembly_drops,
+            punch_unknown=metrics.punch_unknown,
         )
 
     @property

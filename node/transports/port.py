@@ -16,6 +16,8 @@ from node.proto.vocabulary import IpEndpoint
 
 # (the response as received, where it came from)
 StunDelivery: TypeAlias = Callable[[bytes, IpEndpoint], None]
+# (a punch check as received, where it came from, the socket it arrived on: 0 the node's port)
+PunchDelivery: TypeAlias = Callable[[bytes, IpEndpoint, int], None]
 
 
 class DatagramPort(Protocol):

@@ -165,6 +165,7 @@ def _fresh_status(attacked: NodeUnderAttack) -> None:
         "cookies_sent": 0,
         "malformed": 0,
         "reassembly_drops": 0,
+        "punch_unknown": 0,
         "faults": {},
     }
 

@@ -60,6 +60,7 @@ async def test_answers_binding_and_survives_garbage() -> None:
             "cookies_sent": 0,
             "malformed": 1,
             "reassembly_drops": 0,
+            "punch_unknown": 0,
             "faults": {},
         }
     assert udp.state is TransportState.STOPPED

@@ -185,6 +185,7 @@ async def test_the_node_process_answers_stun_and_sessions_on_one_port(running_no
         "cookies_sent": 0,
         "malformed": 0,
         "reassembly_drops": 0,
+        "punch_unknown": 0,
         "faults": {},
     }
     assert status["stun"]["answered"] == 1

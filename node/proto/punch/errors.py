@@ -52,3 +52,7 @@ class PunchFailure(enum.Enum):
 
     NO_ANSWER = "no check was answered within the attempts"
     RELAY_ONLY = "the two NATs allow no direct path: relay"
+    # The check payload is the sender's peer id: a nomination carrying another is not the peer we
+    # punch for (a stranger who learned the token, or a mix-up). The session handshake on the
+    # path is the real proof; this only refuses to start one with the wrong party.
+    WRONG_PEER = "the nominated path's checks carry another peer id than the one expected"

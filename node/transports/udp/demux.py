@@ -8,6 +8,8 @@
   §7 demultiplexes on the same first byte). The message class is in bits C1 (type bit 8: the low bit
   of byte 0) and C0: C1 set is a success or error response, which answers one of our own client
   transactions; C1 clear is a request or an indication, the responder's business.
+- A hole-punching check starts with its magic ``BCP\x01`` (node.proto.punch.wire): its first byte
+  0x42 has the two top bits 01, so it is neither STUN nor a session type word.
 - Anything else is counted and dropped by the caller.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import enum
 
+from node.proto.punch.wire import is_check
 from node.proto.session.messages import MessageType
 from node.proto.stun.message import is_stun
 
@@ -28,12 +31,15 @@ class Kind(enum.Enum):
     SESSION = "secure-session message"
     STUN_REQUEST = "STUN request or indication"
     STUN_RESPONSE = "STUN success or error response"
+    PUNCH = "hole-punching check"
     UNKNOWN = "neither STUN nor a session message"
 
 
 def classify(data: bytes) -> Kind:
     if data[:4] in SESSION_WORDS:
         return Kind.SESSION
+    if is_check(data):
+        return Kind.PUNCH
     if is_stun(data):
         return Kind.STUN_RESPONSE if data[0] & _C1 else Kind.STUN_REQUEST
     return Kind.UNKNOWN

@@ -5,8 +5,16 @@ the Binding responder as they always did, STUN responses to the node's own STUN 
 transactions multiplexed on this port (``DatagramPort``: registered by transaction id, as NAT
 discovery's are; else ``on_stun_response``; else the responder counts them as ignored),
 secure-session messages to one ``SessionTable`` (node.proto.session.table: sessions by receiver
-index, roaming, keepalive and consent), anything else is counted and dropped. Each datagram is
-handled behind the ``ConnectionIsolation`` wall, so a bug one datagram trips is logged, counted and forgotten.
+index, roaming, keepalive and consent), hole-punching checks to the punch whose token they carry
+(``expect_punch``: node.transports.punch runs the punch), anything else is counted and dropped. Each
+datagram is handled behind the ``ConnectionIsolation`` wall, so a bug one datagram trips is logged,
+counted and forgotten.
+
+Adopted sockets: the birthday technique wins on one of 256 extra sockets, whose NAT mapping is the
+only one the peer can reach. ``adopt(sock, remote)`` takes that socket over: what it reads goes
+through the same demultiplexer (with its index as ``via``), and every datagram the sessions send to
+``remote`` leaves through it (routed by destination address in ``_transmit``). It is closed when the
+session at ``remote`` ends or moves (the path's ``on_address`` hook), or with the transport.
 
 The sessions run in a ``SessionPath`` (node.transports.session_path, shared with TURN), in aioquic's
 driver shape: feed the core, hand its events on, write what it wants sent, re-arm one timer:
@@ -62,9 +70,9 @@ from node.proto.vocabulary import (
     TransportReason,
     TransportState,
 )
-from node.transports.base import Transport, TransportUsageError
+from node.transports.base import Transport, TransportPeerError, TransportUsageError
 from node.transports.isolation import ConnectionIsolation
-from node.transports.port import StunDelivery
+from node.transports.port import PunchDelivery, StunDelivery
 from node.transports.route import IPAddress, source_address
 from node.transports.session_path import OverSessionPath, PathSettings, SessionPath
 from node.transports.udp.admission import CookieGate
@@ -77,6 +85,10 @@ log = logging.getLogger(__name__)
 # drains them: the socket buffers should hold a few such bursts. The kernel caps what we ask at
 # net.core.rmem_max / wmem_max (212992 bytes by default; raise them on a busy node).
 SOCKET_BUFFER = 4 << 20
+MAX_ADOPTED = 32  # extra sockets taken over from punches (each one peer's session)
+ADOPTED_READS = 32  # datagrams read from one adopted socket per readiness (as libuv does)
+RECEIVE_SIZE = 65535
+_TOKEN = slice(6, 22)  # a punch check's token (node.proto.punch.wire: magic, kind, side, token)
 
 Addr: TypeAlias = tuple[Any, ...]  # as asyncio gives it: (host, port), or IPv6's 4-tuple
 StunResponseHook: TypeAlias = Callable[[bytes, Addr], None]
@@ -131,6 +143,17 @@ class UdpMetrics:
     stun_responses: int  # STUN responses handed to on_stun_response (our own client transactions)
     session_datagrams: int  # datagrams that went to the session table (not STUN)
     table: dict[TableCount, int]
+    punch_datagrams: int = 0  # hole-punching checks received (any socket)
+    punch_unknown: int = 0  # of those, dropped: no punch of ours waits for their token
+    adopted: int = 0  # extra sockets taken over from punches, open now
+
+
+@dataclass(slots=True)
+class _Adopted:
+    index: int  # ``via`` of what it reads
+    sock: socket.socket
+    key: tuple[Any, ...]  # the remote's (host, port) as this port's addresses spell it
+    send_errors: int = 0
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -218,6 +241,12 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         self._loop_call_soon: Callable[[Callable[[], object]], object] = _not_started
         # The node's own STUN client transactions on this port (NAT discovery): id -> receiver.
         self._stun_clients: dict[bytes, StunDelivery] = {}
+        self._punches: dict[bytes, PunchDelivery] = {}  # punch token -> its driver
+        self._punch_datagrams = self._punch_unknown = 0
+        self._adopted: dict[int, _Adopted] = {}
+        self._adopted_by_addr: dict[tuple[Any, ...], _Adopted] = {}
+        self._next_via = 1
+        self._session_waiters: dict[PeerId, list[tuple[IpEndpoint | None, asyncio.Future[IpEndpoint]]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -267,6 +296,14 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         try:
             self._path.close()
         finally:
+            for adopted in list(self._adopted.values()):
+                self._close_adopted(adopted)
+            for waiters in self._session_waiters.values():
+                for _, waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(
+                            TransportUsageError(TransportReason.CLOSED, "the UDP transport closed")
+                        )
             if self._udp is not None:
                 self._udp.close()
                 self._udp = None
@@ -303,10 +340,19 @@ class UdpTransport(OverSessionPath[Addr], Transport):
             self._session_datagrams += len(sessions)
             self.wall.call(self._path.receive_batch, f"{len(sessions)} session datagrams", sessions)
 
-    def _datagram(self, data: bytes, addr: Addr) -> None:
-        """One datagram that is not a session message (``_read_batch`` took those)."""
+    def _datagram(self, data: bytes, addr: Addr, via: int = 0) -> None:
+        """One datagram that is not a session message (``_read_batch`` took those), read from
+        the node's port (``via`` 0) or an adopted socket."""
         kind = classify(data)
-        if kind is Kind.STUN_RESPONSE and (deliver := self._stun_clients.get(data[8:20])) is not None:
+        if kind is Kind.PUNCH:
+            self._punch_datagrams += 1
+            punch = self._punches.get(data[_TOKEN])
+            if punch is None:
+                # Never the responder's: a check is no STUN, and answering strangers' is not ours.
+                self._punch_unknown += 1
+                return
+            punch(data, _endpoint(addr), via)
+        elif kind is Kind.STUN_RESPONSE and (deliver := self._stun_clients.get(data[8:20])) is not None:
             self._stun_responses += 1
             deliver(data, _endpoint(addr))
         elif kind is Kind.STUN_RESPONSE and self.on_stun_response is not None:
@@ -317,12 +363,22 @@ class UdpTransport(OverSessionPath[Addr], Transport):
                 self._unknown += 1
             # The responder answers requests and counts the rest by what it is (``stun`` in status:
             # responses nobody waits for are ``ignored``, what is not STUN ``not_stun``).
-            self._answer_stun(data, addr)
+            self._answer_stun(data, addr, via)
 
     # -- DatagramPort: STUN client transactions from this port (node.transports.port) ------------
 
-    def send_datagram(self, data: bytes, destination: IpEndpoint) -> None:
-        self._running().sendto(data, self._address(destination))
+    def send_datagram(self, data: bytes, destination: IpEndpoint, via: int = 0) -> None:
+        """Send from the node's port (``via`` 0) or from adopted socket ``via``."""
+        udp = self._running()
+        if via == 0:
+            udp.sendto(data, self._address(destination))
+        else:
+            adopted = self._adopted.get(via)
+            if adopted is None:
+                raise TransportUsageError(
+                    TransportReason.NOT_CONNECTED, f"cannot send from adopted socket {via}: it is closed"
+                )
+            self._send_on(adopted, data, self._address(destination))
         self._path.bytes_sent += len(data)  # the port's bytes, STUN of its own included
 
     def expect_stun(self, transaction_id: bytes, deliver: StunDelivery) -> None:
@@ -331,12 +387,111 @@ class UdpTransport(OverSessionPath[Addr], Transport):
     def forget_stun(self, transaction_id: bytes) -> None:
         self._stun_clients.pop(transaction_id, None)
 
-    def _answer_stun(self, data: bytes, addr: Addr) -> None:
+    # -- hole punching (node.transports.punch) -------------------------------------------------
+
+    def expect_punch(self, token: bytes, deliver: PunchDelivery) -> None:
+        """Hand every punch check carrying ``token`` to ``deliver`` until ``forget_punch``."""
+        self._punches[token] = deliver
+
+    def forget_punch(self, token: bytes) -> None:
+        self._punches.pop(token, None)
+
+    def adopt(self, sock: socket.socket, remote: IpEndpoint) -> int:
+        """Take over ``sock`` (a bound UDP socket) for the session with the peer at ``remote``;
+        returns its ``via`` index. Raises TransportUsageError (CLOSED, TOO_MANY_CONNECTIONS,
+        UNSUPPORTED_ENDPOINT); the caller keeps the socket then."""
+        self._running()
+        assert self._loop is not None
+        if sock.type != socket.SOCK_DGRAM:
+            raise TransportUsageError(
+                TransportReason.UNSUPPORTED_ENDPOINT, f"cannot adopt a socket for {remote}: it is not UDP"
+            )
+        key = self._address(remote)[:2]
+        if key in self._adopted_by_addr:
+            raise TransportUsageError(
+                TransportReason.TOO_MANY_CONNECTIONS,
+                f"cannot adopt a socket for {remote}: one is adopted for that address already",
+            )
+        if len(self._adopted) >= MAX_ADOPTED:
+            raise TransportUsageError(
+                TransportReason.TOO_MANY_CONNECTIONS,
+                f"cannot adopt a socket for {remote}: {MAX_ADOPTED} adopted sockets are open",
+            )
+        sock.setblocking(False)
+        adopted = _Adopted(self._next_via, sock, key)
+        self._loop.add_reader(sock.fileno(), self._read_adopted, adopted)
+        self._next_via += 1
+        self._adopted[adopted.index] = adopted
+        self._adopted_by_addr[key] = adopted
+        return adopted.index
+
+    def release(self, remote: IpEndpoint) -> bool:
+        """Close the socket adopted for ``remote`` (its handshake failed); False if there is none."""
+        adopted = self._adopted_by_addr.get(self._address(remote)[:2])
+        if adopted is None:
+            return False
+        self._close_adopted(adopted)
+        return True
+
+    def _close_adopted(self, adopted: _Adopted) -> None:
+        self._adopted.pop(adopted.index, None)
+        self._adopted_by_addr.pop(adopted.key, None)
+        if self._loop is not None and adopted.sock.fileno() >= 0:
+            self._loop.remove_reader(adopted.sock.fileno())
+        adopted.sock.close()
+
+    def _read_adopted(self, adopted: _Adopted) -> None:
+        """What one readiness of an adopted socket holds, as ``_read_batch`` handles the port's."""
+        sessions: list[tuple[bytes, Addr]] = []
+        for _ in range(ADOPTED_READS):
+            if self._closing or adopted.sock.fileno() < 0:
+                return
+            try:
+                data, addr = adopted.sock.recvfrom(RECEIVE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error queued on the socket: not fatal, as on the port
+                log.debug("UDP error on adopted socket %d: %s", adopted.index, exc)
+                break
+            try:
+                if data[:4] in SESSION_WORDS:
+                    sessions.append((data, addr))
+                else:
+                    self._datagram(data, addr, adopted.index)
+            except Exception as exc:  # the wall, as on the port
+                self.wall.contain(exc, f"datagram from {addr[0]}")
+        if sessions:
+            self._session_datagrams += len(sessions)
+            self.wall.call(self._path.receive_batch, f"{len(sessions)} session datagrams", sessions)
+
+    def _send_on(self, adopted: _Adopted, data: bytes, addr: Addr) -> None:
+        try:
+            adopted.sock.sendto(data, addr)
+        except OSError as exc:  # full buffer or a queued ICMP error: a lost datagram, as UDP may
+            adopted.send_errors += 1
+            log.debug("UDP send on adopted socket %d failed: %s", adopted.index, os_reason(exc))
+
+    def _transmit_adopted(self, out: list[tuple[bytes, Addr]]) -> list[tuple[bytes, Addr]]:
+        """Send what goes to an adopted socket's remote through it; returns the rest."""
+        by_addr = self._adopted_by_addr
+        rest: list[tuple[bytes, Addr]] = []
+        for data, addr in out:
+            adopted = by_addr.get(addr[:2])
+            if adopted is None:
+                rest.append((data, addr))
+            else:
+                self._send_on(adopted, data, addr)
+        return rest
+
+    def _answer_stun(self, data: bytes, addr: Addr, via: int = 0) -> None:
         ip = ipaddress.ip_address(str(addr[0]).split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # a v4 peer on a dual-stack socket: report the address it knows
         outcome, response = self.responder.handle(data, (ip, int(addr[1])))
-        if response is not None and self._udp is not None:
+        adopted = self._adopted.get(via)
+        if response is not None and adopted is not None:
+            self._send_on(adopted, response, addr)
+        elif response is not None and self._udp is not None:
             self._udp.sendto(response, addr)
         elif outcome is Outcome.MALFORMED:
             log.debug("dropped malformed STUN datagram from %s", addr[0])
@@ -347,8 +502,12 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         udp = self._udp
         if udp is None:
             return
+        if self._adopted_by_addr:
+            out = self._transmit_adopted(out)
         writer = self._writer
         count = len(out)
+        if count == 0:
+            return
         if writer is None or count == 1 or cast(asyncio.WriteTransport, udp).get_write_buffer_size():
             sendto = udp.sendto
             for data, addr in out:
@@ -435,6 +594,9 @@ class UdpTransport(OverSessionPath[Addr], Transport):
             stun_responses=self._stun_responses,
             session_datagrams=self._session_datagrams,
             table=status.counts,
+            punch_datagrams=self._punch_datagrams,
+            punch_unknown=self._punch_unknown,
+            adopted=len(self._adopted),
         )
 
     def peers(self) -> tuple[PeerId, ...]:
@@ -442,11 +604,49 @@ class UdpTransport(OverSessionPath[Addr], Transport):
 
     # -- the link monitor -------------------------------------------------------------------------
 
-    def _address_moved(self, peer: PeerId, _old: Addr | None, new: Addr | None) -> None:
+    def _address_moved(self, peer: PeerId, old: Addr | None, new: Addr | None) -> None:
         if new is None:
             self._sources.pop(peer, None)
         else:
             self._sources[peer] = source_address(new)
+            self._session_at(peer, _endpoint(new))
+        # The session an adopted socket was taken for ended or moved away: the socket's work is done.
+        if old is not None and (new is None or new[:2] != old[:2]):
+            adopted = self._adopted_by_addr.get(old[:2])
+            if adopted is not None:
+                self._close_adopted(adopted)
+
+    def _session_at(self, peer: PeerId, endpoint: IpEndpoint) -> None:
+        for at, waiter in self._session_waiters.get(peer, ()):
+            if (at is None or at == endpoint) and not waiter.done():
+                waiter.set_result(endpoint)
+
+    async def wait_session(self, peer: PeerId, at: IpEndpoint | None = None) -> IpEndpoint:
+        """Wait (at most ``connect_timeout``) until ``peer`` has an authenticated session (at
+        ``at``, when given: where the peer dials from), the moment ``PeerConnected`` is emitted;
+        returns the session's endpoint. The events stay the consumer's."""
+        self._running()
+        current = self._path.peers.get(peer)
+        if current is not None and (at is None or _endpoint(current) == at):
+            return _endpoint(current)
+        waiter: asyncio.Future[IpEndpoint] = asyncio.get_running_loop().create_future()
+        entry = (at, waiter)
+        self._session_waiters.setdefault(peer, []).append(entry)
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                return await waiter
+        except TimeoutError:
+            where = f" at {at}" if at is not None else ""
+            raise TransportPeerError(
+                TransportReason.CONNECT_TIMEOUT,
+                f"{peer}{where} completed no handshake within {self.settings.connect_timeout:g} s",
+            ) from None
+        finally:
+            waiters = self._session_waiters.get(peer, [])
+            if entry in waiters:
+                waiters.remove(entry)
+            if not waiters:
+                self._session_waiters.pop(peer, None)
 
     def source_of(self, peer: PeerId) -> IPAddress | None:
         """The local address ``peer``'s session leaves from (None: unknown or not connected)."""
