@@ -31,6 +31,7 @@ from node.services.metrics import MetricsServer, MetricsView
 from node.services.nat import NatService, NatView
 from node.services.network import NetworkService, NetworkView
 from node.services.node_metrics import NodeMetrics
+from node.services.rendezvous import RendezvousService, RendezvousView
 from node.services.service import Service, ServiceView, TransportService
 from node.services.systemd import Notifier
 from node.services.tcp_tls import TcpTlsService, TcpTlsView
@@ -81,6 +82,7 @@ class NodeStatus:
     network: NetworkView
     metrics: MetricsView
     coordinator: CoordinatorView
+    rendezvous: RendezvousView
     control: ControlView
 
     def to_json(self) -> dict[str, Any]:
@@ -98,6 +100,7 @@ class NodeStatus:
             "network": self.network.to_json(),
             "metrics": self.metrics.to_json(),
             "coordinator": self.coordinator.to_json(),
+            "rendezvous": self.rendezvous.to_json(),
             "control": self.control.to_json(),
         }
 
@@ -140,12 +143,23 @@ class Node(Service[NodeStatus]):
         self.coordinator = CoordinatorService(config, identity.peer_id, self.udp, self.tls, self.turn)
         self.api = NodeApi(self.coordinator)
         self.nat.on_report.append(lambda report: self.coordinator.set_nat_type(report.nat_type))
+        # Introducer links, the introducer ([rendezvous] serve) and traversals to introduced peers.
+        self.node_metrics = NodeMetrics(self._health)
+        self.rendezvous = RendezvousService(
+            config,
+            identity.peer_id,
+            coordinator=self.coordinator,
+            udp=self.udp,
+            nat=self.nat,
+            tls=self.tls,
+            turn=self.turn,
+            on_outcome=self.node_metrics.nat_traversal,
+        )
         # The link monitor: a lost address closes what left from it at once, any change reruns
         # NAT discovery (node.services.network).
         self.network = NetworkService(rediscover=self.nat.rediscover)
         self.network.lost_handlers.append(self._network_down)
         # What the coordinator reports to, and GET /metrics ([metrics] listen; '' disables it).
-        self.node_metrics = NodeMetrics(self._health)
         self.coordinator.observer = self.node_metrics
         self.metrics = MetricsServer(config, self.node_metrics)
         # The application API's control commands (connect, send, listen, peers).
@@ -173,6 +187,7 @@ class Node(Service[NodeStatus]):
                 self.tls,
                 self.turn,
                 self.coordinator,
+                self.rendezvous,
                 self.network,
                 self.metrics,
                 self.app,
@@ -229,6 +244,7 @@ class Node(Service[NodeStatus]):
             network=self.network.status(),
             metrics=self.metrics.status(),
             coordinator=self.coordinator.status(),
+            rendezvous=self.rendezvous.status(),
             control=self.control.status(),
         )
 

@@ -521,6 +521,10 @@ class CoordinatorService(Service[CoordinatorView]):
         after = None if traversal is None else traversal.direct_after_s
         return Connected(peer, active, self.coordinator.paths(peer), direct, method, None, after)
 
+    def has_path(self, peer: PeerId) -> bool:
+        """Whether any path to ``peer`` is known (working or not)."""
+        return any(self.book.get(peer, kind) is not None for kind in self.carriers)
+
     def describe(self, peer: PeerId, key: PathKey) -> tuple[bool, PathMethod]:
         """Whether ``key`` is a direct path to ``peer``, and how it was found."""
         if key.kind is TransportKind.TURN:

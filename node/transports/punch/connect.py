@@ -29,10 +29,13 @@ async def punch_and_connect(
     rng: random.Random | None = None,
     timing: PunchTiming | None = None,
     clock: Callable[[], float] | None = None,
+    on_proven: Callable[[PunchResult], None] | None = None,
 ) -> PunchResult:
     """The punch's result; when it nominated a path, returns once the secure session with
     ``expected_peer`` runs on it. Raises TransportPeerError (PEER_MISMATCH, CONNECT_TIMEOUT,
-    AUTH_FAILED) when the handshake on the path fails; the adopted socket is released then."""
+    AUTH_FAILED) when the handshake on the path fails; the adopted socket is released then.
+    ``on_proven`` is told the moment the session is proven: the return waits for the run's
+    linger (late checks of the peer are answered for ``timing.final_wait``)."""
     async with PunchRun(
         udp, setup, expected_peer, socket_factory=socket_factory, rng=rng, timing=timing, clock=clock
     ) as run:
@@ -48,4 +51,6 @@ async def punch_and_connect(
         except BaseException:
             udp.release(remote)
             raise
+        if on_proven is not None:
+            on_proven(result)
         return result

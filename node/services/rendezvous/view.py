@@ -1,0 +1,61 @@
+"""``status --json``'s ``rendezvous``: whether this node introduces, its introducer links, and
+the traversals it ran."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class LinkState(enum.Enum):
+    CONNECTING = "connecting"
+    REGISTERED = "registered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class IntroducerView:
+    uri: str
+    state: LinkState
+    peer_id: str | None
+    detail: str | None  # why it failed last
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uri": self.uri, "state": self.state.value, "peer_id": self.peer_id, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class TraversalCounts:
+    attempts: int = 0
+    direct: int = 0
+    relay: int = 0
+    failed: int = 0
+    running: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "attempts": self.attempts,
+            "direct": self.direct,
+            "relay": self.relay,
+            "failed": self.failed,
+            "running": self.running,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RendezvousView:
+    serve: bool
+    registered_peers: int
+    introducers: tuple[IntroducerView, ...]
+    traversals: TraversalCounts
+    dropped: int  # rendezvous frames not used (malformed, unexpected, over a bound)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "serve": self.serve,
+            "registered_peers": self.registered_peers,
+            "introducers": [i.to_json() for i in self.introducers],
+            "traversals": self.traversals.to_json(),
+            "dropped": self.dropped,
+        }
