@@ -22,6 +22,7 @@ class LinkService(Service):  # type: ignore[misc]  # bluez_peripheral ships no t
     def __init__(self) -> None:
         self.received: asyncio.Queue[bytes] = asyncio.Queue()
         self.write_gate: asyncio.Event | None = None  # set: writes wait for it (a stalled peer)
+        self.write_waiting = asyncio.Event()  # a write is waiting at the gate
         super().__init__(SERVICE_UUID, True)
 
     @characteristic(RX_UUID, CharacteristicFlags.WRITE_WITHOUT_RESPONSE)  # type: ignore[misc]
@@ -31,6 +32,7 @@ class LinkService(Service):  # type: ignore[misc]  # bluez_peripheral ships no t
     @rx.setter  # type: ignore[misc]
     async def rx_set(self, value: bytes, options: Any) -> None:
         if self.write_gate is not None:
+            self.write_waiting.set()
             await self.write_gate.wait()
         self.received.put_nowait(bytes(value))
 

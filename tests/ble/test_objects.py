@@ -19,6 +19,7 @@ from bluez.objects import (
     ObjectCache,
     ObjectEvent,
 )
+from tests.ble.conftest import FakeBluezProcess
 from tests.ble.peripheral import SERVICE_DATA, SERVICE_UUID, serve
 from tests.fakes.bluez import FakeBluetoothd, PrivateBus, adapter_address
 from tests.support.tlsnodes import eventually
@@ -140,3 +141,12 @@ async def test_no_adapter(private_bus: PrivateBus) -> None:
         error = cache.unavailable("hci0")
         assert error is not None and error.reason is UnavailableReason.NO_ADAPTER
         assert "hci0" in str(error)
+
+
+async def test_fake_as_a_process(fake_bluez_process: FakeBluezProcess) -> None:
+    async with ObjectCache() as cache:
+        assert len(cache.adapters) == 2
+        await fake_bluez_process.hook("remove hci0")
+        await eventually(lambda: "/org/bluez/hci0" not in cache.adapters)
+        await fake_bluez_process.hook("restart")
+        await eventually(lambda: cache.bluez_present and len(cache.adapters) == 1)
