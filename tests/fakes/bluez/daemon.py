@@ -15,6 +15,14 @@ connection takes org.bluez again; registrations and devices are lost, as when bl
 restarts), ``vanish`` (a device drops out of range: its link fails in-flight calls with
 org.bluez.Error.Failed, later ones with NotConnected, then the Device1 goes away), ``set_mtu``
 (ATT MTU of an adapter; a link takes the smaller of its two ends).
+
+Not modelled yet: InterfacesAdded/Removed come from each object's own path, one per interface
+(dbus-fast's export), where bluetoothd sends them from "/" with all interfaces at once; remote
+GattDescriptor1 objects (CCCD included); AcquireWrite/AcquireNotify (NotSupported); pairing;
+discovery sessions of a client that leaves the bus are not dropped; devices are never expired
+after 180 s unseen; no connection-slot limit; an application added to after RegisterApplication
+is not re-read; a write without response waits for the peer application's reply (ordered,
+with backpressure) where real BlueZ returns once the PDU is queued.
 """
 
 from __future__ import annotations
