@@ -13,6 +13,7 @@ if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -o DPkg::Lock::Timeout=300 update -qq
     # stun-server (stund, a classic RFC 3489 server) is for the lab; it starts no daemon itself.
+    # dbus gives dbus-daemon, the private bus of the ble stage.
     apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
         python3 python3-venv iproute2 nftables conntrack coturn stun-server dbus openssl procps >/dev/null
 elif [ "${CI:-}" = true ]; then
@@ -33,6 +34,10 @@ py=.venv/bin/python
 stage "unit tests (in-memory, virtual time)"
 $py -m pytest -q tests/unit "$@"
 stage_end "unit tests (in-memory, virtual time)"
+
+stage "ble tests (fake BlueZ on a private dbus-daemon)"
+$py -m pytest -q -m ble tests/ble "$@"
+stage_end "ble tests (fake BlueZ on a private dbus-daemon)"
 
 stage "socket and process tests"
 $py -m pytest -q tests/socket "$@"
