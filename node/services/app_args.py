@@ -60,6 +60,16 @@ class ConnectArgs:
 
 
 @dataclass(frozen=True, slots=True)
+class DisconnectArgs:
+    """``disconnect``: close every path to ``peer_id``."""
+
+    peer_id: str
+
+    def __post_init__(self) -> None:
+        _check_peer_id(self.peer_id)
+
+
+@dataclass(frozen=True, slots=True)
 class SendArgs:
     """``send``: the messages in ``messages_b64``, or ``count`` generated ones of ``size`` bytes
     (message i starts with i as INDEX_BYTES bytes big-endian, then filler)."""

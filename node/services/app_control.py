@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from node.proto.coordinator import PathKey, PeerView
 from node.proto.peer_uri import parse_peer_uri
-from node.services.app_args import DEFAULT_SIZE, INDEX_BYTES, ConnectArgs, SendArgs
+from node.services.app_args import DEFAULT_SIZE, INDEX_BYTES, ConnectArgs, DisconnectArgs, SendArgs
 from node.services.control import Command, CommandRefused
 from node.services.control_args import ArgumentError
 from node.services.coordinator import ApiError, InboundMessage, NodeApi, PeerEvent, Traversal
@@ -106,6 +106,7 @@ class AppControl(Service[AppControlView]):
             ),
             "listen": Command(self.listen),
             "peers": Command(self.peers),
+            "disconnect": Command(self.disconnect, args=DisconnectArgs),
         }
 
     # -- connect ---------------------------------------------------------------------------
@@ -174,6 +175,12 @@ class AppControl(Service[AppControlView]):
             "paths": dict(sorted(paths.items())),
             "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
         }
+
+    # -- disconnect ------------------------------------------------------------------------
+
+    async def disconnect(self, args: DisconnectArgs) -> Result:
+        closed = await self._api.disconnect(args.peer_id)
+        return {"peer_id": args.peer_id, "closed": [kind.value for kind in closed]}
 
     # -- peers -----------------------------------------------------------------------------
 

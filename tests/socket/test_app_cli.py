@@ -45,6 +45,9 @@ def test_connect_by_peer_id_over_udp_and_tls_and_peers_shows_both(
     assert over_udp["peer_id"] == b.peer_id
     assert over_udp["path"] == {"kind": "udp", "endpoint": f"127.0.0.1:{b.udp_port}"}
     assert over_udp["path"] in over_udp["paths"] and over_udp["elapsed_ms"] >= 0
+    # Dialled at an address given: a direct path, found as a host address; no punch ran.
+    assert (over_udp["direct"], over_udp["method"], over_udp["time_to_direct_ms"]) == (True, "host", None)
+    assert over_udp["time_to_first_ms"] is not None and over_udp["time_to_first_ms"] >= 0
     # Answers once a path works (udp's already does); the tls path comes up behind it.
     assert connect(a, b, "tls")["peer_id"] == b.peer_id
 
@@ -58,6 +61,7 @@ def test_connect_by_peer_id_over_udp_and_tls_and_peers_shows_both(
         ("tcp_tls", f"127.0.0.1:{b.tls_port}"),
     }
     assert row["active"]["kind"] in ("udp", "tcp_tls")
+    assert row["traversal"] is None  # never introduced
     for path in row["paths"]:
         assert set(path) == {"kind", "endpoint", "state", "health", "score", "rtt_ms", "loss", "breaker"}
         assert path["breaker"] == "closed" and path["state"] in ("active", "standby")
@@ -125,3 +129,23 @@ def test_listen_reports_a_peer_connecting(pair: tuple[RunningNode, RunningNode])
         assert listener.stop() == 0
     finally:
         listener.proc.kill()
+
+
+def test_disconnect_closes_every_path_and_connect_brings_them_back(
+    pair: tuple[RunningNode, RunningNode],
+) -> None:
+    a, b = pair
+    connect(a, b, "udp")
+    connect(a, b, "tls")
+    wait_for(
+        lambda: [r for r in peers(a) if r["peer_id"] == b.peer_id and len(r["paths"]) == 2] or None,
+        "a sees both paths to b",
+    )
+    closed = app_json(a, "disconnect", b.peer_id)
+    assert closed == {"peer_id": b.peer_id, "closed": ["udp", "tcp_tls"]}
+    wait_for(
+        lambda: not [r for r in peers(a) if r["peer_id"] == b.peer_id and r["paths"]] or None,
+        "b's paths gone from a",
+    )
+    assert app_json(a, "disconnect", b.peer_id)["closed"] == []  # nothing left to close
+    assert connect(a, b, "udp")["path"]["kind"] == "udp"

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from node.proto.coordinator import PeerView
 from node.proto.peer_uri import PeerUri, parse_peer_uri
-from node.proto.vocabulary import PeerId, Priority
+from node.proto.vocabulary import PeerId, Priority, TransportKind
 from node.services.coordinator.records import Connected, InboundMessage, PeerEvent, Sent, Traversal
 from node.services.coordinator.service import CoordinatorService
 
@@ -40,6 +40,10 @@ class NodeApi:
         timeout)."""
         parsed = [uri if isinstance(uri, PeerUri) else parse_peer_uri(uri) for uri in uris]
         return await self._service.connect(peer, parsed, timeout)
+
+    async def disconnect(self, peer: PeerId) -> tuple[TransportKind, ...]:
+        """Close every path to ``peer``; the kinds of path closed (none: it had none)."""
+        return await self._service.disconnect(peer)
 
     async def send(
         self, peer: PeerId, data: bytes, priority: Priority = Priority.NORMAL, reliable: bool = True

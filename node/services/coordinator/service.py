@@ -511,6 +511,17 @@ class CoordinatorService(Service[CoordinatorView]):
         finally:
             self.book.poke()
 
+    async def disconnect(self, peer: PeerId) -> tuple[TransportKind, ...]:
+        """Close every path to ``peer`` (each transport's connection or session); the kinds
+        closed. A static peer is dialled again by its keeper; an introduced one only when asked."""
+        closed: list[TransportKind] = []
+        for kind, carrier in self.carriers.items():
+            transport = carrier.current()
+            if transport is not None and self.book.get(peer, kind) is not None:
+                await transport.disconnect(peer)
+                closed.append(kind)
+        return tuple(closed)
+
     def _connected(self, peer: PeerId) -> Connected | None:
         try:
             active = self.coordinator.choose(peer, Priority.NORMAL, self._now()).primary
