@@ -23,6 +23,7 @@ from typing import Any
 from netlink.lab.builder import Lab
 from netlink.lab.fleet import Fleet, FleetError, NodeSpec
 from netlink.lab.nat import NatBehaviour
+from netlink.lab.topology import Router
 from netlink.lab.traversal import (
     INTRODUCER_CONFIG,
     Settled,
@@ -127,11 +128,13 @@ class Matrix:
         self.fleet = fleet
         self.introducer = fleet.plan("O1")
         self.members: dict[tuple[NatBehaviour, int], NodeSpec] = {}
+        self.routers: dict[str, Router] = {}  # by member host
         routers = iter(lab.topology.routers)
         for behaviour in behaviours:
             for k in (0, 1):
                 router = next(routers)
-                self.members[behaviour, k] = fleet.plan(router.hosts[0].name)
+                spec = self.members[behaviour, k] = fleet.plan(router.hosts[0].name)
+                self.routers[spec.host] = router
         fleet.start(self.introducer, [], INTRODUCER_CONFIG)
 
         def start(item: tuple[tuple[NatBehaviour, int], NodeSpec]) -> None:
@@ -160,8 +163,16 @@ class Matrix:
         return result
 
     def _forget(self, a: NodeSpec, b: NodeSpec) -> None:
+        """Close the pair's paths and make their NATs forget the UDP flows between them, so the
+        next run punches from nothing (pinholes a run left open would make it easy). The flows
+        to coturn and the TCP links stay."""
         self.fleet.cli_json(a, "disconnect", b.peer_id)
         self.fleet.cli_json(b, "disconnect", a.peer_id)
+        ra, rb = self.routers[a.host], self.routers[b.host]
+        for router, other in ((ra, rb), (rb, ra)):
+            for address in {other.wan, *(h.address for h in other.hosts)}:
+                # Exit 1 when no flow matched: nothing to forget.
+                self.lab.run(router.name, ["conntrack", "-D", "-p", "udp", "-d", str(address)])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             rows = [r for r in self.fleet.peers(a)["peers"] if r["peer_id"] == b.peer_id and r["paths"]]
