@@ -1,4 +1,5 @@
-"""``bitcraps-node lab up|status|down``: a NAT lab for people, left running between commands.
+"""``bitcraps-node lab up|status|down``: a NAT lab for people, left running between commands;
+``lab matrix`` connects nodes across every pair of NAT behaviours (netlink.lab.matrix_cli).
 
 ``up`` builds the lab, starts coturn detached, writes a state file and prints how to enter each
 host; ``status`` reads the state file and checks what is still there; ``down`` tears down
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netlink.lab import builder, netns, procs, state, teardown
+from netlink.lab import builder, matrix_cli, netns, procs, state, teardown
 from netlink.lab.errors import LabError, LabPrerequisiteError, LabStateError, Prerequisite, StateFailure
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.summary import LabSummary
@@ -111,6 +112,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     down = sub.add_parser("down", help="remove the running lab (processes, namespaces, files)")
     _add_common(down)
     down.set_defaults(func=_guarded(cmd_down))
+
+    matrix = matrix_cli.add_parser(sub)
+    matrix.set_defaults(func=_guarded(_rooted(matrix_cli.cmd_matrix)))
+
+
+def _rooted(command: Command) -> Command:
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        refused = _refuse_unless_root(args)
+        return refused if refused is not None else command(args)
+
+    return run
 
 
 def _state_path(args: argparse.Namespace) -> Path:

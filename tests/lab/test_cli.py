@@ -219,3 +219,34 @@ def test_record_and_summary_round_trip_through_json(nat_lab: Lab) -> None:
     record = nat_lab.record()
     assert record.summary.coturn is not None and any(h.router is None for h in record.summary.hosts)
     assert state.LabRecord.from_json(record.to_json()) == record
+
+
+def test_lab_matrix_among_two_behaviours_prints_its_json_and_cleans_up(
+    lab_ready: None, tmp_path: Path
+) -> None:
+    before = _namespaces()
+    done = subprocess.run(
+        [sys.executable, "-m", "node.cli", "lab", "matrix", "--json", "--behaviours", "open,udp-blocked",
+         "--workdir", str(tmp_path)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    pairs = json.loads(done.stdout)["pairs"]
+    assert [(p["a"], p["b"]) for p in pairs] == [
+        ("open", "open"),
+        ("open", "udp-blocked"),
+        ("udp-blocked", "udp-blocked"),
+    ]
+    by_pair = {(p["a"], p["b"]): p for p in pairs}
+    assert by_pair["open", "open"]["direct"] == 1 and by_pair["open", "open"]["methods"] == ["host"]
+    for pair in (("open", "udp-blocked"), ("udp-blocked", "udp-blocked")):
+        assert (by_pair[pair]["relay"], by_pair[pair]["failed"]) == (1, 0), by_pair[pair]
+    assert set(pairs[0]) == {
+        "a", "b", "runs", "direct", "relay", "tcp_tls", "failed",
+        "time_to_first_ms_p50", "time_to_direct_ms_p50", "methods", "errors",
+    }  # fmt: skip
+    assert _namespaces() == before  # the lab is gone
+
+
+def _namespaces() -> set[str]:
+    return set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
