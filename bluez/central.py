@@ -54,7 +54,15 @@ from bluez.links import (
     LinkRole,
     value_room,
 )
-from bluez.objects import ObjectCache
+from bluez.objects import (
+    AdapterRemoved,
+    BluezGone,
+    BusLost,
+    DeviceChanged,
+    DeviceRemoved,
+    ObjectCache,
+    ObjectEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +87,11 @@ def typed(error: BleakDBusError, call: str) -> BluezCallError:
 class CentralLink(BleLink):
     """Our central connected to a peer's peripheral: RX writes out, tagged TX notifications in."""
 
-    def __init__(self, connector: Connector, handler: LinkHandler, client: BleakClient, address: str) -> None:
+    def __init__(
+        self, connector: Connector, handler: LinkHandler, client: BleakClient, address: str, path: str
+    ) -> None:
         super().__init__(handler, LinkRole.OUTBOUND, connector.adapter, address, ATT_MTU_MIN)
+        self.device_path = path
         self._connector = connector
         self._client = client
         self._rx: BleakGATTCharacteristic | None = None
@@ -165,6 +176,29 @@ class Connector(Component):
         await self._close_stale()
         self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
         stack.push_async_callback(self._close_all)
+        stack.callback(self._cache.subscribe(self._on_event))
+
+    def _on_event(self, event: ObjectEvent) -> None:
+        # bleak's client hears only its device's Connected turning false; a bluetoothd that
+        # restarts or an adapter unplugged sends no such signal, so the cache tells us.
+        match event:
+            case AdapterRemoved(path=path) if path == self._adapter_path:
+                self._lose_all(f"adapter {self.adapter} was removed")
+            case BluezGone() | BusLost():
+                self._lose_all("bluetoothd left the system bus")
+            case DeviceRemoved(path=path):
+                self._lose(path, "bluetoothd removed the device")
+            case DeviceChanged(device=device) if not device.connected:
+                self._lose(device.path, "the device disconnected")
+
+    def _lose(self, path: str, why: str) -> None:
+        for link in list(self._links.values()):
+            if link.device_path == path:
+                link._fail(LinkFailed(LinkFailReason.LOST, f"{link.address} on {self.adapter}: {why}"))
+
+    def _lose_all(self, why: str) -> None:
+        for link in list(self._links.values()):
+            link._fail(LinkFailed(LinkFailReason.LOST, f"{link.address} on {self.adapter}: {why}"))
 
     async def _close_all(self) -> None:
         for link in list(self._links.values()):
@@ -247,7 +281,7 @@ class Connector(Component):
             timeout=self._connect_timeout,
             bluez={"adapter": self.adapter},
         )
-        link = CentralLink(self, self._handler, client, address)
+        link = CentralLink(self, self._handler, client, address, path)
         link_ref.append(link)
         try:
             async with asyncio.timeout(self._connect_timeout):

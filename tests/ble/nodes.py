@@ -5,6 +5,7 @@ advertises), its scanner and its connector, all on the process's one ObjectCache
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,15 +51,18 @@ class Stack:
     scanner: NodeScanner
     connector: Connector
     handler: Recorder
-    found: dict[str, FoundNode]
+    found: dict[str, FoundNode]  # the last report of each address
+    reports: Counter[str]  # reports of each address so far
 
     @property
     def address(self) -> str:
         return adapter_address(int(self.adapter.removeprefix("hci")))
 
-    async def find(self, other: Stack) -> FoundNode:
+    async def find(self, other: Stack, *, more_than: int = 0) -> FoundNode:
+        """``other``'s report once this node's scanner has reported it more than ``more_than``
+        times (the fake reports a known device again only when its advertisement changes)."""
         async with asyncio.timeout(10):
-            while other.address not in self.found:  # noqa: ASYNC110 - the scanner fills a dict
+            while self.reports[other.address] <= more_than:  # noqa: ASYNC110 - filled by the scanner
                 await asyncio.sleep(0.01)
         return self.found[other.address]
 
@@ -68,15 +72,19 @@ async def node_stack(cache: ObjectCache, index: int, **connector_options: float)
     adapter = f"hci{index}"
     handler = Recorder()
     found: dict[str, FoundNode] = {}
+    reports: Counter[str] = Counter()
+
+    def on_found(node: FoundNode) -> None:
+        found[node.address] = node
+        reports[node.address] += 1
+
     async with AsyncExitStack() as stack:
         peripheral = await stack.enter_async_context(NodePeripheral(cache, adapter, prefix(index), handler))
-        scanner = await stack.enter_async_context(
-            NodeScanner(cache, adapter, lambda node: found.__setitem__(node.address, node))
-        )
+        scanner = await stack.enter_async_context(NodeScanner(cache, adapter, on_found))
         connector = await stack.enter_async_context(
             Connector(cache, adapter, handler, **connector_options)  # type: ignore[arg-type]
         )
         async with asyncio.timeout(10):
             await peripheral.ready.wait()
             await scanner.scanning.wait()
-        yield Stack(adapter, peripheral, scanner, connector, handler, found)
+        yield Stack(adapter, peripheral, scanner, connector, handler, found, reports)
