@@ -112,8 +112,10 @@ class CentralLink(BleLink):
                 await self._client.write_gatt_char(self._rx, data, response=False)
             except BleakDBusError as error:
                 cause: Exception = typed(error, f"GattCharacteristic1.WriteValue to {self.address}")
-            except BleakError as error:
-                cause = error  # bleak's own "not connected": no D-Bus name to type it by
+            except (BleakError, EOFError) as error:
+                # bleak's own "not connected" (no D-Bus name to type it by), or EOFError: the
+                # link was lost and its client's bus closed while this write was in flight.
+                cause = error
             else:
                 return
         failure = LinkFailed(LinkFailReason.WRITE_FAILED, f"{len(data)} bytes to {self.address}: {cause}")
