@@ -181,3 +181,26 @@ class DeviceProps:
         }
         updates = {attr: getattr(new, attr) for prop, attr in fields.items() if prop in props}
         return replace(self, **updates)
+
+
+# The node's own GATT service (BitChat's shape: one service, a write characteristic and a notify
+# characteristic). Random (version 4) UUIDs of our own, so a scan filtered on SERVICE_UUID finds
+# only bitcraps nodes.
+NODE_SERVICE_UUID = "5f3c6a10-8d2e-4b7a-9c41-2e0b7d9a1c01"
+# RX: centrals write chunks here (write without response).
+NODE_RX_UUID = "5f3c6a10-8d2e-4b7a-9c41-2e0b7d9a1c02"
+# TX: the peripheral notifies chunks here; every notification starts with the tag of the central
+# it is meant for (see bluez/links.py, "addressing").
+NODE_TX_UUID = "5f3c6a10-8d2e-4b7a-9c41-2e0b7d9a1c03"
+# LINK: read by a central once subscribed to TX; answers that central's one-byte tag.
+NODE_LINK_UUID = "5f3c6a10-8d2e-4b7a-9c41-2e0b7d9a1c04"
+# Bytes of the peer id carried in the advertisement's service data: enough to recognise a peer
+# before connecting. Note: with flags (3), the 128-bit UUID list (18) and 128-bit service data
+# (2 + 16 + 8) the data is 47 bytes, more than a legacy advertisement's 31 (Core 5.3 Vol 3 Part C
+# 11): real BlueZ needs extended advertising for it; the fake does not check lengths.
+PEER_ID_PREFIX_LEN = 8
+# ATT header of a Write Command / Handle Value Notification (Core 5.3 Vol 3 Part F 3.4.5.3, 3.4.7.1):
+# one opcode byte and a two-byte handle, so a value carries at most ATT_MTU - 3 bytes.
+ATT_HEADER = 3
+# The ATT_MTU every LE link starts with (Core 5.3 Vol 3 Part F 3.2.8).
+ATT_MTU_MIN = 23

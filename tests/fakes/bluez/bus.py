@@ -4,6 +4,7 @@ through DBUS_SYSTEM_BUS_ADDRESS (dbus-fast and bleak honour it), so no real syst
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -60,7 +61,8 @@ class PrivateBus:
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while not self.socket.exists():
+        # The socket file appears at bind(), a moment before listen(): wait until it accepts.
+        while not self._accepts():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dbus-daemon exited with {self.proc.returncode} before it listened")
             if time.monotonic() > deadline:
@@ -68,6 +70,14 @@ class PrivateBus:
                 raise RuntimeError(f"dbus-daemon did not create {self.socket} within {timeout} s")
             time.sleep(0.01)
         return self
+
+    def _accepts(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -14,7 +14,8 @@ Test hooks: ``remove_adapter`` / ``add_adapter`` (InterfacesRemoved/Added), ``re
 connection takes org.bluez again; registrations and devices are lost, as when bluetoothd
 restarts), ``vanish`` (a device drops out of range: its link fails in-flight calls with
 org.bluez.Error.Failed, later ones with NotConnected, then the Device1 goes away), ``set_mtu``
-(ATT MTU of an adapter; a link takes the smaller of its two ends).
+(ATT MTU of an adapter; a link takes the smaller of its two ends), ``fail_next`` (the next
+Connect calls answer a given BlueZ error name).
 
 Not modelled yet: InterfacesAdded/Removed come from each object's own path, one per interface
 (dbus-fast's export), where bluetoothd sends them from "/" with all interfaces at once; remote
@@ -176,7 +177,9 @@ class FakeBluetoothd:
         self._initial = adapters
         self._bus: MessageBus | None = None
         self._lock = asyncio.Lock()  # one Connect at a time, as the controller's connection queue
+        self._failures: dict[str, list[str]] = {}
         self.writes = 0
+        self.connects = 0
 
     # -- lifecycle and test hooks ---------------------------------------------------------------
 
@@ -275,6 +278,16 @@ class FakeBluetoothd:
     def set_mtu(self, adapter_name: str, mtu: int) -> None:
         """The ATT_MTU this adapter offers; links made afterwards use min(central, peripheral)."""
         self.adapters[adapter_name].mtu = mtu
+
+    def fail_next(self, member: str, error_name: str, times: int = 1) -> None:
+        """The next ``times`` calls of ``member`` (only "Connect" is wired) answer ``error_name``,
+        e.g. org.bluez.Error.InProgress as when another client's Connect is queued."""
+        self._failures.setdefault(member, []).extend([error_name] * times)
+
+    def _injected(self, member: str) -> None:
+        queue = self._failures.get(member)
+        if queue:
+            raise bluez_error(queue.pop(0), f"{member} failure injected by the test")
 
     def adapter(self, name: str) -> AdapterState:
         return self.adapters[name]
@@ -517,6 +530,8 @@ class FakeBluetoothd:
 
     async def connect(self, device: Device1) -> None:
         central = device.adapter
+        self.connects += 1
+        self._injected("Connect")
         if not central.powered:
             raise bluez_error(NOT_READY, "Resource Not Ready")
         if device.connected_:

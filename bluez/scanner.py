@@ -1,0 +1,155 @@
+"""The node's one BLE scanner per adapter (Home Assistant's lesson: one shared scanner, never one
+per connection): bleak's BleakScanner filtered on the node's service UUID, reporting each node
+heard as a ``FoundNode``. It stops when the adapter or bluetoothd goes away and starts again by
+itself when it comes back (bluez/objects.py's events), and restarts if it hears nothing for
+``quiet_restart`` seconds (HA restarts a scanner silent for 90 s: BlueZ discovery can stall).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from bleak import BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from bluez.component import Component
+from bluez.defs import BLUEZ_ROOT, NODE_SERVICE_UUID, PEER_ID_PREFIX_LEN
+from bluez.objects import (
+    AdapterAdded,
+    AdapterRemoved,
+    BluezBack,
+    BluezGone,
+    BusLost,
+    ObjectCache,
+    ObjectEvent,
+)
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MIN = 0.25
+BACKOFF_MAX = 4.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class FoundNode:
+    """A node heard advertising our service. ``peer_id_prefix`` is None when its service data is
+    missing or shorter than PEER_ID_PREFIX_LEN (not one of ours, or a broken one)."""
+
+    adapter: str
+    address: str
+    rssi: int | None
+    peer_id_prefix: bytes | None
+
+
+class NodeScanner(Component):
+    """``async with NodeScanner(cache, "hci0", on_found)``; ``scanning`` is set while discovery runs."""
+
+    def __init__(
+        self,
+        cache: ObjectCache,
+        adapter: str,
+        on_found: Callable[[FoundNode], None],
+        *,
+        quiet_restart: float = 90.0,
+    ) -> None:
+        super().__init__()
+        self._cache = cache
+        self.adapter = adapter
+        self._adapter_path = f"{BLUEZ_ROOT}/{adapter}"
+        self._on_found = on_found
+        self._quiet_restart = quiet_restart
+        self._wake = asyncio.Event()
+        self._down = asyncio.Event()
+        self._heard = asyncio.Event()
+        self.scanning = asyncio.Event()
+        self.starts = 0
+        self.start_failures = 0
+        self.callback_errors = 0
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        stack.callback(self._cache.subscribe(self._on_event))
+        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        stack.callback(tasks.create_task(self._run()).cancel)
+
+    def _on_event(self, event: ObjectEvent) -> None:
+        match event:
+            case AdapterRemoved(path=path) if path == self._adapter_path:
+                self._down.set()
+            case BluezGone() | BusLost():
+                self._down.set()
+            case AdapterAdded() | BluezBack():
+                self._wake.set()
+
+    async def _run(self) -> None:
+        delay = BACKOFF_MIN
+        while True:
+            self._wake.clear()
+            if self._cache.unavailable(self.adapter) is not None:
+                await self._wake.wait()
+                continue
+            self._down.clear()
+            scanner = BleakScanner(
+                self._seen, service_uuids=[NODE_SERVICE_UUID], bluez={"adapter": self.adapter}
+            )
+            try:
+                await scanner.start()
+            except BleakError as error:
+                # bleak's own view of BlueZ may lag ours by a signal (an adapter just added).
+                self.start_failures += 1
+                log.warning(
+                    "ble: scanning on %s failed to start, retry in %.2f s: %s", self.adapter, delay, error
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            delay = BACKOFF_MIN
+            self.starts += 1
+            self.scanning.set()
+            try:
+                await self._until_down_or_quiet()
+            finally:
+                self.scanning.clear()
+                await self._stop(scanner)
+
+    async def _until_down_or_quiet(self) -> None:
+        while not self._down.is_set():
+            self._heard.clear()
+            down = asyncio.ensure_future(self._down.wait())
+            heard = asyncio.ensure_future(self._heard.wait())
+            try:
+                done, _ = await asyncio.wait({down, heard}, timeout=self._quiet_restart)
+            finally:
+                down.cancel()
+                heard.cancel()
+            if not done:
+                log.info(
+                    "ble: heard nothing on %s for %.0f s, restarting the scan",
+                    self.adapter,
+                    self._quiet_restart,
+                )
+                return
+
+    async def _stop(self, scanner: BleakScanner) -> None:
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await scanner.stop()
+        except (BleakError, TimeoutError) as error:
+            # The adapter or bluetoothd is gone and took the discovery session with it.
+            log.debug("ble: stopping the scan on %s: %r", self.adapter, error)
+
+    def _seen(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        self._heard.set()
+        data = adv.service_data.get(NODE_SERVICE_UUID)
+        prefix = bytes(data[:PEER_ID_PREFIX_LEN]) if data and len(data) >= PEER_ID_PREFIX_LEN else None
+        try:
+            self._on_found(FoundNode(self.adapter, device.address, adv.rssi, prefix))
+        except Exception:
+            self.callback_errors += 1
+            log.exception("ble: the found-node callback failed for %s", device.address)
