@@ -62,6 +62,7 @@ from node.services.rendezvous.errors import RendezvousProblem, RendezvousUnavail
 from node.services.rendezvous.outbox import Outbox
 from node.services.rendezvous.traversal import Introduction, Parts, TraversalRun
 from node.services.rendezvous.view import (
+    IntroducerCounts,
     IntroducerView,
     LinkState,
     RendezvousView,
@@ -78,6 +79,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 1.0  # candidates looked at again this often (and at once on a link event)
 RETRY_S = 0.25  # an introducer that does not know the peer yet is asked again after this
+ANSWER_MARGIN_S = 0.25  # introduce() answers this much before connect() gives up
 MAX_RUNNING = 64  # traversals under way at once; beyond, introductions are declined
 # Messages an introducer sends (to a client); the others are a client's (to an introducer).
 _TO_CLIENT = (Registered, Introduced, Accepted, Refused, Synced)
@@ -264,7 +266,9 @@ class RendezvousService(Service[RendezvousView]):
         if peer in self._running:
             return  # one is under way: its paths answer
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        # Give up a little before ``connect``'s own timeout, so that its failure carries why
+        # (the introducer's refusal, no introducer) instead of only "no path came up".
+        deadline = loop.time() + wait - min(ANSWER_MARGIN_S, wait / 4)
         last: NodeError | None = None
         while loop.time() < deadline:
             links = [link for link in self.links if link.state is LinkState.REGISTERED]
@@ -463,9 +467,10 @@ class RendezvousService(Service[RendezvousView]):
 
     def status(self) -> RendezvousView:
         counts = self._counts
+        served = None if self.introducer is None else IntroducerCounts.of(self.introducer.stats())
         return RendezvousView(
-            serve=self.introducer is not None,
-            registered_peers=0 if self.introducer is None else self.introducer.stats().registered_peers,
+            serve=served is not None,
+            registered_peers=0 if served is None else served.registered_peers,
             introducers=tuple(link.view() for link in self.links),
             traversals=TraversalCounts(
                 attempts=self._attempts,
@@ -475,6 +480,7 @@ class RendezvousService(Service[RendezvousView]):
                 running=len(self._running),
             ),
             dropped=sum(self._drops.values()) + self._outbox.dropped,
+            introducer=served,
         )
 
 
