@@ -5,7 +5,8 @@
 - CRITICAL: loss > 20 %, or something sent has waited two retransmission timeouts (each at
   most ``silence_rto_cap_s``) with no acknowledgement at all, or a breaker is half-open (the
   path is on trial: usable as a last resort, never preferred);
-- DEGRADED: loss > 5 %, or the smoothed RTT above twice the path's own baseline (``samples``);
+- DEGRADED: loss > 5 %, or the smoothed RTT above twice the path's own baseline (``samples``)
+  and at least ``degraded_rtt_floor_s`` above it;
 - GOOD: loss > 1 %;
 - OPTIMAL otherwise.
 
@@ -54,9 +55,7 @@ def measured(
         return Health.CRITICAL
     baseline = samples.baseline()
     if (loss is not None and loss > settings.degraded_loss) or (
-        samples.srtt is not None
-        and baseline is not None
-        and samples.srtt > settings.degraded_rtt_factor * baseline
+        samples.srtt is not None and baseline is not None and _slow(samples.srtt, baseline, settings)
     ):
         return Health.DEGRADED
     if loss is not None and loss > settings.good_loss:
@@ -72,14 +71,14 @@ def projected(samples: PathSamples, now: float, settings: CoordinatorSettings) -
         return Health.CRITICAL
     rtt = samples.rtt_trend(now)
     baseline = samples.baseline()
-    if (
-        rtt is not None
-        and baseline is not None
-        and rtt.rising()
-        and rtt.at(ahead) > settings.degraded_rtt_factor * baseline
-    ):
+    if rtt is not None and baseline is not None and rtt.rising() and _slow(rtt.at(ahead), baseline, settings):
         return Health.DEGRADED
     return Health.OPTIMAL
+
+
+def _slow(rtt: float, baseline: float, settings: CoordinatorSettings) -> bool:
+    """``rtt`` is a degradation of ``baseline``: twice it and more than noise above it."""
+    return rtt > settings.degraded_rtt_factor * baseline and rtt - baseline > settings.degraded_rtt_floor_s
 
 
 def worse(a: BreakerState, b: BreakerState) -> BreakerState:

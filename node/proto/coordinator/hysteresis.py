@@ -10,9 +10,9 @@ Rules (issue 15), evaluated on every ``update`` with the peer's in-use paths ran
 - otherwise a challenger (proven: it has carried an RTT or an acknowledgement; healthy) takes
   over only after it has qualified at every update for ``switch_hold_s``: by scoring at least
   ``1 + switch_margin`` times the active path's score, or, against a relayed active path, by being
-  direct, at least GOOD and within the margin below (relay capacity is shared and costs a hop, so
-  a direct path of about the same worth is preferred). Noise that makes a path qualify now and
-  then never moves traffic: each lapse restarts the hold.
+  direct, at least GOOD (or as healthy as the relay) and within the margin below (relay capacity
+  is shared and costs a hop, so a direct path of about the same worth is preferred). Noise that
+  makes a path qualify now and then never moves traffic: each lapse restarts the hold.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _qualifies(
     if (
         current.key.relayed
         and not challenger.key.relayed
-        and challenger.health >= Health.GOOD
+        and challenger.health >= min(Health.GOOD, current.health)
         and challenger.score * margin >= current.score
     ):
         return ChangeReason.DIRECT_UPGRADE

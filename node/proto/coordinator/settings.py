@@ -43,6 +43,10 @@ class CoordinatorSettings:
     good_loss: float = 0.01
     # ... or RTT above this multiple of the path's own baseline is degraded ...
     degraded_rtt_factor: float = 2.0
+    # ... and at least this much above it: on a LAN (and in the lab) the baseline is a fraction
+    # of a millisecond and scheduling noise doubles it; a rise a player cannot notice degrades
+    # nothing (and would keep a proven direct path from taking over from a relay).
+    degraded_rtt_floor_s: float = 0.01
     # ... or no acknowledgement for this many retransmission timeouts is critical ...
     critical_silent_rtos: float = 2.0
     # ... each counted as the path's RTO but at most this. A path's RTT samples include what
@@ -77,6 +81,7 @@ class CoordinatorSettings:
             ("loss_window_s", self.loss_window_s > 0.0),
             ("loss thresholds", 0.0 <= self.good_loss <= self.degraded_loss <= self.critical_loss < 1.0),
             ("degraded_rtt_factor", self.degraded_rtt_factor > 1.0),
+            ("degraded_rtt_floor_s", self.degraded_rtt_floor_s >= 0.0),
             ("critical_silent_rtos", self.critical_silent_rtos > 0.0),
             ("silence_rto_cap_s", self.silence_rto_cap_s > 0.0),
             ("min_rto_s", 0.0 < self.min_rto_s <= self.initial_rto_s),

@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 # Introductions are small and rare; a peer that makes thousands wait is attacking, and what is
 # beyond this is dropped (the requester times out and asks again).
 MAX_QUEUED = 1024
+# A link whose peer does not read blocks its sends (TCP backpressure): a send that cannot go in
+# this long is dropped, so one such peer never stalls the rendezvous traffic of every other.
+SEND_TIMEOUT_S = 1.0
 
 
 class Outbox:
@@ -41,8 +44,9 @@ class Outbox:
             while self._queue:
                 peer, payload = self._queue.popleft()
                 try:
-                    await self._send(peer, payload)
-                except NodeError as exc:
-                    # The link went: its peer is forgotten by whoever waits on it.
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await self._send(peer, payload)
+                except (NodeError, TimeoutError) as exc:
+                    # The link went, or its peer reads nothing: the requester times out and asks again.
                     self.failed += 1
-                    log.debug("rendezvous: cannot send to %s: %s", peer, exc)
+                    log.debug("rendezvous: cannot send to %s: %s", peer, exc or "the link takes nothing")

@@ -63,6 +63,12 @@ def test_rtt_above_twice_its_baseline_is_degraded() -> None:
     assert measured(rtt_path(0.02, 0.0401), CLOSED, False, 0.0, SETTINGS) is Health.DEGRADED
 
 
+def test_a_lan_rtt_doubling_by_less_than_the_floor_is_noise() -> None:
+    # 0.3 ms to 0.9 ms is three times the baseline, but 0.6 ms is scheduling noise.
+    assert measured(rtt_path(0.0003, 0.0009), CLOSED, False, 0.0, SETTINGS) is Health.OPTIMAL
+    assert measured(rtt_path(0.0003, 0.0104), CLOSED, False, 0.0, SETTINGS) is Health.DEGRADED
+
+
 def test_baseline_is_the_minimum_of_the_window() -> None:
     s = PathSamples(CoordinatorSettings(performance_samples=3))
     for rtt in (0.01, 0.05, 0.06):

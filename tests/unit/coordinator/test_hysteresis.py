@@ -111,3 +111,14 @@ def test_an_unproven_path_never_takes_over_a_working_one() -> None:
     events = moves(simulate(c, 1.0, 10.0, {TLS: steady(0.05)}))
     assert events == []
     assert c.choose(PEER, NORMAL, 10.0).primary == TLS
+
+
+def test_a_direct_path_as_degraded_as_the_relay_still_replaces_it() -> None:
+    # Both lose 1 in 10 (DEGRADED): the direct path is no healthier, and no worse, than the relay.
+    c = started(TURN, UDP, nat=NatType.SYMMETRIC)
+    lossy = (lambda t: 0.02, every_nth(10))
+    events = moves(simulate(c, 0.0, 6.0, {TURN: lossy, UDP: lossy}))
+    changes = [(t, e) for t, e in events if e.reason is not ChangeReason.FIRST]
+    assert changes, events
+    (_, change), *_ = changes
+    assert (change.old, change.new, change.reason) == (TURN, UDP, ChangeReason.DIRECT_UPGRADE)
