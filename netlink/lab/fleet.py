@@ -544,3 +544,52 @@ def stream_through_fault(
         sent,
         fault_at,
     )
+
+
+@dataclass(slots=True)
+class Load:
+    """What :func:`load_pairs` sent: ``send`` commands per (sender host, receiver host) and the
+    messages acknowledged per path kind."""
+
+    rounds: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    paths: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+def load_pairs(
+    fleet: Fleet,
+    pairs: Sequence[tuple[NodeSpec, NodeSpec]],
+    load: Load,
+    *,
+    until: float | None,
+    count: int,
+    size: int,
+    workers: int = 4,
+) -> None:
+    """``send --count count --size size`` for every (sender, receiver) pair, round after round
+    on ``workers`` threads, until ``until`` (``time.monotonic()``; None: one round); counted into
+    ``load``. The first failure is raised once every thread stopped."""
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(mine: Sequence[tuple[NodeSpec, NodeSpec]]) -> None:
+        try:
+            while True:
+                for a, b in mine:
+                    sent = fleet.send(a, b, count, size)
+                    with lock:
+                        load.rounds[a.host, b.host] += 1
+                        load.paths.update({k: int(v) for k, v in sent["paths"].items()})
+                if until is None or time.monotonic() > until:
+                    return
+        except BaseException as exc:  # reported by the caller's thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(pairs[w::workers],), daemon=True) for w in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

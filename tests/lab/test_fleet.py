@@ -9,15 +9,13 @@ actions ~1.5 min) stays within about 5 minutes. A shorter value is for a quick l
 
 from __future__ import annotations
 
-import collections
 import os
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from netlink.lab.fleet import Fleet, NodeSpec, delivery
+from netlink.lab.fleet import Fleet, Load, delivery, load_pairs
 from tests.lab.conftest import LabFactory
 
 # The minute of load plus start-up and warm-up: well above pytest-timeout's default 60 s.
@@ -43,37 +41,11 @@ def test_ten_nodes_each_send_to_the_other_nine_without_loss(lab_factory: LabFact
             fleet.start(spec, [peer.static(kind(i, j)) for j, peer in enumerate(specs) if j != i])
         listeners = {spec.host: fleet.listen(spec) for spec in specs}
         pairs = [(a, b) for a in specs for b in specs if a is not b]
-        rounds: collections.Counter[tuple[str, str]] = collections.Counter()
-        paths: collections.Counter[str] = collections.Counter()
-        errors: list[BaseException] = []
-        lock = threading.Lock()
-
-        def one_round(a: NodeSpec, b: NodeSpec) -> None:
-            sent = fleet.send(a, b, COUNT, SIZE)
-            with lock:
-                rounds[a.host, b.host] += 1
-                paths.update({k: int(v) for k, v in sent["paths"].items()})
-
-        def worker(mine: list[tuple[NodeSpec, NodeSpec]], until: float | None) -> None:
-            try:
-                while True:
-                    for a, b in mine:
-                        one_round(a, b)
-                    if until is None or time.monotonic() > until:
-                        return
-            except BaseException as exc:  # reported by the main thread
-                errors.append(exc)
+        load = Load()
+        rounds, paths = load.rounds, load.paths
 
         def run(until: float | None) -> None:
-            threads = [
-                threading.Thread(target=worker, args=(pairs[w::WORKERS], until), daemon=True)
-                for w in range(WORKERS)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            assert not errors, errors[0]
+            load_pairs(fleet, pairs, load, until=until, count=COUNT, size=SIZE, workers=WORKERS)
 
         run(None)  # warm-up: every pair once, so every session, window and buffer exists
         rss_before = {spec.host: fleet.rss_kib(spec) for spec in specs}
