@@ -57,6 +57,11 @@ def expected_direct(a: NatBehaviour, b: NatBehaviour) -> bool:
     return not (a in SYMMETRIC and b in SYMMETRIC)
 
 
+def pairs_of(behaviours: Sequence[NatBehaviour] = BEHAVIOURS) -> Iterator[tuple[NatBehaviour, NatBehaviour]]:
+    """Every unordered pair of ``behaviours``, each with itself included."""
+    return itertools.combinations_with_replacement(behaviours, 2)
+
+
 def router_plan(behaviours: Sequence[NatBehaviour]) -> list[tuple[str, NatBehaviour]]:
     """Two routers per behaviour, named A, B, C... in order."""
     letters = iter(string.ascii_uppercase)
@@ -146,11 +151,6 @@ class Matrix:
 
         with ThreadPoolExecutor(STARTERS) as pool:
             list(pool.map(start, self.members.items()))
-
-    def pairs(
-        self, behaviours: Sequence[NatBehaviour] = BEHAVIOURS
-    ) -> Iterator[tuple[NatBehaviour, NatBehaviour]]:
-        return itertools.combinations_with_replacement(behaviours, 2)
 
     def pair(self, x: NatBehaviour, y: NatBehaviour, runs: int = 1) -> PairResult:
         a, b = self.members[x, 0], self.members[y, 1]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from netlink.lab import builder, teardown
 from netlink.lab.fleet import Fleet
-from netlink.lab.matrix import BEHAVIOURS, Matrix, PairResult, router_plan, table
+from netlink.lab.matrix import BEHAVIOURS, Matrix, PairResult, pairs_of, router_plan, table
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.topology import plan
 
@@ -63,7 +63,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     results: list[PairResult] = []
     try:
         matrix = Matrix(lab, fleet, behaviours)
-        for x, y in matrix.pairs(behaviours):
+        for x, y in pairs_of(behaviours):
             result = matrix.pair(x, y, args.runs)
             results.append(result)
             if not args.json:

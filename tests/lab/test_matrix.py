@@ -10,7 +10,7 @@ import pytest
 
 from netlink.lab.builder import Lab
 from netlink.lab.fleet import Fleet
-from netlink.lab.matrix import BEHAVIOURS, Matrix, PairResult, expected_direct, router_plan, table
+from netlink.lab.matrix import BEHAVIOURS, Matrix, PairResult, expected_direct, pairs_of, router_plan, table
 from netlink.lab.nat import NatBehaviour
 from netlink.lab.topology import plan
 
@@ -35,7 +35,7 @@ def matrix(lab_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def test_every_pair_connects_and_the_punchable_ones_end_direct(matrix: Matrix) -> None:
-    results: list[PairResult] = [matrix.pair(x, y) for x, y in matrix.pairs()]
+    results: list[PairResult] = [matrix.pair(x, y) for x, y in pairs_of()]
     print("\n" + table(results))
     for result in results:
         doc = result.to_json()
