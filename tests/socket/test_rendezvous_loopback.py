@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.app_cli import Listener, app, app_json
 from tests.support.nodeproc import RunningNode
@@ -35,8 +37,10 @@ def trio(tmp_path: Path) -> Iterator[tuple[RunningNode, RunningNode, RunningNode
     try:
         introducer = start_introducer(tmp_path / "introducer")
         started.append(introducer)
-        for name in ("a", "b"):
-            started.append(start_member(tmp_path / name, introducer_entry(introducer)))
+        # a serves its metrics: the traversal's outcome is counted there.
+        metrics = '[metrics]\nlisten = "127.0.0.1:0"\n'
+        for name, extra in (("a", metrics), ("b", "")):
+            started.append(start_member(tmp_path / name, introducer_entry(introducer), extra))
         yield started[0], started[1], started[2]
     finally:
         for node in started:
@@ -58,6 +62,19 @@ def _exchange(sender: RunningNode, receiver: RunningNode, text: str) -> dict[str
     assert base64.b64decode(item["data_b64"]) == text.encode()
     assert item["peer_id"] == sender.peer_id
     return item
+
+
+def _traversals(node: RunningNode) -> dict[str, float]:
+    """``bitcraps_nat_traversal_total`` by outcome, from the node's /metrics."""
+    listen = json.loads(app(node, "status", "--json").stdout)["metrics"]["listen"]
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        s.labels["outcome"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "bitcraps_nat_traversal_total"
+    }
 
 
 def test_members_connect_by_peer_id_alone_and_go_direct(
@@ -84,6 +101,8 @@ def test_members_connect_by_peer_id_alone_and_go_direct(
     assert _exchange(b, a, "from b")["path"] == "udp"
     counts = rendezvous(a)["traversals"]
     assert counts["attempts"] == 1 and counts["direct"] == 1, counts
+    # Found at the peer's own (host) address: counted as direct, not punched.
+    assert _traversals(a) == {"direct": 1.0, "punched": 0.0, "relayed": 0.0, "failed": 0.0}
     served = rendezvous(introducer)["introducer"]
     assert served["introductions"] == 1 and served["refusals"] == {} and served["drops"] == {}, served
 

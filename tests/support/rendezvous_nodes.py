@@ -25,9 +25,9 @@ def introducer_entry(introducer: RunningNode, pinned: str | None = None) -> str:
     return f"{pinned or introducer.peer_id}@tls://127.0.0.1:{introducer.tls_port}"
 
 
-def start_member(tmp_path: Path, entry: str) -> RunningNode:
+def start_member(tmp_path: Path, entry: str, extra_config: str = "") -> RunningNode:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    return start_node(tmp_path, extra_config=f'[rendezvous]\nintroducers = ["{entry}"]\n')
+    return start_node(tmp_path, extra_config=f'[rendezvous]\nintroducers = ["{entry}"]\n' + extra_config)
 
 
 def rendezvous(node: RunningNode) -> dict[str, Any]:
