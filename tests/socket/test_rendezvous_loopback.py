@@ -101,6 +101,7 @@ def test_members_connect_by_peer_id_alone_and_go_direct(
     assert _exchange(b, a, "from b")["path"] == "udp"
     counts = rendezvous(a)["traversals"]
     assert counts["attempts"] == 1 and counts["direct"] == 1, counts
+    assert rendezvous(a)["faults"] == {} and rendezvous(b)["faults"] == {}
     # Found at the peer's own (host) address: counted as direct, not punched.
     assert _traversals(a) == {"direct": 1.0, "punched": 0.0, "relayed": 0.0, "failed": 0.0}
     served = rendezvous(introducer)["introducer"]

@@ -73,6 +73,7 @@ from node.services.tcp_tls import TcpTlsService
 from node.services.turn import TurnService
 from node.services.udp import UdpService
 from node.transports.base import SocketFactory
+from node.transports.isolation import ConnectionIsolation
 from node.transports.turn.relay import TurnRelayTransport
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class RendezvousService(Service[RendezvousView]):
         self._attempts = 0
         self._drops: Counter[str] = Counter()
         self._wake = asyncio.Event()
+        self.wall = ConnectionIsolation("rendezvous")
         self._outbox = Outbox(coordinator.send_side)
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -204,6 +206,14 @@ class RendezvousService(Service[RendezvousView]):
     # -- introducer links (client side) ---------------------------------------------------------
 
     async def _keep(self, link: _Link) -> None:
+        """One introducer link, for the node's life; a bug in one round is contained, and the
+        link dialled again after the backoff."""
+        while True:
+            await self.wall.run(self._keep_link(link), f"introducer link {link.uri}")
+            link.state, link.detail = LinkState.FAILED, "internal error; see the log"
+            await asyncio.sleep(self.config.breaker.recovery_timeout_s)
+
+    async def _keep_link(self, link: _Link) -> None:
         assert self.tls is not None
         t = self.config.transport
         backoff = Backoff(t.retry_backoff_s, self.config.breaker.recovery_timeout_s)
@@ -428,6 +438,8 @@ class RendezvousService(Service[RendezvousView]):
                 outcome = TraversalOutcome.FAILED
         except NodeError as exc:
             log.warning("rendezvous: traversal to %s failed: %s", peer, exc)
+        except Exception as exc:  # the wall: one traversal's bug never stops the service
+            self.wall.contain(exc, f"traversal to {peer}")
         finally:
             if self._running.get(peer) is run:
                 del self._running[peer]
@@ -480,6 +492,7 @@ class RendezvousService(Service[RendezvousView]):
                 running=len(self._running),
             ),
             dropped=sum(self._drops.values()) + self._outbox.dropped,
+            faults=dict(self.wall.faults),
             introducer=served,
         )
 

@@ -76,6 +76,7 @@ class RendezvousView:
     introducers: tuple[IntroducerView, ...]
     traversals: TraversalCounts
     dropped: int  # rendezvous frames not used (malformed, unexpected, over a bound)
+    faults: dict[str, int]  # bugs contained at the service's wall, by exception type
     introducer: IntroducerCounts | None = None  # None unless this node serves
 
     def to_json(self) -> dict[str, Any]:
@@ -85,5 +86,6 @@ class RendezvousView:
             "introducers": [i.to_json() for i in self.introducers],
             "traversals": self.traversals.to_json(),
             "dropped": self.dropped,
+            "faults": dict(self.faults),
             "introducer": None if self.introducer is None else self.introducer.to_json(),
         }
