@@ -83,6 +83,11 @@ class BleLink(ABC):
     async def send(self, data: bytes) -> None:
         """Send one chunk; ``LinkMisuse(CLOSED | TOO_LARGE)`` or ``LinkFailed`` (then closed)."""
 
+    async def drain(self) -> None:
+        """Wait until what ``send`` queued on the bus left this process (see PeripheralLink).
+        A central's writes are method calls, each awaited: nothing is left to wait for."""
+        return None
+
     @abstractmethod
     async def aclose(self) -> None:
         """Close the link (idempotent); the handler hears ``link_closed`` with None."""

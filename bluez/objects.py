@@ -263,6 +263,17 @@ class ObjectCache:
 
         return unsubscribe
 
+    async def drain(self) -> None:
+        """Return once the bus daemon has read everything we sent before: it answers a Ping
+        after the messages ahead of it. dbus-fast treats a full socket buffer (EAGAIN) as a
+        broken connection, so a burst of signals (GATT notifications) must wait for this."""
+        await self.call(
+            Message(
+                destination=DBUS_SERVICE, path=DBUS_PATH, interface="org.freedesktop.DBus.Peer", member="Ping"
+            ),
+            "org.freedesktop.DBus.Peer.Ping",
+        )
+
     async def call(self, message: Message, what: str) -> Message:
         """Send a method call; an error reply raises its typed ``BluezCallError``."""
         reply = await self.bus.call(message)
@@ -348,7 +359,13 @@ class ObjectCache:
                 log.warning("bluez: snapshot after bluetoothd came back failed: %s", error)
 
     async def _watch_bus(self, bus: MessageBus) -> None:
-        await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]  # dbus-fast leaves it untyped
+        try:
+            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]  # dbus-fast leaves it untyped
+        except Exception as error:
+            # dbus-fast ends the connection with the error that broke it (an OSError from its
+            # socket, e.g. EAGAIN on a full send buffer): the bus is lost all the same, and the
+            # owner of the cache (the BLE service) opens a new one; it must not end our tasks.
+            log.warning("bluez: the system bus connection broke: %r", error)
         self._bus_lost = True
         self._gone()
         self._emit([BusLost()])

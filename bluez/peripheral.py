@@ -106,6 +106,11 @@ class PeripheralLink(BleLink):
         self._check(data)
         self._owner.notify(self, data)
 
+    async def drain(self) -> None:
+        # A notification is a signal, sent without a reply: nothing paces a burst of them but
+        # this (bluez/objects.py ObjectCache.drain).
+        await self._owner.drain()
+
     async def aclose(self) -> None:
         if self._finish(None):
             self._owner.forget(self)
@@ -327,6 +332,12 @@ class NodePeripheral(Component):
         if not self._tx.notifying:
             raise LinkFailed(LinkFailReason.NOT_SUBSCRIBED, f"to {link.address} on {self.adapter}")
         self._tx.changed(bytes([link.tag]) + data)
+
+    async def drain(self) -> None:
+        try:
+            await self._cache.drain()
+        except BluezCallError as error:
+            raise LinkFailed(LinkFailReason.LOST, f"the system bus on {self.adapter}: {error}") from error
 
     async def disconnect(self, device_path: str) -> None:
         try:

@@ -458,6 +458,26 @@ class MetricsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class BleSection:
+    enabled: bool = field(
+        default=True,
+        metadata=_rule(
+            "carry peers over BLE through BlueZ on the system D-Bus (without a bus, bluetoothd or an"
+            " adapter the node shows ble unavailable, retries, and runs everything else)"
+        ),
+    )
+    adapter: str = field(
+        default="", metadata=_rule("BlueZ adapter name, e.g. 'hci0' ('': the first adapter)")
+    )
+    max_links: int = field(
+        default=5,
+        metadata=_rule(
+            "BLE links at once (controllers handle about 5 connections well)", minimum=1, maximum=20
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeSection = field(default_factory=NodeSection)
     transport: TransportSection = field(default_factory=TransportSection)
@@ -471,6 +491,7 @@ class Config:
     peers: PeersSection = field(default_factory=PeersSection)
     rendezvous: RendezvousSection = field(default_factory=RendezvousSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    ble: BleSection = field(default_factory=BleSection)
 
 
 def load_effective(path: Path | None) -> Config:

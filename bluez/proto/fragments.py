@@ -116,12 +116,16 @@ class Fragmenter:
     def __init__(self) -> None:
         self._next = 0
 
-    def fragment(self, datagram: bytes, att_mtu: int) -> list[bytes]:
+    def fragment(self, datagram: bytes, att_mtu: int, *, reserve: int = 0) -> list[bytes]:
+        """The chunks of ``datagram`` at ``att_mtu``, each ``reserve`` bytes short of a full
+        value (a peripheral's notifications spend one byte on the central's tag: bluez/links.py)."""
         size = len(datagram)
         if not 0 < size <= MAX_DATAGRAM:
             reason = BleProtoMisuse.EMPTY_DATAGRAM if not size else BleProtoMisuse.DATAGRAM_TOO_LARGE
             raise BleProtoUsageError(reason, f"{size} bytes (maximum {MAX_DATAGRAM})")
-        capacity = chunk_capacity(att_mtu)
+        capacity = chunk_capacity(att_mtu) - reserve
+        if capacity <= FIRST_OVERHEAD:
+            raise BleProtoUsageError(BleProtoMisuse.BAD_MTU, f"ATT MTU {att_mtu} less {reserve} reserved")
         number = self._next
         self._next = (number + 1) & _NUMBER
         first_size = capacity - FIRST_OVERHEAD

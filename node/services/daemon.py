@@ -24,6 +24,7 @@ from node.proto.identity import Identity
 from node.proto.vocabulary import PeerId, TransportHealth, TransportState
 from node.security.keystore import KEY_FILE_NAME
 from node.services.app_control import AppControl
+from node.services.ble import BleService, BleView
 from node.services.control import MAX_REQUEST_BYTES, Command, ControlServer, ControlView
 from node.services.control_args import ArgumentError
 from node.services.coordinator import CoordinatorService, CoordinatorView, NodeApi
@@ -79,6 +80,7 @@ class NodeStatus:
     nat: NatView
     tcp_tls: TcpTlsView | None
     turn: TurnView | None
+    ble: BleView
     network: NetworkView
     metrics: MetricsView
     coordinator: CoordinatorView
@@ -97,6 +99,7 @@ class NodeStatus:
             "nat": self.nat.to_json(),
             "tcp_tls": None if self.tcp_tls is None else self.tcp_tls.to_json(),
             "turn": None if self.turn is None else self.turn.to_json(),
+            "ble": self.ble.to_json(),
             "network": self.network.to_json(),
             "metrics": self.metrics.to_json(),
             "coordinator": self.coordinator.to_json(),
@@ -140,7 +143,10 @@ class Node(Service[NodeStatus]):
         # The TURN relay comes up in the background when [turn] names servers.
         self.turn = TurnService(config, identity) if config.turn.servers else None
         # Every transport's events, the path for every message, and the application API.
-        self.coordinator = CoordinatorService(config, identity.peer_id, self.udp, self.tls, self.turn)
+        self.ble = BleService(config, identity)
+        self.coordinator = CoordinatorService(
+            config, identity.peer_id, self.udp, self.tls, self.turn, ble=self.ble
+        )
         self.api = NodeApi(self.coordinator)
         self.nat.on_report.append(lambda report: self.coordinator.set_nat_type(report.nat_type))
         # Introducer links, the introducer ([rendezvous] serve) and traversals to introduced peers.
@@ -186,6 +192,7 @@ class Node(Service[NodeStatus]):
                 self.nat,
                 self.tls,
                 self.turn,
+                self.ble,
                 self.coordinator,
                 self.rendezvous,
                 self.network,
@@ -227,7 +234,10 @@ class Node(Service[NodeStatus]):
     def _health(self) -> list[TransportHealth]:
         """Every transport's health now (read at each scrape)."""
         carriers = (self.udp, self.tls, self.turn)
-        return [s.transport.health() for s in carriers if s is not None]
+        healths = [s.transport.health() for s in carriers if s is not None]
+        if self.ble.ready:
+            healths.append(self.ble.transport.health())
+        return healths
 
     def status(self) -> NodeStatus:
         carriers = [s for s in self.services if isinstance(s, TransportService)]
@@ -241,6 +251,7 @@ class Node(Service[NodeStatus]):
             nat=self.nat.status(),
             tcp_tls=None if self.tls is None else self.tls.status(),
             turn=None if self.turn is None else self.turn.status(),
+            ble=self.ble.status(),
             network=self.network.status(),
             metrics=self.metrics.status(),
             coordinator=self.coordinator.status(),

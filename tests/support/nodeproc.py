@@ -64,9 +64,12 @@ class RunningNode:
             self.proc.stdout.close()
 
 
-def start_node(tmp_path: Path, notify_path: Path | None = None, extra_config: str = "") -> RunningNode:
+def start_node(
+    tmp_path: Path, notify_path: Path | None = None, extra_config: str = "", env: dict[str, str] | None = None
+) -> RunningNode:
     """Start `bitcraps-node run` on loopback with a free UDP port; returns once it printed its id.
-    ``extra_config`` is TOML appended to the config (other sections)."""
+    ``extra_config`` is TOML appended to the config (other sections); ``env`` adds variables
+    (e.g. DBUS_SYSTEM_BUS_ADDRESS of a fake BlueZ's bus)."""
     config = tmp_path / "node.toml"
     if "[tcp_tls]" not in extra_config:
         extra_config += "\n[tcp_tls]\nport = 0\n"  # a free port: tests run nodes side by side
@@ -74,7 +77,7 @@ def start_node(tmp_path: Path, notify_path: Path | None = None, extra_config: st
         extra_config += '\n[metrics]\nlisten = ""\n'  # off: nodes side by side would share its port
     config.write_text('[node]\nlisten_address = "127.0.0.1"\nudp_port = 0\n' + extra_config)
     state, runtime = tmp_path / "state", tmp_path / "run"
-    env = dict(os.environ, WATCHDOG_USEC="200000")
+    env = dict(os.environ, WATCHDOG_USEC="200000", **(env or {}))
     env.pop("WATCHDOG_PID", None)
     env.pop("NOTIFY_SOCKET", None)
     if notify_path is not None:

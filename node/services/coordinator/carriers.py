@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
 from node.proto.vocabulary import Endpoint, IpEndpoint, PeerId, RelayEndpoint, TransportKind
+from node.services.ble import BleService
 from node.services.tcp_tls import TcpTlsService
 from node.services.turn import TurnService
 from node.services.udp import UdpService
@@ -125,3 +126,24 @@ class TurnCarrier(Carrier):
             # Its events ended: it closed (``up`` cleared first). Never look again at once: a
             # closed transport's events end without waiting, which would spin the loop.
             await asyncio.sleep(_RELAY_RECHECK_S)
+
+
+class BleCarrier(Carrier):
+    kind = TransportKind.BLE
+
+    def __init__(self, service: BleService) -> None:
+        self._service = service
+
+    def current(self) -> Transport:
+        # Always the one transport: while BlueZ is missing it has no peers, and a send fails typed.
+        return self._service.transport
+
+    def local(self, peer: PeerId, endpoint: Endpoint) -> str | None:
+        link = self._service.transport.peers().get(peer)
+        return None if link is None else link.adapter
+
+    def capacity(self) -> int:
+        return self._service.section.max_links
+
+    async def ping(self, peer: PeerId) -> float:
+        return await self._service.transport.ping(peer)

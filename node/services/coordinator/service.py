@@ -58,7 +58,8 @@ from node.proto.vocabulary import (
     Priority,
     TransportKind,
 )
-from node.services.coordinator.carriers import Carrier, TlsCarrier, TurnCarrier, UdpCarrier
+from node.services.ble import BleService
+from node.services.coordinator.carriers import BleCarrier, Carrier, TlsCarrier, TurnCarrier, UdpCarrier
 from node.services.coordinator.dialing import Dialer
 from node.services.coordinator.errors import ApiReason, ApiUsageError, PeerUnreachableError
 from node.services.coordinator.inbox import Inbox
@@ -111,6 +112,8 @@ class CoordinatorService(Service[CoordinatorView]):
         udp: UdpService,
         tls: TcpTlsService | None = None,
         turn: TurnService | None = None,
+        *,
+        ble: BleService | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -121,6 +124,8 @@ class CoordinatorService(Service[CoordinatorView]):
             carriers.append(TlsCarrier(tls, capacity))
         if turn is not None:
             carriers.append(TurnCarrier(turn, capacity))
+        if ble is not None:
+            carriers.append(BleCarrier(ble))
         self.carriers: dict[TransportKind, Carrier] = {c.kind: c for c in carriers}
         self.coordinator = Coordinator(coordinator_settings(config), breaker=config.breaker.new_breaker)
         self.delivery = delivery_settings(config)
