@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,23 +70,37 @@ class Settled:
     active_kind: str | None
 
 
-def wait_settled(fleet: Fleet, spec: NodeSpec, peer: NodeSpec, timeout: float = 30.0) -> Settled:
-    """Until ``spec``'s traversal to ``peer`` has an outcome (and, when direct, traffic moved)."""
+def wait_settled(
+    fleet: Fleet, spec: NodeSpec, peer: NodeSpec, timeout: float = 30.0, *, moved: bool = False
+) -> Settled:
+    """Until ``spec``'s traversal to ``peer`` has an outcome (with ``moved``, and when direct,
+    until traffic moved to it, or a second before ``timeout``)."""
+    return wait_all_settled(fleet, spec, [peer], timeout, moved=moved)[peer.peer_id]
+
+
+def wait_all_settled(
+    fleet: Fleet, spec: NodeSpec, peers: Sequence[NodeSpec], timeout: float = 30.0, *, moved: bool = False
+) -> dict[str, Settled]:
+    """``wait_settled`` for several peers of ``spec`` at once (one ``peers`` command a poll)."""
     deadline = time.monotonic() + timeout
-    row: dict[str, Any] | None = None
+    wanted = {p.peer_id for p in peers}
+    settled: dict[str, Settled] = {}
+    rows: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        rows = [r for r in fleet.peers(spec)["peers"] if r["peer_id"] == peer.peer_id]
-        row = rows[0] if rows else None
-        traversal = None if row is None else row["traversal"]
-        if row is not None and traversal is not None and traversal["outcome"] != "pending":
+        rows = {r["peer_id"]: r for r in fleet.peers(spec)["peers"] if r["peer_id"] in wanted}
+        for peer_id, row in rows.items():
+            traversal = row["traversal"]
+            if peer_id in settled or traversal is None or traversal["outcome"] == "pending":
+                continue
             active = row["active"]
             kind = None if active is None else active["kind"]
-            moved = traversal["outcome"] != "direct" or kind == "udp"
-            if moved or time.monotonic() > deadline - 1:
-                return Settled(
+            waiting = moved and traversal["outcome"] == "direct" and kind != "udp"
+            if not waiting or time.monotonic() > deadline - 1:
+                settled[peer_id] = Settled(
                     traversal["outcome"], traversal["method"], traversal["time_to_direct_ms"], kind
                 )
+        if len(settled) == len(wanted):
+            return settled
         time.sleep(POLL_S)
-    raise FleetError(
-        FleetFailure.NOT_READY, f"{spec.host} -> {peer.host}: no outcome in {timeout:g} s: {row}"
-    )
+    missing = {p.host: rows.get(p.peer_id) for p in peers if p.peer_id not in settled}
+    raise FleetError(FleetFailure.NOT_READY, f"{spec.host}: no outcome in {timeout:g} s for {missing}")

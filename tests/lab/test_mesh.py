@@ -16,7 +16,7 @@ import pytest
 from netlink.lab.fleet import Fleet, Load, delivery, load_pairs
 from netlink.lab.matrix import expected_direct
 from netlink.lab.nat import NatBehaviour
-from netlink.lab.traversal import INTRODUCER_CONFIG, member_config, stun_servers, wait_ready, wait_settled
+from netlink.lab.traversal import INTRODUCER_CONFIG, member_config, stun_servers, wait_all_settled, wait_ready
 from tests.lab.conftest import LabFactory
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(420)]
@@ -70,9 +70,10 @@ def test_ten_nodes_behind_mixed_nats_form_a_full_mesh_by_peer_id(
             fleet.connect(a, b, timeout=30)
         mesh_s = time.monotonic() - started
         outcomes: dict[tuple[str, str], str] = {}
-        for a, b in unordered:
-            settled = wait_settled(fleet, a, b, 30)
-            outcomes[a.host, b.host] = settled.outcome
+        for i, a in enumerate(specs[:-1]):
+            later = specs[i + 1 :]
+            settled = wait_all_settled(fleet, a, later, 30)
+            outcomes.update({(a.host, b.host): settled[b.peer_id].outcome for b in later})
         print(
             f"\nfull mesh of {len(unordered)} pairs connected in {mesh_s:.1f} s, settled after"
             f" {time.monotonic() - started:.1f} s; outcomes {outcomes}",

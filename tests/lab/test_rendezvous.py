@@ -52,7 +52,7 @@ def test_two_port_restricted_nodes_introduced_by_peer_id_end_direct(
     print("\nconnect:", json.dumps(connected))
     assert connected["peer_id"] == b.peer_id
     assert connected["time_to_first_ms"] is not None
-    settled = wait_settled(nodes, a, b)
+    settled = wait_settled(nodes, a, b, moved=True)
     print("settled:", settled)
     assert settled.outcome == "direct", settled
     assert settled.method in ("srflx", "prflx", "host"), settled
