@@ -27,7 +27,7 @@ for _ in $(seq 60); do btmgmt --index 0 info 2>/dev/null | grep -q 'current sett
 btmgmt --index 0 info | grep -q 'current settings:.*powered' || { echo "vm: bluetoothd did not power hci0" >&2; exit 1; }
 step "bluetoothd up on hci0"
 cd "$repo"
-export PYTHONDONTWRITEBYTECODE=1 BLE_VM_FIGURES="$out/figures.txt" BLE_VM_BUMBLE=unix:/tmp/bt-server-le
+export BITCRAPS_BLE_VM=1 PYTHONDONTWRITEBYTECODE=1 BLE_VM_FIGURES="$out/figures.txt" BLE_VM_BUMBLE=unix:/tmp/bt-server-le
 set +e
 timeout 240 .venv/bin/python -m pytest -p no:cacheprovider -q -m ble_vm hil-tests/ble_vm -o "testpaths=" "${@:3}" 2>&1 | tee "$out/pytest.log"
 rc=${PIPESTATUS[0]}
