@@ -146,6 +146,12 @@ _RULES = (
 )
 
 
+# A snapshot is taken again while change signals keep coming before it names the owner; a
+# bluetoothd still exporting settles within a few.
+MAX_SNAPSHOTS = 5
+_CHANGES = frozenset({"InterfacesAdded", "InterfacesRemoved", "PropertiesChanged"})
+
+
 class ObjectCache:
     """``async with ObjectCache() as cache``: adapters and devices of bluetoothd, kept current."""
 
@@ -161,6 +167,7 @@ class ObjectCache:
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._bus_lost = False
+        self._missed = 0  # change signals that came while no owner was known (see _settled_snapshot)
         self.subscriber_errors = 0
 
     @classmethod
@@ -182,7 +189,7 @@ class ObjectCache:
             self._bus.add_message_handler(self._on_message)
             for rule in _RULES:
                 await self._call_dbus("AddMatch", "s", [rule])
-            await self._snapshot(initial=True)
+            await self._settled_snapshot(initial=True)
             tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
             self._tasks = [
                 tasks.create_task(self._resync_loop()),
@@ -349,11 +356,28 @@ class ObjectCache:
             events.append(BluezGone())
         self._emit(events)
 
+    async def _settled_snapshot(self, *, initial: bool) -> None:
+        """``_snapshot`` until no change signal was missed while it ran.
+
+        Until a snapshot has named org.bluez's owner, its signals are not applied (they could
+        not be told from a stale owner's). A bluetoothd that has just started exports its objects
+        while we ask for them: an InterfacesAdded that arrives after GetManagedObjects was
+        answered, but before the snapshot's coroutine runs again, would otherwise be lost (the
+        fake bluetoothd's restart showed it: the cache kept no adapter). Such a signal is
+        counted, and the snapshot taken again, which holds its change."""
+        for _ in range(MAX_SNAPSHOTS):
+            self._missed = 0
+            await self._snapshot(initial=initial)
+            if not self._missed:
+                return
+            initial = False
+        log.warning("bluez: objects still changing after %d snapshots; following signals now", MAX_SNAPSHOTS)
+
     async def _resync_loop(self) -> None:
         while True:
             await self._resync.get()
             try:
-                await self._snapshot(initial=False)
+                await self._settled_snapshot(initial=False)
             except BluezCallError as error:
                 # One line; the next NameOwnerChanged brings another attempt.
                 log.warning("bluez: snapshot after bluetoothd came back failed: %s", error)
@@ -386,7 +410,11 @@ class ObjectCache:
         if msg.member == "NameOwnerChanged" and msg.interface == Interface.DBUS:
             self._on_owner_changed(msg)
             return
-        if self._owner is None or msg.sender != self._owner:
+        if self._owner is None:
+            if msg.member in _CHANGES:
+                self._missed += 1  # a change before the snapshot named the owner: snapshot again
+            return
+        if msg.sender != self._owner:
             return
         try:
             if msg.member == "InterfacesAdded" and msg.interface == Interface.OBJECT_MANAGER:
