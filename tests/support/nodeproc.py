@@ -8,8 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 NODE = [sys.executable, "-m", "node.cli"]
@@ -19,31 +20,46 @@ def cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*NODE, *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@dataclass
 class NotifyListener:
-    """What systemd would receive on NOTIFY_SOCKET."""
+    """What systemd would receive on NOTIFY_SOCKET, read as it arrives.
 
-    path: Path
-    sock: socket.socket
-    messages: list[str] = field(default_factory=list)
+    A thread drains the socket all the time, as systemd does: a unix datagram socket queues only
+    ``net.unix.max_dgram_qlen`` messages (10 by default), and the node drops a notification rather
+    than block its loop on a full one (node.services.systemd), so a test that read only when it
+    waited lost STOPPING=1 behind the watchdog's pings on a slow, loaded machine."""
+
+    def __init__(self, path: Path, sock: socket.socket) -> None:
+        self.path = path
+        self.sock = sock
+        self.messages: list[str] = []
+        self._arrived = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="notify-listener", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:  # the fixture closed the socket
+                return
+            with self._arrived:
+                self.messages.append(data.decode())
+                self._arrived.notify_all()
 
     def wait_for(self, line: str, timeout: float = 20.0) -> list[str]:
-        """Collect messages until one contains ``line``; returns all collected so far."""
-        self.sock.settimeout(timeout)
-        while not any(line in m.splitlines() for m in self.messages):
-            self.messages.append(self.sock.recv(4096).decode())
-        return self.messages
+        """Until a message contains ``line``; all collected so far. TimeoutError after ``timeout``."""
+        with self._arrived:
+            if not self._arrived.wait_for(
+                lambda: any(line in m.splitlines() for m in self.messages), timeout=timeout
+            ):
+                raise TimeoutError(f"no {line!r} within {timeout:g} s; last: {self.messages[-3:]}")
+            return list(self.messages)
 
     def collect(self, seconds: float) -> list[str]:
-        """Collect whatever arrives during ``seconds`` (a window for counting, not a timing check)."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                break
-        return self.messages
+        """Let messages arrive for ``seconds`` (a window for counting, not a timing check)."""
+        time.sleep(seconds)
+        with self._arrived:
+            return list(self.messages)
 
 
 @dataclass
