@@ -64,6 +64,7 @@ class BleView:
     peers: int = 0
     found: int = 0
     counters: tuple[tuple[str, int], ...] = ()
+    mesh_peers: tuple[tuple[str, int], ...] = ()  # peers through relays, with their hop counts
 
     def to_json(self) -> dict[str, Any]:
         if self.state is BleState.DISABLED:
@@ -77,6 +78,7 @@ class BleView:
             "peers": self.peers,
             "found": self.found,
             "relay": dict(self.counters),
+            "mesh_peers": dict(self.mesh_peers),
         }
 
 
@@ -137,6 +139,15 @@ class BleService(Service[BleView]):
             {f"chunks_dropped_{d.name.lower()}": n for d, n in transport.pool.stats().drops.items()}
         )
         counts.update(dials=self.dials, dial_failures=self.dial_failures, links_lost=transport.links_lost)
+        mesh = transport.relay.router.stats()
+        counts.update({f"mesh_dropped_{d.name.lower()}": n for d, n in mesh.drops.items()})
+        counts.update(
+            mesh_originated=mesh.originated,
+            mesh_delivered=mesh.delivered,
+            mesh_relayed=mesh.relayed,
+            mesh_routes=mesh.routes,
+            mesh_bad_announces=transport.relay.bad_announces,
+        )
         return BleView(
             BleState.READY,
             adapter=self._adapter,
@@ -144,6 +155,7 @@ class BleService(Service[BleView]):
             peers=len(transport.peers()),
             found=len(self._found),
             counters=tuple(sorted(counts.items())),
+            mesh_peers=tuple(sorted(transport.mesh_hops().items())),
         )
 
     @property
