@@ -35,6 +35,7 @@ from bluez.scanner import FoundNode, NodeScanner
 from bluez.transport import BleSettings, BleTransport
 from node.config import Config
 from node.proto.identity import Identity
+from node.proto.vocabulary import TransportState
 from node.services.background import run_in_background
 from node.services.frame_limit import frame_limit
 from node.services.service import Service
@@ -157,6 +158,14 @@ class BleService(Service[BleView]):
             counters=tuple(sorted(counts.items())),
             mesh_peers=tuple(sorted(transport.mesh_hops().items())),
         )
+
+    @property
+    def state(self) -> TransportState | None:
+        """Its entry in status ``transports``: ready, or degraded while BlueZ or the adapter is
+        missing (the node runs on without it and keeps looking); None when disabled (no entry)."""
+        if not self.section.enabled:
+            return None
+        return TransportState.READY if self._why_not() is None else TransportState.DEGRADED
 
     @property
     def ready(self) -> bool:
