@@ -34,7 +34,9 @@ from typing import Any, Self
 from bluez.links import BleLink, BleLinkError, LinkFailed, LinkMisuse, LinkMisuseReason, LinkRole
 from bluez.pipe import LinkPipe
 from bluez.proto.fragments import ChunkLimits, ReassemblyPool
-from bluez.proto.linkframes import LinkKind, decode_hello, encode
+from bluez.proto.linkframes import LinkKind, decode_hello, encode, peer_prefix
+from bluez.proto.mesh import MeshLimits
+from bluez.relay import ANNOUNCE_INTERVAL, Announced, ForUs, MeshPeer, MeshRelay
 from node.proto.datagram.fragments import UDP_PLAINTEXT
 from node.proto.datagram.reassembly import ReassemblyLimits
 from node.proto.identity import Identity
@@ -59,6 +61,7 @@ from node.transports.session_path import OverSessionPath, PathSettings, SessionP
 log = logging.getLogger(__name__)
 
 Dialer = Callable[[str], Awaitable[BleLink]]
+Address = BleLink | MeshPeer  # a session's: the link to a neighbour, or a peer through relays
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,8 @@ class BleSettings:
     auto_handshake: bool = False  # a central runs the handshake with the id its peer's HELLO names
     chunks: ChunkLimits = field(default_factory=ChunkLimits)
     reassembly: ReassemblyLimits = field(default_factory=ReassemblyLimits)
+    mesh: MeshLimits = field(default_factory=MeshLimits)
+    announce_interval: float = ANNOUNCE_INTERVAL
 
     def path(self) -> PathSettings:
         # A sealed session datagram of UDP's size (1200 bytes) plus our kind byte, or a mesh
@@ -92,11 +97,10 @@ class BleDrop(enum.Enum):
 
     UNKNOWN_KIND = "unknown kind byte"
     BAD_HELLO = "a HELLO that names no peer id"
-    MESH_UNSUPPORTED = "a mesh frame (no relay on this node)"
     NO_LINK = "a session datagram for a link that closed"
 
 
-class BleTransport(OverSessionPath[BleLink], Transport):
+class BleTransport(OverSessionPath[Address], Transport):
     kind = TransportKind.BLE
 
     def __init__(
@@ -110,16 +114,23 @@ class BleTransport(OverSessionPath[BleLink], Transport):
         self._settings = settings = settings or BleSettings()
         self.identity = identity
         self.capabilities = Capabilities(settings.max_message, reliable=False, ordered=False)
-        self._path: SessionPath[BleLink] = SessionPath(
+        self._path: SessionPath[Address] = SessionPath(
             identity,
             verifier,
             settings.path(),
             self._transmit,
-            _endpoint,
+            self._endpoint,
             name="BLE",
             credential=credential,
         )
         self.pool = ReassemblyPool(settings.chunks)
+        self.relay = MeshRelay(
+            identity.peer_id,
+            self._put_mesh,
+            self._path.now,
+            limits=settings.mesh,
+            announce_interval=settings.announce_interval,
+        )
         self._pipes: dict[BleLink, LinkPipe] = {}
         self._tasks: asyncio.TaskGroup | None = None
         self._state = TransportState.STOPPED
@@ -136,6 +147,7 @@ class BleTransport(OverSessionPath[BleLink], Transport):
         self._path.start(asyncio.get_running_loop())
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
+        self._spawn(self._relay(), "ble-mesh-relay")
         self._state = TransportState.READY
         return self
 
@@ -203,11 +215,23 @@ class BleTransport(OverSessionPath[BleLink], Transport):
         self._path.send(peer, frame)
 
     def health(self) -> TransportHealth:
-        malformed = sum(self.drops.values()) + sum(self.pool.stats().drops.values())
+        malformed = sum(self.drops.values()) + sum(self.pool.stats().drops.values()) + self.relay.malformed()
         return self._path.health(self.kind, self._state, len(self._path.peers), malformed)
 
-    def peers(self) -> dict[PeerId, BleLink]:
+    def peers(self) -> dict[PeerId, Address]:
+        """Every peer with a session: at its link (a neighbour) or at a MeshPeer (through relays)."""
         return dict(self._path.peers)
+
+    def adapter_of(self, peer: PeerId) -> str | None:
+        """The adapter ``peer``'s traffic leaves on (through relays: the first hop's link's)."""
+        at = self._path.peers.get(peer)
+        link = self.relay.first_hop(at) if isinstance(at, MeshPeer) else at
+        return None if link is None else link.adapter
+
+    def mesh_hops(self) -> dict[PeerId, int]:
+        """Peers with a session through relays, with their radio hop counts now (the route's)."""
+        hops = self.relay.hops()
+        return {peer: hops.get(peer, 0) for peer, at in self._path.peers.items() if isinstance(at, MeshPeer)}
 
     @property
     def links(self) -> Mapping[BleLink, LinkPipe]:
@@ -228,6 +252,7 @@ class BleTransport(OverSessionPath[BleLink], Transport):
         pipe = LinkPipe(link, self.pool.open_link(), self._settings.link_queue_bytes)
         self._pipes[link] = pipe
         self.links_opened += 1
+        self.relay.add_link(link)
         self._spawn(self._write(pipe), f"ble-writer-{link.address}")
         log.info("ble: %s link to %s on %s (ATT MTU %d)", link.role, link.address, link.adapter, link.mtu)
         if link.role is LinkRole.OUTBOUND:
@@ -248,7 +273,7 @@ class BleTransport(OverSessionPath[BleLink], Transport):
         elif kind == LinkKind.HELLO:
             self._hello(pipe, body)
         elif kind == LinkKind.MESH:
-            self.drops[BleDrop.MESH_UNSUPPORTED] += 1
+            self._mesh(link, body)
         else:
             self.drops[BleDrop.UNKNOWN_KIND] += 1
 
@@ -257,6 +282,7 @@ class BleTransport(OverSessionPath[BleLink], Transport):
         if pipe is None:
             return
         pipe.close()
+        self.relay.remove_link(link)
         self._closed_counters.update(_pipe_counts(pipe))
         if error is not None:
             self.links_lost += 1
@@ -275,11 +301,15 @@ class BleTransport(OverSessionPath[BleLink], Transport):
         first = pipe.peer_hint is None
         pipe.peer_hint = peer
         link = pipe.link
-        if link.role is LinkRole.INBOUND:
-            if first:
-                pipe.put(encode(LinkKind.HELLO, self.identity.peer_id.encode("ascii")))
-        elif (
-            self._settings.auto_handshake
+        if link.role is LinkRole.INBOUND and first:
+            pipe.put(encode(LinkKind.HELLO, self.identity.peer_id.encode("ascii")))
+        if first:
+            # Both ends can now be heard on this link (the peripheral has answered): a node the
+            # other end reaches learns of us through it (bluez/relay.py).
+            self.relay.announce()
+        if (
+            link.role is LinkRole.OUTBOUND
+            and self._settings.auto_handshake
             and first
             and self._tasks is not None
             and peer not in self._path.peers
@@ -292,11 +322,56 @@ class BleTransport(OverSessionPath[BleLink], Transport):
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _handshake(self, peer: PeerId, link: BleLink) -> None:
+    async def _handshake(self, peer: PeerId, at: Address) -> None:
+        where = f"{at.address} over BLE" if isinstance(at, BleLink) else f"{at.prefix.hex()} over the mesh"
         try:
-            await self._path.connect(peer, link, f"{link.address} over BLE")
+            await self._path.connect(peer, at, where)
         except TransportError as error:
-            log.warning("ble: handshake with %s on the link to %s failed: %s", peer, link.address, error)
+            log.warning("ble: handshake with %s at %s failed: %s", peer, where, error)
+
+    def _mesh(self, link: BleLink, body: bytes) -> None:
+        # What the frame was not (malformed, a duplicate, TTL spent, a bad announce) the relay
+        # and its router count by reason (status ble.relay mesh_dropped_*).
+        got = self.relay.receive(link, body)
+        if isinstance(got, ForUs):
+            if not self._path.closing:
+                self._path.receive(got.payload, got.source)
+        elif isinstance(got, Announced):
+            self._announced(got)
+
+    def _announced(self, got: Announced) -> None:
+        """A node ``got.hops`` away announced itself: the smaller prefix starts a session with it
+        through the relays, unless it is a neighbour (its link's handshake makes it a peer)."""
+        peer = got.peer
+        if got.hops < 2 or peer in self._path.peers or not self._settings.auto_handshake:
+            return
+        if any(pipe.peer_hint == peer for pipe in self._pipes.values()):
+            return
+        prefix = peer_prefix(peer)
+        if self.relay.prefix > prefix or self._tasks is None or self._path.closing:
+            return
+        log.info("ble: %s announced %d hops away: handshake through the mesh", peer, got.hops)
+        self._spawn(self._handshake(peer, MeshPeer(prefix)), f"ble-mesh-handshake-{prefix.hex()}")
+
+    async def _relay(self) -> None:
+        try:
+            await self.relay.run()
+        except Exception:
+            # A bug in the relay must not take the transport's task group (and every link) down.
+            self.handler_errors += 1
+            log.exception("ble: the mesh relay failed")
+
+    def _put_mesh(self, link: BleLink, frame: bytes) -> bool:
+        pipe = self._pipes.get(link)
+        return pipe is not None and pipe.put(encode(LinkKind.MESH, frame))
+
+    def _endpoint(self, at: Address) -> Endpoint:
+        """A neighbour's link address; for a peer through relays, the first hop's (the link its
+        traffic leaves on), or its prefix while no route is known."""
+        if isinstance(at, BleLink):
+            return BleEndpoint(at.address)
+        first = self.relay.first_hop(at)
+        return BleEndpoint(first.address if first is not None else f"mesh:{at.prefix.hex()}")
 
     async def _write(self, pipe: LinkPipe) -> None:
         try:
@@ -306,16 +381,16 @@ class BleTransport(OverSessionPath[BleLink], Transport):
             self.handler_errors += 1
             log.exception("ble: the writer of the link to %s failed", pipe.link.address)
 
-    def _transmit(self, out: list[tuple[bytes, BleLink]]) -> None:
+    def _transmit(self, out: list[tuple[bytes, Address]]) -> None:
         pipes = self._pipes
-        for data, link in out:
-            pipe = pipes.get(link)
-            if pipe is None or not pipe.put(encode(LinkKind.SESSION, data)):
+        for data, at in out:
+            if isinstance(at, MeshPeer):
+                sent = self.relay.send(at, data)
+            else:
+                pipe = pipes.get(at)
+                sent = pipe is not None and pipe.put(encode(LinkKind.SESSION, data))
+            if not sent:
                 self._path.send_failures += 1
-
-
-def _endpoint(link: BleLink) -> Endpoint:
-    return BleEndpoint(link.address)
 
 
 def _pipe_counts(pipe: LinkPipe) -> Counter[str]:

@@ -21,7 +21,21 @@ from collections.abc import Sequence
 import node
 from netlink.lab.cli import register as register_lab
 from node import logs
-from node.cli import config, connect, disconnect, identity, listen, nat, peers, ping, run, send, status, turn
+from node.cli import (
+    ble,
+    config,
+    connect,
+    disconnect,
+    identity,
+    listen,
+    nat,
+    peers,
+    ping,
+    run,
+    send,
+    status,
+    turn,
+)
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | true` is: the reader
 # of our stdout went away, which only `set -o pipefail` turns into the pipeline's failure.
@@ -36,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (run, status, config, identity, turn):
         command.register(sub)
     register_lab(sub)
-    for command in (nat, ping, connect, disconnect, send, listen, peers):
+    for command in (nat, ping, connect, disconnect, send, listen, peers, ble):
         command.register(sub)
     return parser
 

@@ -35,6 +35,7 @@ from bluez.scanner import FoundNode, NodeScanner
 from bluez.transport import BleSettings, BleTransport
 from node.config import Config
 from node.proto.identity import Identity
+from node.proto.vocabulary import TransportState
 from node.services.background import run_in_background
 from node.services.frame_limit import frame_limit
 from node.services.service import Service
@@ -64,6 +65,7 @@ class BleView:
     peers: int = 0
     found: int = 0
     counters: tuple[tuple[str, int], ...] = ()
+    mesh_peers: tuple[tuple[str, int], ...] = ()  # peers through relays, with their hop counts
 
     def to_json(self) -> dict[str, Any]:
         if self.state is BleState.DISABLED:
@@ -77,6 +79,7 @@ class BleView:
             "peers": self.peers,
             "found": self.found,
             "relay": dict(self.counters),
+            "mesh_peers": dict(self.mesh_peers),
         }
 
 
@@ -137,6 +140,15 @@ class BleService(Service[BleView]):
             {f"chunks_dropped_{d.name.lower()}": n for d, n in transport.pool.stats().drops.items()}
         )
         counts.update(dials=self.dials, dial_failures=self.dial_failures, links_lost=transport.links_lost)
+        mesh = transport.relay.router.stats()
+        counts.update({f"mesh_dropped_{d.name.lower()}": n for d, n in mesh.drops.items()})
+        counts.update(
+            mesh_originated=mesh.originated,
+            mesh_delivered=mesh.delivered,
+            mesh_relayed=mesh.relayed,
+            mesh_routes=mesh.routes,
+            mesh_bad_announces=transport.relay.bad_announces,
+        )
         return BleView(
             BleState.READY,
             adapter=self._adapter,
@@ -144,7 +156,16 @@ class BleService(Service[BleView]):
             peers=len(transport.peers()),
             found=len(self._found),
             counters=tuple(sorted(counts.items())),
+            mesh_peers=tuple(sorted(transport.mesh_hops().items())),
         )
+
+    @property
+    def state(self) -> TransportState | None:
+        """Its entry in status ``transports``: ready, or degraded while BlueZ or the adapter is
+        missing (the node runs on without it and keeps looking); None when disabled (no entry)."""
+        if not self.section.enabled:
+            return None
+        return TransportState.READY if self._why_not() is None else TransportState.DEGRADED
 
     @property
     def ready(self) -> bool:

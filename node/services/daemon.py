@@ -246,7 +246,10 @@ class Node(Service[NodeStatus]):
             version=node.__version__,
             uptime_s=time.monotonic() - self._started,
             listen=tuple(url for s in carriers if (url := s.listen_url) is not None),
-            transports=tuple((s.name, s.state) for s in carriers),
+            transports=(
+                *((s.name, s.state) for s in carriers),
+                *(() if (ble := self.ble.state) is None else (("ble", ble),)),
+            ),
             udp=self.udp.status(),
             nat=self.nat.status(),
             tcp_tls=None if self.tls is None else self.tls.status(),

@@ -8,6 +8,7 @@ Fixtures: ``private_bus`` (a dbus-daemon; DBUS_SYSTEM_BUS_ADDRESS points at it f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -55,14 +56,24 @@ class FakeBluezProcess:
 
 @pytest.fixture
 async def fake_bluez_process(private_bus: PrivateBus) -> AsyncIterator[FakeBluezProcess]:
+    async with fake_bluez_subprocess(private_bus) as fake:
+        yield fake
+
+
+@contextlib.asynccontextmanager
+async def fake_bluez_subprocess(
+    bus: PrivateBus, adapters: int = 2, *options: str
+) -> AsyncIterator[FakeBluezProcess]:
+    """The fake bluetoothd process with ``adapters`` adapters (``options``: its other flags)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tests.fakes.bluez",
         "--bus",
-        private_bus.address,
+        bus.address,
         "--adapters",
-        "2",
+        str(adapters),
+        *options,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         cwd=REPO,

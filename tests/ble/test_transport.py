@@ -111,11 +111,13 @@ async def test_malformed_chunks_and_datagrams_are_dropped_and_counted(fake_bluez
         for chunk in (
             b"",  # no header
             bytes([0x05]) + b"orphan",  # a continuation without its first chunk
-            bytes([0x81, 0xFF, 0xFF]) + b"x",  # a first chunk claiming 65535 bytes
-            bytes([0x82, 0x00, 0x02]) + b"xyz",  # more bytes than its length
-            bytes([0x83, 0x00, 0x02, 9, 1]),  # a whole datagram of unknown kind 9
-            bytes([0x84, 0x00, 0x03, 2, 1, 2]),  # a HELLO naming no peer id
-            bytes([0x85, 0x00, 0x05, 0]) + b"junk",  # a session datagram that is garbage
+            # Datagram numbers far from the few A's own pipe has used on this link (HELLO,
+            # announces, handshake), so A's next datagram is no DUPLICATE of the last of these.
+            bytes([0xC1, 0xFF, 0xFF]) + b"x",  # a first chunk claiming 65535 bytes
+            bytes([0xC2, 0x00, 0x02]) + b"xyz",  # more bytes than its length
+            bytes([0xC3, 0x00, 0x02, 9, 1]),  # a whole datagram of unknown kind 9
+            bytes([0xC4, 0x00, 0x03, 2, 1, 2]),  # a HELLO naming no peer id
+            bytes([0xC5, 0x00, 0x05, 0]) + b"junk",  # a session datagram that is garbage
         ):
             if chunk:
                 await link.send(chunk)

@@ -48,6 +48,8 @@ def test_ready_watchdog_status_stun_and_orderly_stop(
         f"udp://127.0.0.1:{running_node.udp_port}",
         f"tls://127.0.0.1:{running_node.tls_port}",
     ]
+    # ble is degraded on a machine without BlueZ (CI), ready on one with it.
+    assert doc["transports"].pop("ble") in ("ready", "degraded")
     assert doc["transports"] == {"udp": "ready", "tcp_tls": "ready"}
     assert doc["tcp_tls"]["trust"].startswith("development")
     assert doc["tcp_tls"]["connections"] == 0

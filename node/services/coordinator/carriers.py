@@ -139,8 +139,7 @@ class BleCarrier(Carrier):
         return self._service.transport
 
     def local(self, peer: PeerId, endpoint: Endpoint) -> str | None:
-        link = self._service.transport.peers().get(peer)
-        return None if link is None else link.adapter
+        return self._service.transport.adapter_of(peer)
 
     def capacity(self) -> int:
         return self._service.section.max_links

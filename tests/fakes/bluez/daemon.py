@@ -15,7 +15,9 @@ connection takes org.bluez again; registrations and devices are lost, as when bl
 restarts), ``vanish`` (a device drops out of range: its link fails in-flight calls with
 org.bluez.Error.Failed, later ones with NotConnected, then the Device1 goes away), ``set_mtu``
 (ATT MTU of an adapter; a link takes the smaller of its two ends), ``fail_next`` (the next
-Connect calls answer a given BlueZ error name).
+Connect calls answer a given BlueZ error name), ``set_range`` (two adapters hear each other or
+not: out of range, neither discovers the other, a Connect fails as a page timeout does, and a
+link between them drops as in ``vanish``; for mesh tests with nodes in a line).
 
 Not modelled yet: InterfacesAdded/Removed come from each object's own path, one per interface
 (dbus-fast's export), where bluetoothd sends them from "/" with all interfaces at once; remote
@@ -180,6 +182,7 @@ class FakeBluetoothd:
         self._failures: dict[str, list[str]] = {}
         self.writes = 0
         self.connects = 0
+        self.out_of_range: set[frozenset[str]] = set()  # pairs of adapter names that cannot hear each other
 
     # -- lifecycle and test hooks ---------------------------------------------------------------
 
@@ -274,6 +277,23 @@ class FakeBluetoothd:
         if device.link is not None:
             self._drop_link(device.link)
         self.bus.unexport(device.path)
+
+    def in_range(self, a: AdapterState, b: AdapterState) -> bool:
+        return frozenset((a.name, b.name)) not in self.out_of_range
+
+    async def set_range(self, first: str, second: str, on: bool) -> None:
+        """Whether adapters ``first`` and ``second`` hear each other (both exist or not)."""
+        pair = frozenset((first, second))
+        if on:
+            self.out_of_range.discard(pair)
+            self._refresh_all()
+            return
+        self.out_of_range.add(pair)
+        for here, there in ((first, second), (second, first)):
+            adapter = self.adapters.get(here)
+            address = adapter_address(int(there.removeprefix("hci")))
+            if adapter is not None and address in adapter.devices:
+                await self.vanish(here, address)
 
     def set_mtu(self, adapter_name: str, mtu: int) -> None:
         """The ATT_MTU this adapter offers; links made afterwards use min(central, peripheral)."""
@@ -410,7 +430,13 @@ class FakeBluetoothd:
             return
         for peer in list(self.adapters.values()):
             advert = self._merged_advert(peer)
-            if peer is adapter or not peer.powered or advert is None or not self._matches(adapter, advert):
+            if (
+                peer is adapter
+                or not peer.powered
+                or advert is None
+                or not self.in_range(adapter, peer)
+                or not self._matches(adapter, advert)
+            ):
                 continue
             device = adapter.devices.get(peer.address)
             if device is None:
@@ -540,7 +566,7 @@ class FakeBluetoothd:
             raise bluez_error(IN_PROGRESS, "In Progress")
         async with self._lock:
             peer = next((a for a in self.adapters.values() if a.address == device.address_), None)
-            if peer is None or not peer.powered:
+            if peer is None or not peer.powered or not self.in_range(central, peer):
                 raise bluez_error(FAILED, "Host is down")
             mirror = peer.devices.get(central.address)
             if mirror is None:
