@@ -39,6 +39,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.constants import NameFlag, RequestNameReply
 from dbus_fast.errors import DBusError
 
+from tests.fakes.bluez.adsize import LEGACY_MAX, advertising_length, full_uuid, scan_response_name
 from tests.fakes.bluez.interfaces import (
     ALREADY_CONNECTED,
     ALREADY_EXISTS,
@@ -469,16 +470,28 @@ class FakeBluetoothd:
         kind = _value(props.get("Type", ""))
         if kind not in ("broadcast", "peripheral"):
             raise bluez_error(INVALID_ARGUMENTS, f"Invalid arguments in method call: Type {kind!r}")
-        adapter.advertisements[key] = Advertisement(
-            uuids=[u.lower() for u in _value(props.get("ServiceUUIDs", []))],
+        advert = Advertisement(
+            uuids=[full_uuid(u) for u in _value(props.get("ServiceUUIDs", []))],
             service_data={
-                k.lower(): bytes(_value(v)) for k, v in _value(props.get("ServiceData", {})).items()
+                full_uuid(k): bytes(_value(v)) for k, v in _value(props.get("ServiceData", {})).items()
             },
             manufacturer_data={
                 k: bytes(_value(v)) for k, v in _value(props.get("ManufacturerData", {})).items()
             },
-            local_name=_value(props.get("LocalName", "")),
+            local_name=scan_response_name(_value(props.get("LocalName", ""))),
         )
+        # Real bluetoothd on a legacy-advertising controller: adsize.py says what it counts.
+        length = advertising_length(
+            advert.uuids,
+            advert.service_data,
+            advert.manufacturer_data,
+            _value(props["Appearance"]) if "Appearance" in props else None,
+            _value(props.get("Includes", [])),
+        )
+        if length > LEGACY_MAX:
+            log.warning("fake bluez: advertising data too long (%d > %d bytes)", length, LEGACY_MAX)
+            raise bluez_error(FAILED, "Failed to parse advertisement.")
+        adapter.advertisements[key] = advert
         adapter.interfaces[2].emit_properties_changed({"ActiveInstances": len(adapter.advertisements)}, [])
         self._refresh_all()
 
