@@ -157,6 +157,20 @@ class PeripheralSide:
         )
         await self.device.start_advertising(auto_restart=True)
 
+    async def keep_advertising(self, period: float = 1.0) -> None:
+        """Re-announce the advertisement every ``period`` s until the first connection (cancel to
+        stop). btvirt's controllers (emulator/btdev.c, 5.66) hand an advertising report to a
+        scanner only when advertising or scanning is enabled, never on an interval as a radio
+        does; the kernel creates a requested LE connection when it hears the device while
+        scanning, and bluetoothd restarts discovery only every ~10 s, so without this a 10 s
+        connect attempt can miss every report."""
+        while not self.device.connections:
+            await asyncio.sleep(period)
+            if self.device.connections:
+                return
+            await self.device.stop_advertising()
+            await self.device.start_advertising(auto_restart=True)
+
     async def notify(self, chunk: bytes) -> None:
         await self.device.notify_subscribers(self.tx, bytes([self.tag]) + chunk)
 
