@@ -3,8 +3,8 @@
 # qemu VM (virtme-ng, Debian's kernel for its hci_vhci module, TCG: nested KVM hangs here), where
 # hil-tests/ble_vm/guest.sh starts dbus-daemon, btvirt and bluetoothd and runs the ble_vm tests
 # (our peripheral and Connector on hci0, bumble on a second emulated controller).
-# Prints the figures and what each part took; exits non-zero on failure. A manual stage for now
-# (hil-tests/README.md, "BLE VM"): not in .ci/run.
+# Prints the figures and what each part took; exits non-zero on failure. .ci/run runs it after
+# the benchmarks (hil-tests/README.md, "BLE VM").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
