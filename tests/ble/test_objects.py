@@ -20,7 +20,7 @@ from bluez.objects import (
     ObjectEvent,
 )
 from tests.ble.conftest import FakeBluezProcess
-from tests.ble.peripheral import SERVICE_DATA, SERVICE_UUID, serve
+from tests.ble.peripheral import SERVICE_DATA, SERVICE_DATA_UUID, SERVICE_UUID, serve
 from tests.fakes.bluez import FakeBluetoothd, PrivateBus, adapter_address
 from tests.support.tlsnodes import eventually
 
@@ -60,7 +60,7 @@ async def test_sees_adapters_and_follows_devices_and_properties(fake_bluez: Fake
             assert device.address == adapter_address(1)
             assert device.adapter == "/org/bluez/hci0"
             assert device.uuids == (SERVICE_UUID,)
-            assert device.service_data == ((SERVICE_UUID, SERVICE_DATA),)
+            assert device.service_data == ((SERVICE_DATA_UUID, SERVICE_DATA),)
             assert device.rssi is not None and not device.connected
             assert any(isinstance(e, DeviceAdded) for e in events)
             reply = await bus.call(

@@ -9,6 +9,9 @@ joined by a virtual radio.
   the bus, as bluetoothd does (options: device, link, mtu, type, offset; gatt-api.txt).
 - Y's local characteristic's PropertiesChanged(Value), once BlueZ has called its StartNotify,
   reaches every X subscribed with StartNotify as PropertiesChanged(Value) on the remote object.
+- RegisterAdvertisement refuses advertising data over 31 bytes as bluetoothd 5.66 does on a
+  controller without extended advertising; LocalName reaches scanners as the scan response's
+  name (adsize.py).
 
 Test hooks: ``remove_adapter`` / ``add_adapter`` (InterfacesRemoved/Added), ``restart`` (a new
 connection takes org.bluez again; registrations and devices are lost, as when bluetoothd
@@ -41,6 +44,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.constants import NameFlag, RequestNameReply
 from dbus_fast.errors import DBusError
 
+from tests.fakes.bluez.adsize import LEGACY_MAX, advertising_length, full_uuid, scan_response_name
 from tests.fakes.bluez.interfaces import (
     ALREADY_CONNECTED,
     ALREADY_EXISTS,
@@ -64,6 +68,7 @@ from tests.fakes.bluez.interfaces import (
 )
 
 log = logging.getLogger(__name__)
+PEER_VALUE_MAX = 510  # what a bluetoothd 5.66 peripheral takes in one write (write_value())
 
 GATT_CHARACTERISTIC = "org.bluez.GattCharacteristic1"
 GATT_SERVICE = "org.bluez.GattService1"
@@ -181,6 +186,7 @@ class FakeBluetoothd:
         self._lock = asyncio.Lock()  # one Connect at a time, as the controller's connection queue
         self._failures: dict[str, list[str]] = {}
         self.writes = 0
+        self.oversize_writes = 0  # writes a bluetoothd 5.66 peripheral would have dropped
         self.connects = 0
         self.out_of_range: set[frozenset[str]] = set()  # pairs of adapter names that cannot hear each other
 
@@ -495,16 +501,28 @@ class FakeBluetoothd:
         kind = _value(props.get("Type", ""))
         if kind not in ("broadcast", "peripheral"):
             raise bluez_error(INVALID_ARGUMENTS, f"Invalid arguments in method call: Type {kind!r}")
-        adapter.advertisements[key] = Advertisement(
-            uuids=[u.lower() for u in _value(props.get("ServiceUUIDs", []))],
+        advert = Advertisement(
+            uuids=[full_uuid(u) for u in _value(props.get("ServiceUUIDs", []))],
             service_data={
-                k.lower(): bytes(_value(v)) for k, v in _value(props.get("ServiceData", {})).items()
+                full_uuid(k): bytes(_value(v)) for k, v in _value(props.get("ServiceData", {})).items()
             },
             manufacturer_data={
                 k: bytes(_value(v)) for k, v in _value(props.get("ManufacturerData", {})).items()
             },
-            local_name=_value(props.get("LocalName", "")),
+            local_name=scan_response_name(_value(props.get("LocalName", ""))),
         )
+        # Real bluetoothd on a legacy-advertising controller: adsize.py says what it counts.
+        length = advertising_length(
+            advert.uuids,
+            advert.service_data,
+            advert.manufacturer_data,
+            _value(props["Appearance"]) if "Appearance" in props else None,
+            _value(props.get("Includes", [])),
+        )
+        if length > LEGACY_MAX:
+            log.warning("fake bluez: advertising data too long (%d > %d bytes)", length, LEGACY_MAX)
+            raise bluez_error(FAILED, "Failed to parse advertisement.")
+        adapter.advertisements[key] = advert
         adapter.interfaces[2].emit_properties_changed({"ActiveInstances": len(adapter.advertisements)}, [])
         self._refresh_all()
 
@@ -662,6 +680,15 @@ class FakeBluetoothd:
         if kind == "command" and len(value) > char.link.mtu - 3:
             # gatt-api.txt: a write without response carries at most ATT_MTU - 3 bytes.
             raise bluez_error(FAILED, f"Failed to initiate write: {len(value)} > MTU-3 ({char.link.mtu - 3})")
+        if len(value) > PEER_VALUE_MAX:
+            # The peer's bluetoothd 5.66 (before 5.69) counts the PDU's 2-byte handle against the
+            # 512-byte value limit: a longer Write Command is dropped without a word, a Write
+            # Request answered Invalid Attribute Value Length (src/shared/gatt-server.c
+            # write_cb(): check_length(length, 0); fixed by commit 8bf3a4a26).
+            self.oversize_writes += 1
+            if kind == "command":
+                return
+            raise bluez_error(FAILED, "Operation failed with ATT error: 0x0d")
         # The peer's bluetoothd hands the write to its application; awaiting that keeps the
         # order of writes and gives the link backpressure.
         reply = await self._call_on_link(
