@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dbus_fast.aio import MessageBus
+
 # A system-type bus that lets everyone do anything: the fake bluetoothd owns org.bluez and the
 # node's processes export GATT applications on it, as they would on the real system bus.
 _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -90,3 +92,37 @@ class PrivateBus:
         self.proc = None
         if self.socket.exists():
             os.unlink(self.socket)
+
+
+class _WaitWhenFull:
+    """The bus socket as dbus-fast's writer sees it, with a full send buffer (EAGAIN) reported as
+    nothing written: the writer then keeps the message and waits until the socket is writable,
+    as libdbus (so a real bluetoothd) does. dbus-fast's asyncio writer instead treats EAGAIN as a
+    broken connection and closes it (python-dbus-next issue 153, still so in dbus-fast 5.2)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send(self, data: memoryview) -> int:
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+
+    def sendmsg(self, buffers: list[memoryview], ancdata: list[tuple[int, int, bytes]]) -> int:
+        try:
+            return self._sock.sendmsg(buffers, ancdata)
+        except BlockingIOError:
+            return 0
+
+
+def wait_when_full(bus: MessageBus) -> MessageBus:
+    """Let ``bus`` (connected) ride out a full socket instead of dropping the connection. The fake
+    bluetoothd needs it: it relays every notification as a signal of its own, with no pacing (a
+    peripheral's burst, or what queued while the machine was busy, goes out at once), and a
+    dbus-daemon that reads slowly on a loaded machine filled its socket: the fake lost org.bluez,
+    every link dropped. The node paces its own signals instead (bluez/objects.py drain)."""
+    writer = bus._writer  # dbus-fast's internals; checked by tests/ble/test_fake_bus.py
+    assert writer is not None, "wait_when_full needs a connected bus"
+    writer.sock = _WaitWhenFull(writer.sock)  # type: ignore[assignment]
+    return bus

@@ -45,6 +45,7 @@ from dbus_fast.constants import NameFlag, RequestNameReply
 from dbus_fast.errors import DBusError
 
 from tests.fakes.bluez.adsize import LEGACY_MAX, advertising_length, full_uuid, scan_response_name
+from tests.fakes.bluez.bus import wait_when_full
 from tests.fakes.bluez.interfaces import (
     ALREADY_CONNECTED,
     ALREADY_EXISTS,
@@ -205,7 +206,7 @@ class FakeBluetoothd:
         return self._bus
 
     async def start(self) -> None:
-        bus = await MessageBus(bus_address=self.bus_address).connect()
+        bus = wait_when_full(await MessageBus(bus_address=self.bus_address).connect())
         self._bus = bus
         bus.add_message_handler(self._on_message)
         await bus.call(
