@@ -7,7 +7,11 @@ outbound ``BleLink``s, with Home Assistant's lessons (bleak-retry-connector, hab
   controller out of connection slots, a timeout) as org.bluez.Error.Failed with the errno as
   text (src/error.c, btd_error_le_errno), and a second Connect while one is queued as
   org.bluez.Error.InProgress; so ``BluezFailed``, ``BluezInProgress`` and our own timeout are
-  retried, nothing else (UnknownObject: BlueZ forgot the device, scan again first);
+  retried; so is a link that drops while it is being set up (the characteristic's StartNotify
+  or ReadValue answers NotConnected, or UnknownObject as BlueZ removed the link's GATT objects
+  under us: two nodes that connected to each other at once share one LE link, and either end
+  closing it takes it from both); nothing else (Device1.Connect's UnknownObject, which bleak
+  raises as BleakDeviceNotFoundError: BlueZ forgot the device, scan again first);
 - a slot limit per adapter (default 5; controllers handle about that many links well);
 - stale connections closed at start: BlueZ keeps a link when the process that made it dies, so
   any of our adapter's devices still Connected and serving our UUID is disconnected.
@@ -42,7 +46,14 @@ from bluez.defs import (
     ErrorName,
     device_path,
 )
-from bluez.errors import BluezCallError, BluezFailed, BluezInProgress, from_dbus_error
+from bluez.errors import (
+    BluezCallError,
+    BluezFailed,
+    BluezInProgress,
+    BluezNotConnected,
+    BluezUnknownObject,
+    from_dbus_error,
+)
 from bluez.links import (
     TAG_LEN,
     BleLink,
@@ -73,7 +84,13 @@ BACKOFF_MIN = 0.25
 BACKOFF_MAX = 4.0
 DISCONNECT_TIMEOUT = 5.0
 # Errors worth another attempt (see the module's doc): decided by type, never by text.
-TRANSIENT: tuple[type[Exception], ...] = (BluezInProgress, BluezFailed, TimeoutError)
+TRANSIENT: tuple[type[Exception], ...] = (
+    BluezInProgress,
+    BluezFailed,
+    BluezNotConnected,
+    BluezUnknownObject,
+    TimeoutError,
+)
 
 
 def typed(error: BleakDBusError, call: str) -> BluezCallError:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,7 @@ GATT_CHARACTERISTIC = "org.bluez.GattCharacteristic1"
 GATT_SERVICE = "org.bluez.GattService1"
 ADVERTISEMENT = "org.bluez.LEAdvertisement1"
 DEFAULT_MTU = 517  # the largest ATT_MTU BlueZ negotiates
+ADVERTISING_INTERVAL_S = 1.0  # a connectable advertiser's interval is 20 ms to 10.24 s; BlueZ's default ~1 s
 
 
 def _value(variant: Any) -> Any:
@@ -146,6 +148,7 @@ class RemoteChar:
     local: LocalChar
     path: str
     service_path: str
+    seen_as: Device1  # the client as the application's adapter sees it (the "device" option)
     value: bytes = b""
     subscribers: set[str] = field(default_factory=set)
     iface: RemoteCharacteristic1 | None = None
@@ -190,6 +193,7 @@ class FakeBluetoothd:
         self.oversize_writes = 0  # writes a bluetoothd 5.66 peripheral would have dropped
         self.connects = 0
         self.out_of_range: set[frozenset[str]] = set()  # pairs of adapter names that cannot hear each other
+        self._timers: set[asyncio.TimerHandle] = set()
 
     # -- lifecycle and test hooks ---------------------------------------------------------------
 
@@ -227,6 +231,9 @@ class FakeBluetoothd:
             self.add_adapter(index)
 
     def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         if self._bus is not None:
             self._bus.disconnect()
             self._bus = None
@@ -278,12 +285,24 @@ class FakeBluetoothd:
         self.bus.unexport(adapter.path)
 
     async def vanish(self, adapter_name: str, address: str) -> None:
-        """The device at ``address`` leaves ``adapter_name``'s range mid-whatever."""
+        """The device at ``address`` leaves ``adapter_name``'s range mid-whatever, for a moment:
+        a discovering adapter hears its advertisement again at the next advertising event, as
+        a radio does while the device stays in range (set_range keeps it out)."""
         adapter = self.adapters[adapter_name]
         device = adapter.devices.pop(address)
         if device.link is not None:
             self._drop_link(device.link)
         self.bus.unexport(device.path)
+        self._later(ADVERTISING_INTERVAL_S, self._refresh_all)
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+        def fire() -> None:
+            self._timers.discard(timer)
+            if self._bus is not None:
+                callback()
+
+        timer = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers.add(timer)
 
     def in_range(self, a: AdapterState, b: AdapterState) -> bool:
         return frozenset((a.name, b.name)) not in self.out_of_range
@@ -597,24 +616,36 @@ class FakeBluetoothd:
             device.connected_ = mirror.connected_ = True
             device.emit_properties_changed({"Connected": True}, [])
             mirror.emit_properties_changed({"Connected": True}, [])
-            handle = 0x0001
-            for app in peer.apps.values():
-                for service in app.services:
-                    handle += 1
-                    service_path = f"{device.path}/service{handle:04x}"
-                    self.bus.export(service_path, RemoteService1(service.uuid, service.primary, device.path))
-                    link.paths.append(service_path)
-                    for local in service.chars:
-                        handle += 2  # declaration + value handles, as ATT lays them out
-                        char = RemoteChar(link, app, local, f"{service_path}/char{handle:04x}", service_path)
-                        char.iface = RemoteCharacteristic1(self, char)
-                        self.bus.export(char.path, char.iface)
-                        link.chars.append(char)
-                        link.paths.append(char.path)
-            # device-api.txt: ServicesResolved turns true once discovery is done (after the
-            # objects exist, which is what clients wait for).
-            device.services_resolved_ = True
-            device.emit_properties_changed({"ServicesResolved": True}, [])
+            # The central discovers the peripheral's applications; then the peripheral's bluetoothd
+            # discovers the central's, as BlueZ does for every LE link unless main.conf turns
+            # ReverseServiceDiscovery off (src/device.c gatt_client_init() runs in either role).
+            # So a Device1 that connected to us also turns ServicesResolved, and bleak on that
+            # side (which skips Connect for a connected device) gets the central's services.
+            self._resolve(link, peer, device, mirror)
+            self._resolve(link, central, mirror, device)
+
+    def _resolve(self, link: Link, server: AdapterState, under: Device1, seen_as: Device1) -> None:
+        """``server``'s applications as remote objects under ``under``, then ServicesResolved."""
+        handle = 0x0001
+        for app in server.apps.values():
+            for service in app.services:
+                handle += 1
+                service_path = f"{under.path}/service{handle:04x}"
+                self.bus.export(service_path, RemoteService1(service.uuid, service.primary, under.path))
+                link.paths.append(service_path)
+                for local in service.chars:
+                    handle += 2  # declaration + value handles, as ATT lays them out
+                    char = RemoteChar(
+                        link, app, local, f"{service_path}/char{handle:04x}", service_path, seen_as
+                    )
+                    char.iface = RemoteCharacteristic1(self, char)
+                    self.bus.export(char.path, char.iface)
+                    link.chars.append(char)
+                    link.paths.append(char.path)
+        # device-api.txt: ServicesResolved turns true once discovery is done (after the
+        # objects exist, which is what clients wait for).
+        under.services_resolved_ = True
+        under.emit_properties_changed({"ServicesResolved": True}, [])
 
     async def disconnect(self, device: Device1) -> None:
         if device.link is None:
@@ -644,7 +675,7 @@ class FakeBluetoothd:
 
     def _options(self, char: RemoteChar, **extra: Variant) -> dict[str, Variant]:
         return {
-            "device": Variant("o", char.link.mirror.path),
+            "device": Variant("o", char.seen_as.path),
             "link": Variant("s", "LE"),
             "mtu": Variant("q", char.link.mtu),
             "offset": Variant("q", 0),
