@@ -32,6 +32,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target", default="nspawn", help="nspawn (default) or ssh://user@host[:port]")
     group.addoption("--peer-target", default="nspawn", help="the second node: nspawn or ssh://...")
     group.addoption(
+        "--third-target",
+        default=None,
+        help="a third board (ssh://...) for the BLE line test: in range of --peer-target only",
+    )
+    group.addoption(
         "--rootfs",
         type=Path,
         default=Path(os.environ.get("BITCRAPS_ROOTFS", REPO / "build/image/rootfs-amd64")),
