@@ -24,7 +24,7 @@ import pytest
 from hil import ble
 from hil.figures import record as record_figure
 from hil.ssh import SshTarget
-from hil.target import Target
+from hil.target import Target, UnitState
 
 from bluez.proto.linkframes import peer_prefix
 
@@ -98,6 +98,20 @@ def _wait_ble(board: Board, state: str, seconds: float) -> dict[str, Any]:
     )
 
 
+def _same_process(board: Board, before: UnitState) -> None:
+    """The node never exited: the same main process, no restart by systemd."""
+    after = board.target.unit()
+    assert (after.main_pid, after.restarts) == (before.main_pid, before.restarts)
+
+
+def _ready_and_exchanging(a: Board, b: Board, before: UnitState) -> None:
+    """A's ble ready again by itself, messages both ways over BLE, and A's node never exited."""
+    _wait_ble(a, "ready", 60)
+    _exchange(a, b, 64)
+    _exchange(b, a, 64)
+    _same_process(a, before)
+
+
 def test_two_boards_find_each_other_and_exchange_messages_over_ble(
     pair: Pair, pytestconfig: pytest.Config
 ) -> None:
@@ -141,11 +155,7 @@ def test_adapter_powered_off_and_on_is_survived(pair: Pair) -> None:
         assert ble.app_json(a.target, "status")["transports"]["ble"] == "degraded"
     finally:
         ble.set_power(a.target, adapter, on=True)
-    _wait_ble(a, "ready", 60)
-    _exchange(a, b, 64)
-    _exchange(b, a, 64)
-    after = a.target.unit()
-    assert (after.main_pid, after.restarts) == (before.main_pid, before.restarts)
+    _ready_and_exchanging(a, b, before)
 
 
 def test_bluetoothd_restart_is_survived(pair: Pair) -> None:
@@ -154,11 +164,7 @@ def test_bluetoothd_restart_is_survived(pair: Pair) -> None:
     before, daemon = a.target.unit(), ble.bluetoothd_pid(a.target)
     a.target.check(["systemctl", "restart", "bluetooth"], timeout=60)
     assert ble.bluetoothd_pid(a.target) not in (0, daemon)
-    _wait_ble(a, "ready", 60)
-    _exchange(b, a, 64)
-    _exchange(a, b, 64)
-    after = a.target.unit()
-    assert (after.main_pid, after.restarts) == (before.main_pid, before.restarts)
+    _ready_and_exchanging(a, b, before)
 
 
 def test_peer_vanishing_mid_write_is_survived(pair: Pair) -> None:
@@ -178,8 +184,7 @@ def test_peer_vanishing_mid_write_is_survived(pair: Pair) -> None:
         sender.join(timeout=240)
         # Its one path gone, the send may fail; the node must not.
         assert results and results[0].returncode in (0, 1), results
-        after = a.target.unit()
-        assert (after.main_pid, after.restarts) == (before.main_pid, before.restarts)
+        _same_process(a, before)
         ble.wait_for(
             lambda: int(ble.ble_status(a.target)["relay"]["links_lost"]) > lost_before,
             f"{a.target.name} counts the lost link",
