@@ -14,6 +14,7 @@ raw link frames, so that stays in tests/ble/test_ble_survival.py (the fake BlueZ
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import pytest
 from hil import ble
 from hil.figures import record as record_figure
 from hil.ssh import SshTarget
-from hil.target import Target, UnitState
+from hil.target import NODE, Target, UnitState
 
 from bluez.proto.linkframes import peer_prefix
 
@@ -86,8 +87,10 @@ def _exchange(sender: Board, receiver: Board, size: int) -> ble.Sent:
 
 
 def _scan_hears(scanner: Board, advertiser: Board) -> bool:
-    done = ble.app_json(scanner.target, "ble", "scan", "--seconds", "10", "--config", ble.CONFIG, timeout=60)
-    return peer_prefix(advertiser.peer_id).hex() in {row["peer_id_prefix"] for row in done["nodes"]}
+    # ble scan talks to BlueZ itself, not to the node: no --runtime-dir.
+    argv = ["ble", "scan", "--seconds", "10", "--json", "--config", ble.CONFIG]
+    nodes = json.loads(scanner.target.check([NODE, *argv], timeout=60))["nodes"]
+    return peer_prefix(advertiser.peer_id).hex() in {row["peer_id_prefix"] for row in nodes}
 
 
 def _wait_ble(board: Board, state: str, seconds: float) -> dict[str, Any]:
