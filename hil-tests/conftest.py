@@ -4,6 +4,8 @@ Targets (``--target``): ``nspawn`` (default) boots the image's amd64 rootfs (``-
 ``build/image/rootfs-amd64`` as ``image/build.sh --arch amd64 --rootfs-only --out build/image``
 leaves it) with systemd-nspawn; ``ssh://user@host[:port]`` drives a real board. Tests that need a
 second node use ``--peer-target`` (default: a second nspawn machine on the same test network).
+The BLE tests (test_ble.py) need boards: ``--target``/``--peer-target`` ssh://, and
+``--third-target`` ssh:// for the line test; without them they skip (also under CI=true).
 Without root, systemd-nspawn or the rootfs the nspawn tests skip with a reason; with ``CI=true``
 that is a failure.
 
@@ -31,6 +33,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("hil")
     group.addoption("--target", default="nspawn", help="nspawn (default) or ssh://user@host[:port]")
     group.addoption("--peer-target", default="nspawn", help="the second node: nspawn or ssh://...")
+    group.addoption(
+        "--third-target",
+        default=None,
+        help="a third board (ssh://...) for the BLE line test: in range of --peer-target only",
+    )
     group.addoption(
         "--rootfs",
         type=Path,
