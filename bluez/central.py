@@ -66,6 +66,7 @@ from bluez.links import (
     value_room,
 )
 from bluez.objects import (
+    AdapterChanged,
     AdapterRemoved,
     BluezGone,
     BusLost,
@@ -203,6 +204,10 @@ class Connector(Component):
         match event:
             case AdapterRemoved(path=path) if path == self._adapter_path:
                 self._lose_all(f"adapter {self.adapter} was removed")
+            case AdapterChanged(adapter=adapter) if (
+                adapter.path == self._adapter_path and not adapter.powered
+            ):
+                self._lose_all(f"adapter {self.adapter} was powered off")
             case BluezGone() | BusLost():
                 self._lose_all("bluetoothd left the system bus")
             case DeviceRemoved(path=path):

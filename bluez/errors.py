@@ -100,8 +100,10 @@ class UnavailableReason(StrEnum):
     NO_BUS = "no system D-Bus"
     NO_BLUEZ = "no bluetoothd (org.bluez) on the system bus"
     NO_ADAPTER = "no Bluetooth adapter"
+    POWERED_OFF = "the adapter is powered off"
 
 
 class BluezUnavailable(ReasonError[UnavailableReason], BluezError, LocalError):
-    """BLE cannot run on this machine now: no system bus, no bluetoothd on it, or no adapter.
+    """BLE cannot run on this machine now: no system bus, no bluetoothd on it, no adapter, or
+    the adapter powered off.
     A normal state on machines without Bluetooth (CI included), never a crash."""

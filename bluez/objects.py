@@ -257,7 +257,15 @@ class ObjectCache:
             wanted = f"adapter {name}" if name else "any adapter"
             have = ", ".join(sorted(a.name for a in self._adapters.values())) or "none"
             raise BluezUnavailable(UnavailableReason.NO_ADAPTER, f"bluetoothd has no {wanted} (has: {have})")
-        return found[0]
+        powered = [a for a in found if a.powered]
+        if not powered:
+            # Powered off by an operator (bluetoothctl power off), rfkill, or not yet powered
+            # by bluetoothd's AutoEnable: it can neither advertise, scan nor connect.
+            raise BluezUnavailable(
+                UnavailableReason.POWERED_OFF,
+                f"adapter {found[0].name} is powered off (bluetoothctl power on; rfkill list)",
+            )
+        return powered[0]
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call ``subscriber`` with every change, after the cache holds it; returns the

@@ -52,6 +52,7 @@ from bluez.errors import BluezCallError
 from bluez.links import TAG_LEN, BleLink, LinkFailed, LinkFailReason, LinkHandler, LinkRole, value_room
 from bluez.objects import (
     AdapterAdded,
+    AdapterChanged,
     AdapterRemoved,
     BluezBack,
     BluezGone,
@@ -271,7 +272,13 @@ class NodePeripheral(Component):
             case BluezGone() | BusLost():
                 self._forgotten()
                 self._close_links(LinkFailed(LinkFailReason.LOST, "bluetoothd left the system bus"))
-            case AdapterAdded() | BluezBack():
+            case AdapterChanged(adapter=adapter) if (
+                adapter.path == self._adapter_path and not adapter.powered
+            ):
+                # bluetoothd keeps our registrations while the adapter is off (and answers
+                # AlreadyExists if asked again); only the links end.
+                self._close_links(LinkFailed(LinkFailReason.LOST, f"adapter {self.adapter} was powered off"))
+            case AdapterAdded() | AdapterChanged() | BluezBack():
                 self._wake.set()
             case DeviceChanged(device=device) if device.path in self._links and not device.connected:
                 self._lost(device.path, "the central disconnected")

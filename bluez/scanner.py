@@ -23,6 +23,7 @@ from bluez.component import Component
 from bluez.defs import BLUEZ_ROOT, NODE_SERVICE_UUID
 from bluez.objects import (
     AdapterAdded,
+    AdapterChanged,
     AdapterRemoved,
     BluezBack,
     BluezGone,
@@ -83,9 +84,13 @@ class NodeScanner(Component):
         match event:
             case AdapterRemoved(path=path) if path == self._adapter_path:
                 self._down.set()
+            case AdapterChanged(adapter=adapter) if (
+                adapter.path == self._adapter_path and not adapter.powered
+            ):
+                self._down.set()  # bluetoothd ended every discovery session on it
             case BluezGone() | BusLost():
                 self._down.set()
-            case AdapterAdded() | BluezBack():
+            case AdapterAdded() | AdapterChanged() | BluezBack():
                 self._wake.set()
 
     async def _run(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from bluez.central import Connector
 from bluez.errors import BluezError
-from bluez.objects import AdapterAdded, BluezBack, BusLost, ObjectCache, ObjectEvent
+from bluez.objects import AdapterAdded, AdapterChanged, BluezBack, BusLost, ObjectCache, ObjectEvent
 from bluez.peripheral import NodePeripheral
 from bluez.proto.linkframes import peer_prefix
 from bluez.scanner import FoundNode, NodeScanner
@@ -213,7 +213,7 @@ class BleService(Service[BleView]):
                 await self._wake.wait()
 
     def _on_event(self, event: ObjectEvent) -> None:
-        if isinstance(event, AdapterAdded | BluezBack | BusLost):
+        if isinstance(event, AdapterAdded | AdapterChanged | BluezBack | BusLost):
             self._wake.set()
 
     async def _run(self, cache: ObjectCache) -> None:
@@ -242,7 +242,8 @@ class BleService(Service[BleView]):
                 self._logged = None
                 log.info("ble ready on %s", adapter)
                 while not lost.is_set():
-                    await self._dial_found(connector)
+                    if cache.unavailable(adapter) is None:  # not while it is gone or off
+                        await self._dial_found(connector)
                     await self._nap(1.0 if self._found else RETRY_S)
             self._unavailable("the system bus connection was lost")
         finally:

@@ -1,8 +1,9 @@
 """A running node on the fake bluetoothd survives what radios and bluetoothd do: its adapter
-removed and added again, bluetoothd restarted, the peer's device vanishing mid-write. Each time
-it shows ble unavailable while BlueZ or the adapter is missing, comes back ready by itself and
-exchanges messages again; it never exits. Malformed chunks and mesh frames another stack writes
-to it over a link are dropped and counted in ``status --json`` ble counters."""
+removed and added again or powered off and on, bluetoothd restarted, the peer's device vanishing
+mid-write. Each time it shows ble unavailable while BlueZ or the adapter is missing or off, comes
+back ready by itself and exchanges messages again; it never exits. Malformed chunks and mesh
+frames another stack writes to it over a link are dropped and counted in ``status --json`` ble
+counters."""
 
 from __future__ import annotations
 
@@ -101,6 +102,27 @@ async def test_adapter_removal_bluetoothd_restart_and_a_vanishing_device_are_sur
         assert (await sender).returncode in (0, 1)
         _exchange(a, b, b"after the device vanished")
         assert _ble(a)["relay"]["links_lost"] >= 1
+    finally:
+        a.kill()
+        b.kill()
+
+
+async def test_an_adapter_powered_off_shows_unavailable_and_comes_back_when_powered(
+    tmp_path: Path, private_bus: PrivateBus, fake_bluez_process: FakeBluezProcess
+) -> None:
+    a, b = _node(tmp_path, private_bus, 0), _node(tmp_path, private_bus, 1)
+    try:
+        _exchange(a, b, b"before")
+        await fake_bluez_process.hook("power hci0 off")
+        down = wait_for(lambda: (s := _ble(a))["state"] == "unavailable" and s, "a's ble unavailable")
+        assert "hci0 is powered off" in down["reason"]
+        assert app_json(a, "status")["transports"]["ble"] == "degraded"
+        # Its links ended with the power: b has no BLE path to a any more.
+        wait_for(lambda: not _has_ble_peer(b, a), "b lost its ble path to a")
+        await fake_bluez_process.hook("power hci0 on")
+        wait_for(lambda: _ble(a)["state"] == "ready", "a's ble ready again", seconds=30)
+        _exchange(a, b, b"after the adapter was powered again")
+        _exchange(b, a, b"and back")
     finally:
         a.kill()
         b.kill()

@@ -2,7 +2,7 @@
 for tests that run nodes as real processes. It prints "ready" on stdout once org.bluez is owned
 and every adapter exported; test hooks are lines on stdin:
 ``remove hciN``, ``add N``, ``restart``, ``vanish hciN ADDRESS``, ``mtu hciN VALUE``,
-``range hciN hciM on|off``; each is
+``range hciN hciM on|off``, ``power hciN on|off``; each is
 answered "ok" or "error <what>". It exits on end of stdin or SIGTERM."""
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ async def _hook(daemon: FakeBluetoothd, words: list[str]) -> None:
             daemon.set_mtu(name, int(value))
         case ["range", first, second, "on" | "off" as state]:
             await daemon.set_range(first, second, state == "on")
+        case ["power", name, "on" | "off" as state]:
+            daemon.set_powered(daemon.adapter(name), state == "on")
         case _:
             raise ValueError(f"unknown hook {' '.join(words)!r}")
 

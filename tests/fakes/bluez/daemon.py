@@ -304,6 +304,31 @@ class FakeBluetoothd:
         timer = asyncio.get_running_loop().call_later(delay, fire)
         self._timers.add(timer)
 
+    def set_powered(self, adapter: AdapterState, on: bool) -> None:
+        """Adapter1.Powered written (bluetoothctl power on|off; rfkill does the same to it).
+
+        Powering off ends every link of the adapter and every client's discovery session
+        (src/adapter.c adapter_stop(): the discovery list is freed, Discovering turns false);
+        registered applications and advertisements stay registered and are served and
+        heard again once powered (the kernel keeps advertising instances)."""
+        if adapter.powered == on:
+            return
+        if not on:
+            for other in self.adapters.values():
+                for device in list(other.devices.values()):
+                    link = device.link
+                    if link is not None and adapter in (link.central, link.peripheral):
+                        self._drop_link(link)
+            had_discovery = bool(adapter.discovery_sessions)
+            adapter.discovery_sessions.clear()
+            adapter.filters.clear()
+            if had_discovery:
+                adapter.interfaces[0].emit_properties_changed({"Discovering": False}, [])
+        adapter.powered = on
+        adapter.interfaces[0].emit_properties_changed({"Powered": on}, [])
+        if on:
+            self._refresh_all()
+
     def in_range(self, a: AdapterState, b: AdapterState) -> bool:
         return frozenset((a.name, b.name)) not in self.out_of_range
 

@@ -117,7 +117,7 @@ class Adapter1(ServiceInterface):
 
     @powered.setter
     def powered_set(self, value: Bool) -> None:
-        self.adapter.powered = value
+        self.daemon.set_powered(self.adapter, bool(value))
 
     @dbus_property(PropertyAccess.READ, "Discoverable")
     def discoverable(self) -> Bool:
