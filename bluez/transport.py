@@ -14,7 +14,8 @@ The transport is the ``LinkHandler`` of the node's peripheral (inbound links) an
 then runs the handshake there: the peer proves ``peer``'s id or the connect fails PEER_MISMATCH.
 With ``auto_handshake``, a central that hears its peer's HELLO runs the handshake with the id it
 names (the handshake proves it), so every linked node becomes a peer. A link that closes ends
-the sessions on it (PeerDisconnected NETWORK_DOWN).
+the sessions on it (PeerDisconnected NETWORK_DOWN), and the last link to close those through
+relays too.
 
 Nothing a link or a datagram does escapes: bad chunks are the reassembler's drops, bad datagrams
 ``malformed`` here, failed writes the pipe's counts; each writer task is the transport's own.
@@ -287,8 +288,12 @@ class BleTransport(OverSessionPath[Address], Transport):
         if error is not None:
             self.links_lost += 1
         log.info("ble: link to %s on %s closed: %s", link.address, link.adapter, error or "closed by us")
+        # The sessions on this link end; so do those through relays once no link is left (their
+        # frames cannot leave the node). With other links a peer through relays stays: frames
+        # without a route are flooded on every link, and its announces will show a new route.
+        isolated = not self._pipes
         for peer, at in list(self._path.peers.items()):
-            if at is link:
+            if at is link or (isolated and isinstance(at, MeshPeer)):
                 self._path.disconnect(peer, GoneReason.NETWORK_DOWN)
 
     # -- plumbing -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from bluez.proto.linkframes import LinkKind, encode, peer_prefix
 from bluez.proto.mesh import MeshFrame, encode_frame
 from bluez.relay import MeshPeer
 from bluez.transport import BleSettings
-from node.proto.vocabulary import BleEndpoint, Frame, PeerConnected
+from node.proto.vocabulary import BleEndpoint, DisconnectReason, Frame, PeerConnected, PeerDisconnected
 from tests.ble.transports import BleNode, ble_node
 from tests.fakes.bluez import FakeBluetoothd, PrivateBus
 
@@ -117,3 +117,25 @@ async def test_a_frame_heard_twice_is_relayed_once(line: FakeBluetoothd) -> None
         async with asyncio.timeout(10):
             while c.transport.relay.router.stats().delivered <= delivered_c:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
+
+
+async def test_peers_through_relays_go_at_once_when_the_last_link_goes(line: FakeBluetoothd) -> None:
+    """A's one link (to B) drops: B and C, reached only through it, are both gone at once as
+    NETWORK_DOWN (not later, when C's session would time out)."""
+    async with (
+        ObjectCache() as cache,
+        ble_node(cache, 0, SETTINGS) as a,
+        ble_node(cache, 1, SETTINGS) as b,
+        ble_node(cache, 2, SETTINGS) as c,
+    ):
+        await _link_line(a, b, c)
+        await _peer_up(a, c)
+        assert c.identity.peer_id in a.transport.mesh_hops()
+        await line.vanish("hci0", b.address)
+        gone = {}
+        while set(gone) != {b.identity.peer_id, c.identity.peer_id}:
+            event = await a.next_event(PeerDisconnected, within=30)
+            assert isinstance(event, PeerDisconnected)
+            gone[event.peer] = event.reason
+        assert set(gone.values()) == {DisconnectReason.NETWORK_DOWN}
+        assert not a.transport.peers()
