@@ -68,11 +68,12 @@ class NodeScanner(Component):
         self._on_found = on_found
         self._quiet_restart = quiet_restart
         self._wake = asyncio.Event()
-        self._down = asyncio.Event()
-        self._heard = asyncio.Event()
+        self._down = asyncio.Event()  # the adapter or bluetoothd went: stop scanning
+        self._stir = asyncio.Event()  # something happened: a node heard, or _down set
         self.scanning = asyncio.Event()
         self.starts = 0
         self.start_failures = 0
+        self.quiet_restarts = 0
         self.callback_errors = 0
 
     async def _start(self, stack: AsyncExitStack) -> None:
@@ -83,13 +84,13 @@ class NodeScanner(Component):
     def _on_event(self, event: ObjectEvent) -> None:
         match event:
             case AdapterRemoved(path=path) if path == self._adapter_path:
-                self._down.set()
+                self._go_down()
             case AdapterChanged(adapter=adapter) if (
                 adapter.path == self._adapter_path and not adapter.powered
             ):
-                self._down.set()  # bluetoothd ended every discovery session on it
+                self._go_down()  # bluetoothd ended every discovery session on it
             case BluezGone() | BusLost():
-                self._down.set()
+                self._go_down()
             case AdapterAdded() | AdapterChanged() | BluezBack():
                 self._wake.set()
 
@@ -124,17 +125,19 @@ class NodeScanner(Component):
                 self.scanning.clear()
                 await self._stop(scanner)
 
+    def _go_down(self) -> None:
+        self._down.set()
+        self._stir.set()
+
     async def _until_down_or_quiet(self) -> None:
+        """Until the adapter or bluetoothd goes, or nothing is heard for ``quiet_restart`` s."""
         while not self._down.is_set():
-            self._heard.clear()
-            down = asyncio.ensure_future(self._down.wait())
-            heard = asyncio.ensure_future(self._heard.wait())
+            self._stir.clear()
             try:
-                done, _ = await asyncio.wait({down, heard}, timeout=self._quiet_restart)
-            finally:
-                down.cancel()
-                heard.cancel()
-            if not done:
+                async with asyncio.timeout(self._quiet_restart):
+                    await self._stir.wait()
+            except TimeoutError:
+                self.quiet_restarts += 1
                 log.info(
                     "ble: heard nothing on %s for %.0f s, restarting the scan",
                     self.adapter,
@@ -151,7 +154,7 @@ class NodeScanner(Component):
             log.debug("ble: stopping the scan on %s: %r", self.adapter, error)
 
     def _seen(self, device: BLEDevice, adv: AdvertisementData) -> None:
-        self._heard.set()
+        self._stir.set()
         prefix = prefix_from_advert(adv.service_data, adv.local_name)
         try:
             self._on_found(FoundNode(self.adapter, device.address, adv.rssi, prefix))

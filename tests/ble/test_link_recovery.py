@@ -9,6 +9,7 @@ import pytest
 
 from bluez.links import LinkFailed, LinkFailReason
 from bluez.objects import ObjectCache
+from bluez.scanner import FoundNode, NodeScanner
 from tests.ble.nodes import Stack, node_stack
 from tests.fakes.bluez import FakeBluetoothd
 from tests.support.tlsnodes import eventually
@@ -26,9 +27,8 @@ async def exchange(a: Stack, b: Stack, reports_before: int) -> None:
     assert data == b"again" and inbound.address == a.address
     await inbound.send(b"back")
     assert await a.handler.next_chunk() == (link, b"back")
-    # Closed before the reverse direction connects: the fake's device for a central connected
-    # to us never resolves services, so bleak (which skips Connect on a Connected device) would
-    # wait for ServicesResolved in vain; real BlueZ resolves them over the same LE link.
+    # Closed before the reverse direction connects, so that it makes an LE link of its own
+    # (it would otherwise share this one, as BlueZ does for a device already connected).
     await link.aclose()
     async with asyncio.timeout(10):
         await inbound.closed.wait()
@@ -75,3 +75,42 @@ async def test_bluetoothd_restarted(fake_bluez: FakeBluetoothd) -> None:
         assert a.peripheral.ready.is_set() and b.scanner.scanning.is_set()
         await exchange(a, b, before[0])
         await exchange(b, a, before[1])
+
+
+async def test_adapter_powered_off_and_on(fake_bluez: FakeBluetoothd) -> None:
+    async with ObjectCache() as cache, node_stack(cache, 0) as a, node_stack(cache, 1) as b:
+        await a.find(b)
+        before = b.reports[a.address]
+        link = await a.connector.connect(b.address)
+        await link.send(b"before")
+        inbound, _ = await b.handler.next_chunk()
+
+        fake_bluez.set_powered(fake_bluez.adapter("hci1"), False)
+        async with asyncio.timeout(10):
+            await link.closed.wait()
+            await inbound.closed.wait()
+        assert isinstance(inbound.close_error, LinkFailed)
+        assert inbound.close_error.reason is LinkFailReason.LOST
+        await eventually(lambda: not b.scanner.scanning.is_set())
+        assert cache.unavailable("hci1") is not None
+
+        fake_bluez.set_powered(fake_bluez.adapter("hci1"), True)
+        async with asyncio.timeout(10):
+            await b.scanner.scanning.wait()
+        assert b.scanner.starts == 2
+        # Its registrations held through the power cycle: A hears it and links again.
+        await exchange(b, a, before)
+
+
+async def test_a_scanner_that_hears_nothing_restarts_discovery(fake_bluez: FakeBluetoothd) -> None:
+    """HA's lesson: BlueZ discovery can stall; a scanner quiet for quiet_restart s starts again
+    (the fake reports a device at each discovery start, so each restart is heard)."""
+    heard: list[FoundNode] = []
+    async with (
+        ObjectCache() as cache,
+        node_stack(cache, 1),
+        NodeScanner(cache, "hci0", heard.append, quiet_restart=0.3) as scanner,
+    ):
+        await eventually(lambda: scanner.quiet_restarts >= 2 and scanner.starts >= 3)
+        assert len(heard) >= 3
+        assert scanner.start_failures == 0
