@@ -301,12 +301,19 @@ class NodePeripheral(Component):
         if self._links.get(link.device_path) is link:
             del self._links[link.device_path]
 
-    def _link_for(self, options: Any) -> PeripheralLink:
+    def _link_for(self, options: Any, *, opens: bool) -> PeripheralLink:
+        """The inbound link of the request's device; only a LINK read (``opens``) makes one.
+
+        A central reads its tag before it writes (bluez/links.py), so a write from a device
+        with no link is a stale one (in flight when its link dropped, handled after we closed
+        the link) or a stack that does not speak our protocol: refused, never a new link."""
         device_path = _option(options, "device")
         if not isinstance(device_path, str) or "/dev_" not in device_path:
             raise DBusError(ErrorName.FAILED.value, "the request names no device")
         mtu = _option(options, "mtu")
         link = self._links.get(device_path)
+        if link is None and not opens:
+            raise DBusError(ErrorName.FAILED.value, f"no link from {device_path}: read LINK first")
         if link is None:
             used = {existing.tag for existing in self._links.values()}
             tag = next((t for t in range(1, _MAX_TAG + 1) if t not in used), None)
@@ -324,11 +331,11 @@ class NodePeripheral(Component):
         return link
 
     def _on_link_read(self, _service: Any, options: Any) -> bytes:
-        return bytes([self._link_for(options).tag])
+        return bytes([self._link_for(options, opens=True).tag])
 
     def _on_write(self, _service: Any, data: bytes, options: Any) -> None:
         try:
-            link = self._link_for(options)
+            link = self._link_for(options, opens=False)
         except DBusError:
             self.bad_writes += 1
             raise

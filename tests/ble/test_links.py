@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from dbus_fast import Message
+from dbus_fast import Message, MessageType, Variant
 
 from bluez.links import LinkFailed, LinkFailReason, LinkMisuse, LinkMisuseReason, LinkRole
 from bluez.objects import ObjectCache
@@ -148,3 +148,38 @@ async def test_start_notify_on_a_characteristic_without_notify_is_refused(fake_b
             )
         )
         assert reply is not None and reply.error_name == "org.bluez.Error.NotSupported"
+
+
+async def test_a_write_before_the_link_read_opens_no_link(fake_bluez: FakeBluetoothd) -> None:
+    """A central reads LINK (its tag) before it writes: a write from a device with no link (one
+    in flight when its link dropped, or a stack that skips the read) is refused and counted,
+    never a new inbound link; the LINK read opens it, and writes then arrive."""
+    async with ObjectCache() as cache, node_stack(cache, 1) as b:
+        app = "/org/bitcraps/ble/hci1/service0"
+        device = Variant("o", "/org/bluez/hci1/dev_02_00_00_00_00_00")
+        options = {"device": device, "mtu": Variant("q", 185), "type": Variant("s", "command")}
+
+        async def call(char: str, member: str, signature: str, body: list[object]) -> Message:
+            reply = await cache.bus.call(
+                Message(
+                    destination=cache.bus.unique_name,
+                    path=f"{app}/{char}",
+                    interface="org.bluez.GattCharacteristic1",
+                    member=member,
+                    signature=signature,
+                    body=body,
+                )
+            )
+            assert reply is not None
+            return reply
+
+        refused = await call("char0", "WriteValue", "aya{sv}", [b"stale", options])
+        assert refused.error_name == "org.bluez.Error.Failed"
+        assert b.peripheral.bad_writes == 1 and not b.peripheral.links and not b.handler.opened
+
+        tag = await call("char2", "ReadValue", "a{sv}", [{"device": device}])
+        assert tag.message_type is MessageType.METHOD_RETURN and len(tag.body[0]) == 1
+        ok = await call("char0", "WriteValue", "aya{sv}", [b"fresh", options])
+        assert ok.message_type is MessageType.METHOD_RETURN
+        inbound, data = await b.handler.next_chunk()
+        assert data == b"fresh" and inbound.address == "02:00:00:00:00:00"
