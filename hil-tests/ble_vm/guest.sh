@@ -16,7 +16,7 @@ mkdir -p /run/dbus
 dbus-daemon --system --fork
 # Options from the host (vng does not pass the environment through): BLE_VM_BLUETOOTHD_DEBUG,
 # BLE_VM_DBUS_MONITOR, BLE_VM_BTMON (HCI trace: btmon -r OUT/hci.btsnoop).
-[ -f "$out/env" ] && . "$out/env"
+[ -f "$out/env" ] && { set -a; . "$out/env"; set +a; }  # exported: the tests read them too
 # wait_for SECONDS WHAT COMMAND...: polls COMMAND every 0.5 s; under TCG on a shared machine
 # each step may take several times its usual time, so the bounds are generous.
 wait_for() {

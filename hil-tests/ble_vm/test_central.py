@@ -4,6 +4,7 @@ GATT service on the other emulated controller: found by our scanner, linked, wri
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -22,11 +23,12 @@ PREFIX = bytes.fromhex("b0b1b2b3b4b5b6b7")
 CHUNKS = 100
 
 
+# Passes on bluetoothd as CI runs it; with `bluetoothd -d` (BLE_VM_BLUETOOTHD_DEBUG=1, slower under
+# TCG) the ATT bearer is reset by the peer during service discovery and bleak fails "failed to
+# discover services, device disconnected" (hil-tests/README.md, BLE VM): expected there, not found yet.
 @pytest.mark.xfail(
-    reason="open: bluetoothd connects (LE Create Connection, MTU 517) but the ATT bearer is reset "
-    "by the peer during service discovery ('Connection reset by peer'), so bleak fails with "
-    "'failed to discover services, device disconnected'; whether bumble over btvirt or our "
-    "keep_advertising toggling causes it is not found yet (hil-tests/README.md, BLE VM)",
+    os.environ.get("BLE_VM_BLUETOOTHD_DEBUG") == "1",
+    reason="bluetoothd -d: the ATT bearer is reset during service discovery (open)",
     strict=False,
 )
 async def test_connector_links_to_a_bumble_peripheral_and_writes_both_ways(
