@@ -467,7 +467,7 @@ class BleSection:
         ),
     )
     adapter: str = field(
-        default="", metadata=_rule("BlueZ adapter name, e.g. 'hci0' ('': the first adapter)")
+        default="", metadata=_rule("BlueZ adapter name, e.g. 'hci0' ('': the first powered adapter)")
     )
     max_links: int = field(
         default=5,
