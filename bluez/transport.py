@@ -292,9 +292,15 @@ class BleTransport(OverSessionPath[Address], Transport):
         # frames cannot leave the node). With other links a peer through relays stays: frames
         # without a route are flooded on every link, and its announces will show a new route.
         isolated = not self._pipes
+
+        def gone(at: Address) -> bool:
+            return at is link or (isolated and isinstance(at, MeshPeer))
+
         for peer, at in list(self._path.peers.items()):
-            if at is link or (isolated and isinstance(at, MeshPeer)):
+            if gone(at):
                 self._path.disconnect(peer, GoneReason.NETWORK_DOWN)
+        # A handshake under way there fails now, not at the end of its retransmissions (~26 s).
+        self._path.abandon(gone)
 
     # -- plumbing -------------------------------------------------------------------------------
 

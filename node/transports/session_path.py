@@ -391,6 +391,11 @@ class SessionPath(Generic[A]):
                 self._flush_soon = self._loop.call_soon(self._pump_soon)
         self.sent += 1
 
+    def abandon(self, gone: Callable[[A], bool]) -> None:
+        """The way to the addresses ``gone`` accepts went away: dials there fail now (CONNECT_FAILED)."""
+        self.table.abandon(gone, self.now())
+        self.pump()
+
     def disconnect(self, peer: PeerId, reason: GoneReason = GoneReason.CLOSED_LOCALLY) -> None:
         if peer in self.peers:
             self.write_held()  # what was sent before the close goes out before it
@@ -473,6 +478,10 @@ def dial_error(event: DialFailed[A]) -> TransportPeerError:
         return TransportPeerError(TransportReason.PEER_MISMATCH, f"dialled {where}: {error}")
     if event.reason is HandshakeFailure.TIMEOUT:
         return TransportPeerError(TransportReason.CONNECT_TIMEOUT, f"no handshake answer from {where}")
+    if event.reason is HandshakeFailure.PATH_GONE:
+        return TransportPeerError(
+            TransportReason.CONNECT_FAILED, f"the way to {where} went during the handshake"
+        )
     return TransportPeerError(TransportReason.AUTH_FAILED, f"{where} failed the handshake: {error}")
 
 

@@ -9,11 +9,13 @@ import asyncio
 import os
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bluez.links import LinkRole
 from bluez.objects import ObjectCache
 from bluez.proto.errors import ChunkDrop
 from bluez.transport import BleDrop, BleSettings
+from node.proto.identity import Identity
 from node.proto.vocabulary import (
     BleEndpoint,
     DisconnectReason,
@@ -23,6 +25,7 @@ from node.proto.vocabulary import (
     TransportReason,
 )
 from node.transports.base import TransportPeerError
+from tests.ble.nodes import node_stack
 from tests.ble.transports import ble_node
 from tests.fakes.bluez import FakeBluetoothd
 
@@ -140,3 +143,22 @@ async def test_auto_handshake_makes_a_linked_node_a_peer(fake_bluez: FakeBluetoo
         assert isinstance(up, PeerConnected) and up.peer == b.identity.peer_id
         up_b = await b.next_event(PeerConnected)
         assert isinstance(up_b, PeerConnected) and up_b.peer == a.identity.peer_id
+
+
+async def test_a_link_lost_mid_handshake_fails_the_connect_at_once(fake_bluez: FakeBluetoothd) -> None:
+    """B is a bare stack that never answers a handshake: A's dial would retransmit for ~26 s and
+    fail CONNECT_TIMEOUT. Its link dropping ends the dial at once, CONNECT_FAILED."""
+    async with ObjectCache() as cache, ble_node(cache, 0) as a, node_stack(cache, 1) as b:
+        async with asyncio.timeout(10):
+            while b.address not in a.found:  # noqa: ASYNC110 - filled by the scanner
+                await asyncio.sleep(0.01)
+        nobody = Identity.from_private_key(Ed25519PrivateKey.generate()).peer_id
+        dial = asyncio.create_task(a.transport.connect(nobody, BleEndpoint(b.address)))
+        try:
+            await b.handler.next_chunk()  # A's first link datagram reached B
+            await fake_bluez.vanish("hci0", b.address)
+            with pytest.raises(TransportPeerError) as failed:
+                await dial
+            assert failed.value.reason is TransportReason.CONNECT_FAILED
+        finally:
+            dial.cancel()

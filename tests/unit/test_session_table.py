@@ -80,6 +80,25 @@ def test_a_silent_address_fails_the_dial_with_timeout() -> None:
     assert alice.table.get_timer() is None
 
 
+def test_abandoning_an_address_fails_its_dials_now_and_leaves_others() -> None:
+    net, alice, bob = pair()
+    gone, other = make_identity(2).peer_id, make_identity(3).peer_id
+    alice.table.connect(gone, addr(4444), net.now)  # nobody answers at either
+    alice.table.connect(other, addr(5555), net.now)
+    net.run_until(net.now + 0.1)
+    alice.table.abandon(lambda at: at == addr(4444), net.now)
+    net.run_until(net.now + 0.001)  # the harness collects the table's events
+    [failed] = alice.of_type(DialFailed)
+    assert isinstance(failed, DialFailed) and failed.expected_peer_id == gone
+    assert failed.reason is HandshakeFailure.PATH_GONE and failed.addr == addr(4444)
+    assert alice.table.status().sessions == 1  # the dial elsewhere goes on
+    sent_before = len([d for d in net.sent_by("alice") if d[1] == addr(4444)])
+    net.run_until(net.now + 60.0)
+    assert len([d for d in net.sent_by("alice") if d[1] == addr(4444)]) == sent_before  # no retries
+    late = alice.of_type(DialFailed)
+    assert [f.expected_peer_id for f in late if isinstance(f, DialFailed)] == [gone, other]
+
+
 def test_roaming_moves_the_peer_and_replies_follow() -> None:
     net, alice, bob = connected()
     net.rebind("alice", 1077)  # alice's NAT gives her a new mapping mid-session

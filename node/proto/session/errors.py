@@ -54,6 +54,7 @@ class HandshakeFailure(enum.Enum):
     BAD_SIGNATURE = "the transcript signature does not verify with the key the peer presented"
     MALFORMED_PROOF = "the peer's identity proof does not parse"
     REFUSED_BY_TRUST = "the trust policy refused the proven key (see the PeerVerificationError)"
+    PATH_GONE = "the link or socket it ran on went away before it completed"
 
 
 class HandshakeError(ReasonError[HandshakeFailure], RemoteError):

@@ -43,7 +43,7 @@ from typing import Final, Generic, TypeVar
 
 from node.proto.identity import Identity
 from node.proto.session.deadlines import Deadlines
-from node.proto.session.errors import SessionDecodeError, SessionNotReady
+from node.proto.session.errors import HandshakeError, HandshakeFailure, SessionDecodeError, SessionNotReady
 from node.proto.session.messages import (
     INIT_SIZE,
     TRANSPORT_TYPE_WORD,
@@ -219,6 +219,16 @@ class SessionTable(Generic[A]):
         # A send may also start a rekey (new index, new timer): settled before the table's next
         # answer to anyone, once for a burst of sends.
         self._unsettled[entry] = now
+
+    def abandon(self, gone: Callable[[A], bool], now: float) -> None:
+        """The way to every address ``gone`` accepts went away (a BLE link closed, say): the
+        handshakes under way there end now, each dial with ``DialFailed`` PATH_GONE, not at the
+        end of their retransmission schedule. Established peers are the owner's to ``close``."""
+        for entry in [e for e in self._entries if e.peer_id is None and gone(e.addr)]:
+            if entry.dialled is not None:
+                error = HandshakeError(HandshakeFailure.PATH_GONE, "its path went away")
+                self._events.append(DialFailed(entry.dialled, entry.addr, HandshakeFailure.PATH_GONE, error))
+            self._drop(entry, now)
 
     def close(self, peer_id: str, now: float, reason: GoneReason = GoneReason.CLOSED_LOCALLY) -> None:
         """Close every session of ``peer_id`` (``PeerGone`` with ``reason``); the peer is not told."""
