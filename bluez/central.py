@@ -7,10 +7,12 @@ outbound ``BleLink``s, with Home Assistant's lessons (bleak-retry-connector, hab
   controller out of connection slots, a timeout) as org.bluez.Error.Failed with the errno as
   text (src/error.c, btd_error_le_errno), and a second Connect while one is queued as
   org.bluez.Error.InProgress; so ``BluezFailed``, ``BluezInProgress`` and our own timeout are
-  retried; so is a link that drops while it is being set up (the characteristic's StartNotify
-  or ReadValue answers NotConnected, or UnknownObject as BlueZ removed the link's GATT objects
+  retried. So is bleak giving up on a link bluetoothd made without announcing it
+  (``BluezConnectUnannounced``: a race in bluetoothd 5.66 that the real-bluetoothd VM found),
+  and a link that drops while it is being set up (the characteristic's StartNotify or
+  ReadValue answers NotConnected, or UnknownObject as BlueZ removed the link's GATT objects
   under us: two nodes that connected to each other at once share one LE link, and either end
-  closing it takes it from both); nothing else (Device1.Connect's UnknownObject, which bleak
+  closing it takes it from both). Nothing else is (Device1.Connect's UnknownObject, which bleak
   raises as BleakDeviceNotFoundError: BlueZ forgot the device, scan again first);
 - a slot limit per adapter (default 5; controllers handle about that many links well);
 - stale connections closed at start: BlueZ keeps a link when the process that made it dies, so
@@ -48,6 +50,7 @@ from bluez.defs import (
 )
 from bluez.errors import (
     BluezCallError,
+    BluezConnectUnannounced,
     BluezFailed,
     BluezInProgress,
     BluezNotConnected,
@@ -86,6 +89,7 @@ BACKOFF_MAX = 4.0
 DISCONNECT_TIMEOUT = 5.0
 # Errors worth another attempt (see the module's doc): decided by type, never by text.
 TRANSIENT: tuple[type[Exception], ...] = (
+    BluezConnectUnannounced,
     BluezInProgress,
     BluezFailed,
     BluezNotConnected,
@@ -323,6 +327,11 @@ class Connector(Component):
             raise typed(error, f"Device1.Connect on {path}") from error
         except BleakDeviceNotFoundError as error:
             raise LinkFailed(LinkFailReason.UNKNOWN_DEVICE, f"{path}: {error}") from error
+        except BleakError as error:
+            # Not a D-Bus error and not an unknown device: bleak's own verdict while it waited for
+            # service discovery, i.e. it saw the device not connected (bluez/errors.py says why
+            # bluetoothd 5.66 can leave Connected unannounced). bleak has disconnected by now.
+            raise BluezConnectUnannounced(f"{path}: bleak gave up on the new link: {error}") from error
         chars = {
             uuid: client.services.get_characteristic(uuid)
             for uuid in (NODE_RX_UUID, NODE_TX_UUID, NODE_LINK_UUID)

@@ -18,6 +18,16 @@ class BluezError(NodeError):
     """Root of every error raised by the bluez package."""
 
 
+class BluezConnectUnannounced(BluezError, RemoteError):
+    """bluetoothd made the LE link but bleak never heard Connected turn true, so its wait for
+    service discovery saw the device "disconnected" and gave up (bleak raises a bare
+    BleakError). bluetoothd 5.66 (and master) marks the device connected when the ATT socket
+    comes up (src/device.c att_connect_cb()) and announces it only when the kernel's Device
+    Connected event is handled; when that event comes second, device_add_connection() returns
+    early ("already connected") and Connected is never signalled. Seen with a scan running on
+    a slow bluetoothd (hil-tests/README.md, BLE VM). Another attempt usually connects."""
+
+
 class BluezCallError(ReasonError[ErrorName], BluezError, RemoteError):
     """bluetoothd (or the bus on its behalf) answered a call with an error reply.
 

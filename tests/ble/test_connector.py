@@ -74,6 +74,20 @@ async def test_in_progress_is_retried_and_a_lasting_error_is_not(fake_bluez: Fak
         await (await a.connector.connect(b.address)).send(b"still works")
 
 
+async def test_a_link_bluetoothd_never_announced_is_retried(fake_bluez: FakeBluetoothd) -> None:
+    """bluetoothd 5.66's race (found in the real-bluetoothd VM): Connect succeeds but Connected
+    is never signalled, so bleak gives up waiting for services. The Connector tries again."""
+    async with ObjectCache() as cache, node_stack(cache, 0) as a, node_stack(cache, 1) as b:
+        await a.find(b)
+        fake_bluez.unannounced_connects = 1
+        connects = fake_bluez.connects
+        link = await a.connector.connect(b.address)
+        assert a.connector.retries == 1 and fake_bluez.connects == connects + 2
+        await link.send(b"through")
+        inbound, data = await b.handler.next_chunk()
+        assert data == b"through" and inbound.address == a.address
+
+
 async def test_a_stale_connection_is_closed_at_start(fake_bluez: FakeBluetoothd) -> None:
     async with ObjectCache() as cache, node_stack(cache, 0) as a, node_stack(cache, 1) as b:
         await a.find(b)

@@ -81,7 +81,7 @@ def test_a_silent_address_fails_the_dial_with_timeout() -> None:
 
 
 def test_abandoning_an_address_fails_its_dials_now_and_leaves_others() -> None:
-    net, alice, bob = pair()
+    net, alice, _ = pair()
     gone, other = make_identity(2).peer_id, make_identity(3).peer_id
     alice.table.connect(gone, addr(4444), net.now)  # nobody answers at either
     alice.table.connect(other, addr(5555), net.now)
