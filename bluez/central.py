@@ -14,6 +14,10 @@ outbound ``BleLink``s, with Home Assistant's lessons (bleak-retry-connector, hab
   under us: two nodes that connected to each other at once share one LE link, and either end
   closing it takes it from both). Nothing else is (Device1.Connect's UnknownObject, which bleak
   raises as BleakDeviceNotFoundError: BlueZ forgot the device, scan again first);
+- discovery paused while a link is made (``quiet_radio``, the scanner's ``paused``): with a scan
+  running, the kernel's Device Connected event can queue behind Device Found events, and
+  bluetoothd 5.66 then never signals Connected (``BluezConnectUnannounced``); without Device
+  Found events there is nothing ahead of it (Android's guidance too: stop scanning to connect);
 - a slot limit per adapter (default 5; controllers handle about that many links well);
 - stale connections closed at start: BlueZ keeps a link when the process that made it dies, so
   any of our adapter's devices still Connected and serving our UUID is disconnected.
@@ -26,9 +30,10 @@ unless AcquireWrite was called, which would take a socket we do not use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -176,6 +181,7 @@ class Connector(Component):
         slot_wait: float = 0.0,
         connect_timeout: float = CONNECT_TIMEOUT,
         attempts: int = ATTEMPTS,
+        quiet_radio: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         super().__init__()
         self._cache = cache
@@ -186,6 +192,7 @@ class Connector(Component):
         self._slot_wait = slot_wait
         self._connect_timeout = connect_timeout
         self._attempts = attempts
+        self._quiet_radio = quiet_radio
         self._links: dict[str, CentralLink] = {}
         self._tasks: asyncio.TaskGroup | None = None
         self.retries = 0
@@ -311,8 +318,9 @@ class Connector(Component):
         )
         link = CentralLink(self, self._handler, client, address, path)
         link_ref.append(link)
+        quiet = self._quiet_radio() if self._quiet_radio is not None else contextlib.nullcontext()
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with quiet, asyncio.timeout(self._connect_timeout):
                 await self._set_up(client, link, path)
         except BaseException:
             link._finish(None)

@@ -3,13 +3,15 @@ per connection): bleak's BleakScanner filtered on the node's service UUID, repor
 heard as a ``FoundNode``. It stops when the adapter or bluetoothd goes away and starts again by
 itself when it comes back (bluez/objects.py's events), and restarts if it hears nothing for
 ``quiet_restart`` seconds (HA restarts a scanner silent for 90 s: BlueZ discovery can stall).
+``paused()`` stops discovery while a connection is made (bluez/central.py says why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -71,6 +73,9 @@ class NodeScanner(Component):
         self._down = asyncio.Event()  # the adapter or bluetoothd went: stop scanning
         self._stir = asyncio.Event()  # something happened: a node heard, or _down set
         self.scanning = asyncio.Event()
+        self._idle = asyncio.Event()  # no discovery session of ours is open (none started, or stopped)
+        self._idle.set()
+        self._pauses = 0
         self.starts = 0
         self.start_failures = 0
         self.quiet_restarts = 0
@@ -98,16 +103,18 @@ class NodeScanner(Component):
         delay = BACKOFF_MIN
         while True:
             self._wake.clear()
-            if self._cache.unavailable(self.adapter) is not None:
+            if self._pauses or self._cache.unavailable(self.adapter) is not None:
                 await self._wake.wait()
                 continue
             self._down.clear()
             scanner = BleakScanner(
                 self._seen, service_uuids=[NODE_SERVICE_UUID], bluez={"adapter": self.adapter}
             )
+            self._idle.clear()
             try:
                 await scanner.start()
             except BleakError as error:
+                self._idle.set()
                 # bleak's own view of BlueZ may lag ours by a signal (an adapter just added).
                 self.start_failures += 1
                 log.warning(
@@ -124,6 +131,22 @@ class NodeScanner(Component):
             finally:
                 self.scanning.clear()
                 await self._stop(scanner)
+                self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Discovery stopped (within STOP_TIMEOUT) while the body runs; it resumes after."""
+        self._pauses += 1
+        self._stir.set()
+        try:
+            with contextlib.suppress(TimeoutError):  # a stop that hangs must not block a connect
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await self._idle.wait()
+            yield
+        finally:
+            self._pauses -= 1
+            if not self._pauses:
+                self._wake.set()
 
     def _go_down(self) -> None:
         self._down.set()
@@ -131,7 +154,7 @@ class NodeScanner(Component):
 
     async def _until_down_or_quiet(self) -> None:
         """Until the adapter or bluetoothd goes, or nothing is heard for ``quiet_restart`` s."""
-        while not self._down.is_set():
+        while not self._down.is_set() and not self._pauses:
             self._stir.clear()
             try:
                 async with asyncio.timeout(self._quiet_restart):

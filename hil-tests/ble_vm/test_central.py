@@ -4,7 +4,6 @@ GATT service on the other emulated controller: found by our scanner, linked, wri
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
@@ -23,15 +22,6 @@ PREFIX = bytes.fromhex("b0b1b2b3b4b5b6b7")
 CHUNKS = 100
 
 
-# Passes on bluetoothd as CI runs it; with `bluetoothd -d` (BLE_VM_BLUETOOTHD_DEBUG=1, slower under
-# TCG) bluetoothd 5.66 handles the ATT socket before MGMT Device Connected and never signals
-# Connected=true (src/device.c att_connect_cb(), "is already connected"), so bleak's cache thinks the
-# device disconnected during service discovery and disconnects it (hil-tests/README.md, BLE VM).
-@pytest.mark.xfail(
-    os.environ.get("BLE_VM_BLUETOOTHD_DEBUG") == "1",
-    reason="bluetoothd -d: Connected=true never signalled (BlueZ att_connect_cb race), bleak gives up",
-    strict=False,
-)
 async def test_connector_links_to_a_bumble_peripheral_and_writes_both_ways(
     cache: ObjectCache, bumble: Device, pytestconfig: pytest.Config
 ) -> None:
@@ -41,8 +31,8 @@ async def test_connector_links_to_a_bumble_peripheral_and_writes_both_ways(
     handler = Recorder()
     async with (
         asyncio.TaskGroup() as tasks,
-        NodeScanner(cache, "hci0", found.put_nowait),
-        Connector(cache, "hci0", handler) as connector,
+        NodeScanner(cache, "hci0", found.put_nowait) as scanner,
+        Connector(cache, "hci0", handler, quiet_radio=scanner.paused) as connector,
     ):
         async with asyncio.timeout(30):
             node = await found.get()

@@ -234,8 +234,10 @@ class BleService(Service[BleView]):
             transport = self.transport
             async with (
                 NodePeripheral(cache, adapter, self.prefix, transport),
-                NodeScanner(cache, adapter, self._on_found),
-                Connector(cache, adapter, transport, slots=self.section.max_links) as connector,
+                NodeScanner(cache, adapter, self._on_found) as scanner,
+                Connector(
+                    cache, adapter, transport, slots=self.section.max_links, quiet_radio=scanner.paused
+                ) as connector,
             ):
                 self._connector = connector
                 transport.dialer = connector.connect

@@ -82,7 +82,7 @@ async def node_stack(cache: ObjectCache, index: int, **connector_options: float)
         peripheral = await stack.enter_async_context(NodePeripheral(cache, adapter, prefix(index), handler))
         scanner = await stack.enter_async_context(NodeScanner(cache, adapter, on_found))
         connector = await stack.enter_async_context(
-            Connector(cache, adapter, handler, **connector_options)  # type: ignore[arg-type]
+            Connector(cache, adapter, handler, quiet_radio=scanner.paused, **connector_options)  # type: ignore[arg-type]
         )
         async with asyncio.timeout(10):
             await peripheral.ready.wait()

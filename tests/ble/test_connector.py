@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 
 import pytest
@@ -86,6 +87,22 @@ async def test_a_link_bluetoothd_never_announced_is_retried(fake_bluez: FakeBlue
         await link.send(b"through")
         inbound, data = await b.handler.next_chunk()
         assert data == b"through" and inbound.address == a.address
+
+
+async def test_discovery_is_paused_while_a_link_is_made_and_resumes(fake_bluez: FakeBluetoothd) -> None:
+    """So no Device Found event can queue ahead of the kernel's Device Connected (the race
+    above); the scan runs again once the link is up."""
+    async with ObjectCache() as cache, node_stack(cache, 0) as a, node_stack(cache, 1) as b:
+        await a.find(b)
+        assert a.scanner.scanning.is_set()
+        starts = a.scanner.starts
+        link = await a.connector.connect(b.address)
+        assert fake_bluez.connects_while_discovering == 0
+        async with asyncio.timeout(10):
+            await a.scanner.scanning.wait()
+        assert a.scanner.starts == starts + 1
+        await link.send(b"linked")
+        assert (await b.handler.next_chunk())[1] == b"linked"
 
 
 async def test_a_stale_connection_is_closed_at_start(fake_bluez: FakeBluetoothd) -> None:

@@ -82,7 +82,9 @@ async def ble_node(
         scanner = await stack.enter_async_context(
             NodeScanner(cache, adapter, lambda node: found.__setitem__(node.address, node))
         )
-        connector = await stack.enter_async_context(Connector(cache, adapter, transport))
+        connector = await stack.enter_async_context(
+            Connector(cache, adapter, transport, quiet_radio=scanner.paused)
+        )
         transport.dialer = connector.connect
         async with asyncio.timeout(10):
             await peripheral.ready.wait()

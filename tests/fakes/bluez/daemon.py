@@ -192,6 +192,7 @@ class FakeBluetoothd:
         self.writes = 0
         self.oversize_writes = 0  # writes a bluetoothd 5.66 peripheral would have dropped
         self.connects = 0
+        self.connects_while_discovering = 0  # Connect called with the adapter's discovery on
         self.out_of_range: set[frozenset[str]] = set()  # pairs of adapter names that cannot hear each other
         self._timers: set[asyncio.TimerHandle] = set()
         self.unannounced_connects = 0  # the next N Connects leave Connected unsignalled (see connect)
@@ -621,6 +622,8 @@ class FakeBluetoothd:
     async def connect(self, device: Device1) -> None:
         central = device.adapter
         self.connects += 1
+        if central.discovery_sessions:
+            self.connects_while_discovering += 1
         self._injected("Connect")
         if not central.powered:
             raise bluez_error(NOT_READY, "Resource Not Ready")
