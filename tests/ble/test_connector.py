@@ -122,3 +122,27 @@ async def test_a_stale_connection_is_closed_at_start(fake_bluez: FakeBluetoothd)
             await link.send(b"fresh")
             _, data = await b.handler.next_chunk()
             assert data == b"fresh"
+
+
+async def test_a_link_is_made_over_the_le_link_the_other_node_opened(fake_bluez: FakeBluetoothd) -> None:
+    """Two nodes dialling each other at once share one LE link: bluetoothd answers Connect on a
+    device that is already LE-connected with success (src/device.c dev_connect()), so the
+    second dial rides the first's link instead of failing."""
+    async with ObjectCache() as cache, node_stack(cache, 0) as a, node_stack(cache, 1) as b:
+        await a.find(b)
+        await b.find(a)
+        b_to_a = await b.connector.connect(a.address)
+        path = device_path("/org/bluez/hci0", b.address)
+        await eventually(lambda: cache.devices[path].connected)
+        # What a Connect racing the other side's link sees (bleak calls it whenever its cache
+        # has not yet heard Connected): a plain success, not an error.
+        await cache.call(
+            Message(destination="org.bluez", path=path, interface="org.bluez.Device1", member="Connect"),
+            "Device1.Connect",
+        )
+        a_to_b = await a.connector.connect(b.address)
+        assert a.connector.retries == 0
+        await a_to_b.send(b"a to b")
+        await b_to_a.send(b"b to a")
+        assert (await b.handler.next_chunk())[1] == b"a to b"
+        assert (await a.handler.next_chunk())[1] == b"b to a"

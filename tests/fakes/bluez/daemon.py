@@ -48,7 +48,6 @@ from dbus_fast.errors import DBusError
 from tests.fakes.bluez.adsize import LEGACY_MAX, advertising_length, full_uuid, scan_response_name
 from tests.fakes.bluez.bus import wait_when_full
 from tests.fakes.bluez.interfaces import (
-    ALREADY_CONNECTED,
     ALREADY_EXISTS,
     CALLER,
     DOES_NOT_EXIST,
@@ -628,7 +627,10 @@ class FakeBluetoothd:
         if not central.powered:
             raise bluez_error(NOT_READY, "Resource Not Ready")
         if device.connected_:
-            raise bluez_error(ALREADY_CONNECTED, "Already Connected")
+            # An LE link already up (the other node connected to us, say) answers Connect with
+            # success at once: src/device.c dev_connect() returns the method reply when
+            # le_state.connected; AlreadyConnected is only the BR/EDR profiles' answer.
+            return
         if self._lock.locked():
             raise bluez_error(IN_PROGRESS, "In Progress")
         async with self._lock:
