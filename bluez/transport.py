@@ -46,10 +46,8 @@ from node.proto.session.trust import PeerVerifier
 from node.proto.vocabulary import (
     BleEndpoint,
     Capabilities,
-    DisconnectReason,
     Endpoint,
     Frame,
-    PeerDisconnected,
     PeerId,
     TransportHealth,
     TransportKind,
@@ -158,9 +156,7 @@ class BleTransport(OverSessionPath[Address], Transport):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        path = self._path
-        path.write_held()
-        path.closing = True
+        self._path.begin_close()
         try:
             for pipe in list(self._pipes.values()):
                 pipe.close()  # its writer ends
@@ -169,9 +165,7 @@ class BleTransport(OverSessionPath[Address], Transport):
             assert self._tasks is not None
             await self._tasks.__aexit__(exc_type, exc, tb)
         finally:
-            for peer in list(path.peers):
-                path.events.offer(PeerDisconnected(peer, DisconnectReason.SHUTDOWN))
-            path.close()
+            self._path.close()
             self._pipes.clear()
             self._state = TransportState.STOPPED
 

@@ -49,6 +49,7 @@ from node.proto.session.table_types import (
 from node.proto.session.trust import PeerVerificationError, PeerVerifier, VerifyFailure
 from node.proto.vocabulary import (
     BatchedEvent,
+    DisconnectReason,
     Endpoint,
     Frame,
     MessagesReceived,
@@ -146,9 +147,18 @@ class SessionPath(Generic[A]):
         self._next_health = loop.time() + self.settings.health_check_interval
         self._timer.rearm()
 
-    def close(self) -> None:
-        """Stop the timer, fail every dial and probe still waiting, end the event stream."""
+    def begin_close(self) -> None:
+        """A transport's first step in closing: what ``send`` holds still goes out, and the
+        table's own goodbyes from here on are not events any more (``close`` says SHUTDOWN)."""
+        self.write_held()
         self.closing = True
+
+    def close(self) -> None:
+        """Every peer gets PeerDisconnected(SHUTDOWN); stop the timer, fail every dial and probe
+        still waiting, end the event stream."""
+        self.closing = True
+        for peer in list(self.peers):
+            self.events.offer(PeerDisconnected(peer, DisconnectReason.SHUTDOWN))
         if self._timer is not None:
             self._timer.close()
         if self._flush_soon is not None:

@@ -24,6 +24,7 @@ from node.proto import stun
 from node.proto.identity import Identity
 from node.proto.session.table_types import TableConfig
 from node.proto.vocabulary import (
+    DisconnectReason,
     Frame,
     IpEndpoint,
     MessageReceived,
@@ -127,6 +128,24 @@ async def test_a_wrong_expected_peer_id_is_refused_with_the_typed_reason() -> No
         assert a.peers() == ()
         await a.connect(bob.peer_id, b.local)  # the right id still goes through
         assert a.peers() == (bob.peer_id,)
+
+
+async def test_closing_says_shutdown_for_every_peer_and_sends_what_it_held() -> None:
+    """The Transport contract (node.transports.base): on close each peer gets SHUTDOWN, and a
+    message sent just before the close still goes out."""
+    alice, bob = _identity(), _identity()
+    async with UdpTransport(bob, _dev()) as b:
+        assert b.local is not None
+        events_b = b.events()
+        async with UdpTransport(alice, _dev()) as a:
+            await a.connect(bob.peer_id, b.local)
+            await a.send(bob.peer_id, Frame(7, b"last words"))
+            events_a = a.events()
+        assert [e async for e in events_a][-1] == PeerDisconnected(bob.peer_id, DisconnectReason.SHUTDOWN)
+        async with asyncio.timeout(5):
+            while not isinstance(event := await anext(events_b), MessageReceived):
+                pass
+        assert event.frame.payload == b"last words"
 
 
 async def test_probes_measure_rtt_and_loss_and_consent_loss_is_a_timeout() -> None:

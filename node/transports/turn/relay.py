@@ -46,12 +46,10 @@ from node.proto.turn.events import Address
 from node.proto.turn.uri import TurnServerAddress
 from node.proto.vocabulary import (
     Capabilities,
-    DisconnectReason,
     Endpoint,
     Frame,
     IpEndpoint,
     PeerConnected,
-    PeerDisconnected,
     PeerId,
     RelayEndpoint,
     TransportHealth,
@@ -155,15 +153,11 @@ class TurnRelayTransport(OverSessionPath[Address], Transport):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        path = self._path
-        path.write_held()  # messages sent just before the close still go out
-        path.closing = True  # the table's own goodbyes are not events any more
+        self._path.begin_close()
         try:
             await self.relay.__aexit__(exc_type, exc, tb)
         finally:
-            for peer in list(path.peers):
-                path.events.offer(PeerDisconnected(peer, DisconnectReason.SHUTDOWN))
-            path.close()
+            self._path.close()
             self._state = TransportState.STOPPED
 
     # -- Transport --------------------------------------------------------------------------------

@@ -290,9 +290,8 @@ class UdpTransport(OverSessionPath[Addr], Transport):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._path.write_held()  # messages sent just before the close still go out
+        self._path.begin_close()  # messages sent just before the close still go out
         self._closing = True
-        self._path.closing = True
         try:
             self._path.close()
         finally:
