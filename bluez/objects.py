@@ -168,6 +168,7 @@ class ObjectCache:
         self._tasks: list[asyncio.Task[None]] = []
         self._bus_lost = False
         self._missed = 0  # change signals that came while no owner was known (see _settled_snapshot)
+        self._journal: list[Message] | None = None  # change signals during a snapshot (see _snapshot)
         self.subscriber_errors = 0
 
     @classmethod
@@ -315,7 +316,16 @@ class ObjectCache:
         )
 
     async def _snapshot(self, *, initial: bool) -> None:
-        """Take org.bluez's owner and objects afresh and report what changed."""
+        """Take org.bluez's owner and objects afresh and report what changed.
+
+        The change signals that arrive while the snapshot is under way are replayed on it: one
+        sent after the GetManagedObjects reply can be handled before this coroutine resumes
+        (dbus-fast dispatches every message of a read at once), and the snapshot would
+        otherwise overwrite it with the older state. A device added so, then forgotten, would
+        never report its link dropping (the survival test caught a peripheral that kept a dead
+        link after bluetoothd restarted). Each signal sets state, so replaying the ones the
+        reply already holds changes nothing."""
+        self._journal = []
         try:
             owner = (await self._call_dbus("GetNameOwner", "s", [BLUEZ_SERVICE])).body[0]
             reply = await self.call(
@@ -333,6 +343,8 @@ class ObjectCache:
                     self._gone()
                 return
             raise
+        finally:
+            journal, self._journal = self._journal, None
         objects: dict[str, dict[str, dict[str, Any]]] = reply.body[0]
         adapters: dict[str, AdapterProps] = {}
         devices: dict[str, DeviceProps] = {}
@@ -341,6 +353,9 @@ class ObjectCache:
                 adapters[path] = AdapterProps.from_dbus(path, interfaces[Interface.ADAPTER])
             if Interface.DEVICE in interfaces:
                 devices[path] = DeviceProps.from_dbus(path, interfaces[Interface.DEVICE])
+        for msg in journal or ():
+            if msg.sender == owner:
+                _apply(msg, adapters, devices)
         old_adapters, old_devices, was_present = self._adapters, self._devices, self._owner is not None
         self._owner, self._adapters, self._devices = owner, adapters, devices
         events: list[ObjectEvent] = [AdapterRemoved(p) for p in old_adapters if p not in adapters]
@@ -418,21 +433,15 @@ class ObjectCache:
         if msg.member == "NameOwnerChanged" and msg.interface == Interface.DBUS:
             self._on_owner_changed(msg)
             return
+        if self._journal is not None and msg.member in _CHANGES:
+            self._journal.append(msg)
         if self._owner is None:
             if msg.member in _CHANGES:
                 self._missed += 1  # a change before the snapshot named the owner: snapshot again
             return
         if msg.sender != self._owner:
             return
-        try:
-            if msg.member == "InterfacesAdded" and msg.interface == Interface.OBJECT_MANAGER:
-                self._on_added(msg.body[0], msg.body[1])
-            elif msg.member == "InterfacesRemoved" and msg.interface == Interface.OBJECT_MANAGER:
-                self._on_removed(msg.body[0], msg.body[1])
-            elif msg.member == "PropertiesChanged" and msg.interface == Interface.PROPERTIES:
-                self._on_changed(msg.path or "", msg.body[0], msg.body[1])
-        except (IndexError, TypeError, AttributeError) as error:
-            log.warning("bluez: ignored a malformed %s signal from %s: %r", msg.member, msg.sender, error)
+        self._emit(_apply(msg, self._adapters, self._devices))
 
     def _on_owner_changed(self, msg: Message) -> None:
         name, _old, new = msg.body
@@ -444,34 +453,60 @@ class ObjectCache:
             # bluetoothd (re)started: its objects are new, take them afresh.
             self._resync.put_nowait(None)
 
-    def _on_added(self, path: str, interfaces: dict[str, dict[str, Any]]) -> None:
-        events: list[ObjectEvent] = []
-        if Interface.ADAPTER in interfaces:
-            adapter = AdapterProps.from_dbus(path, interfaces[Interface.ADAPTER])
-            events.append(AdapterChanged(adapter) if path in self._adapters else AdapterAdded(adapter))
-            self._adapters[path] = adapter
-        if Interface.DEVICE in interfaces:
-            device = DeviceProps.from_dbus(path, interfaces[Interface.DEVICE])
-            events.append(DeviceChanged(device) if path in self._devices else DeviceAdded(device))
-            self._devices[path] = device
-        self._emit(events)
 
-    def _on_removed(self, path: str, interfaces: list[str]) -> None:
-        events: list[ObjectEvent] = []
-        if Interface.DEVICE in interfaces and self._devices.pop(path, None) is not None:
-            events.append(DeviceRemoved(path))
-        if Interface.ADAPTER in interfaces and self._adapters.pop(path, None) is not None:
-            # Devices live under their adapter: they go with it even if no signal says so.
-            for device_path in [p for p in self._devices if p.startswith(f"{path}/")]:
-                del self._devices[device_path]
-                events.append(DeviceRemoved(device_path))
-            events.append(AdapterRemoved(path))
-        self._emit(events)
+Adapters = dict[str, AdapterProps]
+Devices = dict[str, DeviceProps]
 
-    def _on_changed(self, path: str, interface: str, changed: dict[str, Any]) -> None:
-        if interface == Interface.ADAPTER and path in self._adapters:
-            adapter = self._adapters[path] = self._adapters[path].changed(changed)
-            self._emit([AdapterChanged(adapter)])
-        elif interface == Interface.DEVICE and path in self._devices:
-            device = self._devices[path] = self._devices[path].changed(changed)
-            self._emit([DeviceChanged(device)])
+
+def _apply(msg: Message, adapters: Adapters, devices: Devices) -> list[ObjectEvent]:
+    """One change signal of org.bluez applied to ``adapters`` and ``devices``: what it changed."""
+    try:
+        if msg.member == "InterfacesAdded" and msg.interface == Interface.OBJECT_MANAGER:
+            return _added(msg.body[0], msg.body[1], adapters, devices)
+        if msg.member == "InterfacesRemoved" and msg.interface == Interface.OBJECT_MANAGER:
+            return _removed(msg.body[0], msg.body[1], adapters, devices)
+        if msg.member == "PropertiesChanged" and msg.interface == Interface.PROPERTIES:
+            return _changed(msg.path or "", msg.body[0], msg.body[1], adapters, devices)
+    except (IndexError, TypeError, AttributeError) as error:
+        log.warning("bluez: ignored a malformed %s signal from %s: %r", msg.member, msg.sender, error)
+    return []
+
+
+def _added(
+    path: str, interfaces: dict[str, dict[str, Any]], adapters: Adapters, devices: Devices
+) -> list[ObjectEvent]:
+    events: list[ObjectEvent] = []
+    if Interface.ADAPTER in interfaces:
+        adapter = AdapterProps.from_dbus(path, interfaces[Interface.ADAPTER])
+        events.append(AdapterChanged(adapter) if path in adapters else AdapterAdded(adapter))
+        adapters[path] = adapter
+    if Interface.DEVICE in interfaces:
+        device = DeviceProps.from_dbus(path, interfaces[Interface.DEVICE])
+        events.append(DeviceChanged(device) if path in devices else DeviceAdded(device))
+        devices[path] = device
+    return events
+
+
+def _removed(path: str, interfaces: list[str], adapters: Adapters, devices: Devices) -> list[ObjectEvent]:
+    events: list[ObjectEvent] = []
+    if Interface.DEVICE in interfaces and devices.pop(path, None) is not None:
+        events.append(DeviceRemoved(path))
+    if Interface.ADAPTER in interfaces and adapters.pop(path, None) is not None:
+        # Devices live under their adapter: they go with it even if no signal says so.
+        for device_path in [p for p in devices if p.startswith(f"{path}/")]:
+            del devices[device_path]
+            events.append(DeviceRemoved(device_path))
+        events.append(AdapterRemoved(path))
+    return events
+
+
+def _changed(
+    path: str, interface: str, changed: dict[str, Any], adapters: Adapters, devices: Devices
+) -> list[ObjectEvent]:
+    if interface == Interface.ADAPTER and path in adapters:
+        adapter = adapters[path] = adapters[path].changed(changed)
+        return [AdapterChanged(adapter)]
+    if interface == Interface.DEVICE and path in devices:
+        device = devices[path] = devices[path].changed(changed)
+        return [DeviceChanged(device)]
+    return []

@@ -118,6 +118,30 @@ async def test_survives_bluetoothd_restart(fake_bluez: FakeBluetoothd) -> None:
         assert BluezGone() in events
 
 
+async def test_a_change_handled_while_a_snapshot_resumes_is_kept(
+    fake_bluez: FakeBluetoothd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bluetoothd adds an object just after answering GetManagedObjects, and its signal is
+    handled before the snapshot's coroutine resumes (dbus-fast dispatches a whole read at once):
+    the snapshot must not overwrite the newer state with its older one."""
+    events: list[ObjectEvent] = []
+    async with ObjectCache() as cache:
+        cache.subscribe(events.append)
+        answer = cache.call
+
+        async def call_then_change(message: Message, what: str) -> Message:
+            reply = await answer(message, what)
+            if message.member == "GetManagedObjects":
+                fake_bluez.add_adapter(2)
+                await eventually(lambda: any(isinstance(e, AdapterAdded) for e in events))
+            return reply
+
+        monkeypatch.setattr(cache, "call", call_then_change)
+        await cache._settled_snapshot(initial=False)
+        assert cache.adapter("hci2").address == adapter_address(2)
+        assert AdapterRemoved("/org/bluez/hci2") not in events
+
+
 async def test_no_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'nobus'}")
     with pytest.raises(BluezUnavailable) as caught:
