@@ -78,6 +78,7 @@ from bluez.objects import (
     AdapterRemoved,
     BluezGone,
     BusLost,
+    DeviceAdded,
     DeviceChanged,
     DeviceRemoved,
     ObjectCache,
@@ -223,7 +224,9 @@ class Connector(Component):
                 self._lose_all("bluetoothd left the system bus")
             case DeviceRemoved(path=path):
                 self._lose(path, "bluetoothd removed the device")
-            case DeviceChanged(device=device) if not device.connected:
+            case DeviceChanged(device=device) | DeviceAdded(device=device) if not device.connected:
+                # DeviceAdded: the device object was made anew, so the one our link was on is
+                # gone even if its removal never reached us.
                 self._lose(device.path, "the device disconnected")
 
     def _lose(self, path: str, why: str) -> None:

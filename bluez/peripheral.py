@@ -57,6 +57,7 @@ from bluez.objects import (
     BluezBack,
     BluezGone,
     BusLost,
+    DeviceAdded,
     DeviceChanged,
     DeviceRemoved,
     ObjectCache,
@@ -280,7 +281,11 @@ class NodePeripheral(Component):
                 self._close_links(LinkFailed(LinkFailReason.LOST, f"adapter {self.adapter} was powered off"))
             case AdapterAdded() | AdapterChanged() | BluezBack():
                 self._wake.set()
-            case DeviceChanged(device=device) if device.path in self._links and not device.connected:
+            case DeviceChanged(device=device) | DeviceAdded(device=device) if (
+                device.path in self._links and not device.connected
+            ):
+                # DeviceAdded: the central's device object was made anew, so the one our link
+                # was on is gone even if its removal never reached us.
                 self._lost(device.path, "the central disconnected")
             case DeviceRemoved(path=path) if path in self._links:
                 self._lost(path, "bluetoothd removed the central's device")

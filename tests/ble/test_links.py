@@ -11,8 +11,10 @@ from dbus_fast import Message, MessageType, Variant
 
 from bluez.links import LinkFailed, LinkFailReason, LinkMisuse, LinkMisuseReason, LinkRole
 from bluez.objects import ObjectCache
-from tests.ble.nodes import node_stack, prefix
+from bluez.peripheral import NodePeripheral
+from tests.ble.nodes import Recorder, node_stack, prefix
 from tests.fakes.bluez import FakeBluetoothd, PrivateBus
+from tests.support.tlsnodes import eventually
 
 pytestmark = pytest.mark.ble
 
@@ -183,3 +185,30 @@ async def test_a_write_before_the_link_read_opens_no_link(fake_bluez: FakeBlueto
         assert ok.message_type is MessageType.METHOD_RETURN
         inbound, data = await b.handler.next_chunk()
         assert data == b"fresh" and inbound.address == "02:00:00:00:00:00"
+
+
+async def test_a_link_whose_central_device_is_made_anew_closes(fake_bluez: FakeBluetoothd) -> None:
+    """A link open under a device path whose object is then made anew (DeviceAdded, not
+    connected) is gone, even if the old object's removal never reached us (the object cache
+    lost one so once, in a snapshot race after bluetoothd restarted)."""
+    async with ObjectCache() as cache, node_stack(cache, 1) as b:
+        path = "/org/bluez/hci1/dev_02_00_00_00_00_00"
+        assert path not in cache.devices  # as if its InterfacesAdded had been missed
+        reply = await cache.bus.call(
+            Message(
+                destination=cache.bus.unique_name,
+                path="/org/bitcraps/ble/hci1/service0/char2",
+                interface="org.bluez.GattCharacteristic1",
+                member="ReadValue",
+                signature="a{sv}",
+                body=[{"device": Variant("o", path)}],
+            )
+        )
+        assert reply is not None and reply.message_type is MessageType.METHOD_RETURN
+        (link,) = b.handler.opened
+        # hci1's discovery hears hci0 advertising: bluetoothd makes that device object anew.
+        async with NodePeripheral(cache, "hci0", prefix(0), Recorder()):
+            await eventually(lambda: bool(b.handler.closed))
+        ((closed, error),) = b.handler.closed
+        assert closed is link and isinstance(error, LinkFailed) and error.reason is LinkFailReason.LOST
+        assert not b.peripheral.links
