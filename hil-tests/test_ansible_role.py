@@ -60,6 +60,9 @@ def _vars(wheelhouse: Path, config: dict[str, Any]) -> dict[str, Any]:
 def _wipe_node(board: Target) -> None:
     """Remove every trace of the node, leaving a plain bookworm system with python3-venv."""
     fragment = board.check(["systemctl", "show", "--property=FragmentPath", "--value", UNIT]).strip()
+    # A stop queued while the board still boots waits behind the boot's jobs: on a loaded CI
+    # machine that once took over a minute. Let the boot settle first ("degraded" is fine).
+    board.run(["timeout", "90", "systemctl", "is-system-running", "--wait"], timeout=100)
     board.check(["systemctl", "disable", "--now", UNIT])
     board.check(
         [
