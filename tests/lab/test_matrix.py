@@ -61,3 +61,20 @@ def test_symmetric_sequential_with_port_restricted_goes_direct_by_prediction(mat
     print("\n" + table([result]))
     assert doc["failed"] == 0 and doc["direct"] == doc["runs"], doc
     assert doc["methods"] == ["prediction"], doc
+
+
+def test_prediction_reaches_a_sequential_nat_whose_counter_moved_on(matrix: Matrix) -> None:
+    """The hard side's NAT hands its next ports to every flow behind it, so by the punch its
+    counter is past the mapping discovery saw: 120 flows first (each a new mapping), then the
+    punch still meets by prediction (a 16-port window missed this in the full benchmark)."""
+    hard = matrix.members[NatBehaviour.SYMMETRIC_SEQUENTIAL, 0]
+    public = matrix.lab.host(matrix.introducer.host).address
+    for _ in range(120):
+        sock = matrix.lab.socket(hard.host, bind=("0.0.0.0", 0))
+        sock.sendto(b"moves the NAT's port counter", (str(public), 9))
+        sock.close()
+    result = matrix.pair(NatBehaviour.SYMMETRIC_SEQUENTIAL, NatBehaviour.PORT_RESTRICTED, runs=2)
+    doc = result.to_json()
+    print("\n" + table([result]))
+    assert doc["failed"] == 0 and doc["direct"] == doc["runs"], doc
+    assert doc["methods"] == ["prediction"], doc

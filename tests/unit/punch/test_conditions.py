@@ -4,6 +4,7 @@ and is punched again."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
@@ -21,6 +22,7 @@ HARD_PAIRS = [
     (Nat.PORT_RESTRICTED, Nat.SYMMETRIC_SEQUENTIAL),
     (Nat.SYMMETRIC, Nat.PORT_RESTRICTED),
 ]
+IP = ipaddress.IPv4Address
 IDS = [f"{a.value}+{b.value}" for a, b in HARD_PAIRS]
 
 
@@ -122,3 +124,21 @@ def test_a_mapping_that_expires_mid_session_is_punched_again(a: Nat, b: Nat) -> 
     assert isinstance(again_a, Nominated) and again_a.at >= fire
     assert isinstance(again_b, Nominated) and again_b.at >= fire
     assert _both_direct(net, pa, pb)
+
+
+@pytest.mark.parametrize("moved", [0, 40, 200])
+def test_prediction_meets_a_counter_that_moved_on_since_discovery(moved: int) -> None:
+    """A sequential NAT hands its next ports to every flow behind it: by the time of the punch
+    the counter has moved past the mapping discovery saw (other flows of the node, other hosts).
+    The prober's window reaches that far, nearest first."""
+    net = VirtualNetwork()
+    easy, hard = add_peer(net, Nat.PORT_RESTRICTED, 1, 1), add_peer(net, Nat.SYMMETRIC_SEQUENTIAL, 2, 2)
+    assert hard.nat is not None
+    for i in range(moved):
+        assert hard.nat.outbound((hard.host, 5000 + i), (IP("192.0.2.99"), 7000), net.now) is not None
+    assert start(easy, hard, fire_a=1.0, fire_b=1.0, seed=1)
+    run(net, easy, hard)
+    got_easy, got_hard = outcome(easy), outcome(hard)
+    assert isinstance(got_easy, Nominated) and got_easy.method is Method.PREDICTION, got_easy
+    assert isinstance(got_hard, Nominated) and got_hard.method is Method.PREDICTION, got_hard
+    assert _both_direct(net, easy, hard)
