@@ -40,13 +40,13 @@ $py -m pytest -q -m ble tests/ble "$@"
 stage_end "ble tests (fake BlueZ on a private dbus-daemon)"
 
 stage "socket and process tests"
-$py -m pytest -q tests/socket "$@"
+$py -m pytest -q --durations=8 tests/socket "$@"
 stage_end "socket and process tests"
 
 stage "lab tests (namespaces, nftables, coturn)"
-$py -m pytest -q -m lab tests/lab "$@"
+$py -m pytest -q --durations=12 -m lab tests/lab "$@"
 stage_end "lab tests (namespaces, nftables, coturn)"
 
 stage "adversarial tests (the node as a real process, attacked through its public surfaces)"
-$py -m pytest -q tests/adversarial "$@"
+$py -m pytest -q --durations=8 tests/adversarial "$@"
 stage_end "adversarial tests (the node as a real process, attacked through its public surfaces)"

@@ -74,6 +74,17 @@ class TransportPeerError(TransportError, RemoteError):
     """The path or the peer failed us (unreachable, timed out, wrong identity)."""
 
 
+class BreakerOpenError(TransportPeerError):
+    """A dial refused untried: the remote failed often enough lately that its breaker is open.
+    ``retry_in_s`` is the time until the breaker half-opens and admits a trial dial, so a
+    redial loop waits exactly that long; its own backoff on top would leave a remote that came
+    back unused for up to a further backoff ceiling."""
+
+    def __init__(self, detail: str, retry_in_s: float) -> None:
+        self.retry_in_s = retry_in_s
+        super().__init__(TransportReason.BREAKER_OPEN, detail)
+
+
 class Transport(ABC):
     """A path family to peers. Implementations: tcp_tls, turn (node.transports), udp and ble to come."""
 

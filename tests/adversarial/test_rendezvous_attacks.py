@@ -292,6 +292,9 @@ def test_a_target_that_never_answers_ends_in_a_typed_failure(introducer: NodeUnd
     introducer.assert_alive()
 
 
+# Four node processes and a dozen CLI runs, each a Python start-up: about 30 s on a usual machine,
+# 75 s on a slow one (the 60 s default killed it in CI). A hang guard, not a timing check.
+@pytest.mark.timeout(180)
 def test_an_introducer_killed_mid_exchange_fails_connects_cleanly_until_it_is_back(tmp_path: Path) -> None:
     started: list[RunningNode] = []
     try:

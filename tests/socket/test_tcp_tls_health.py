@@ -17,7 +17,7 @@ from node.proto.vocabulary import (
     TransportReason,
     TransportState,
 )
-from node.transports.tcp_tls.link import TlsPeerError
+from node.transports.base import BreakerOpenError
 from tests.support.tlsnodes import endpoint_of, eventually, new_node, next_event, pinned_creds, transport
 
 
@@ -35,9 +35,11 @@ async def test_lost_path_opens_the_breaker_then_recovers(tmp_path: Path) -> None
         lost = await next_event(ta, PeerDisconnected)
         assert lost == PeerDisconnected(b.ident.peer_id, DisconnectReason.SHUTDOWN)
         await eventually(lambda: ta.state is TransportState.DEGRADED)
-        with pytest.raises(TlsPeerError) as refused:
+        with pytest.raises(BreakerOpenError) as refused:
             await ta.dial(target, b.ident.peer_id)
         assert refused.value.reason is TransportReason.BREAKER_OPEN
+        # When the breaker half-opens: what a redial loop waits instead of its own backoff.
+        assert 0 < refused.value.retry_in_s <= 0.5
         # B comes back on the same port: after the recovery timeout a trial succeeds.
         async with transport(pinned_creds(b, frozenset()), port=target.port):
             assert await next_event(ta, PeerConnected) == PeerConnected(b.ident.peer_id, target)

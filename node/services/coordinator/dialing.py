@@ -21,6 +21,7 @@ from node.services.coordinator.carriers import Carrier
 from node.services.coordinator.errors import ApiReason, PeerUnreachableError
 from node.services.coordinator.paths import PathBook
 from node.transports import resolver
+from node.transports.base import BreakerOpenError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self._first
+
+    def after(self, error: BaseException) -> float:
+        """The wait after a failed dial: until the remote's breaker half-opens when the dial was
+        refused on an open breaker (never less than ``first``: a half-open breaker whose one
+        trial is under way says "now"), else the next exponential wait."""
+        if isinstance(error, BreakerOpenError):
+            return max(error.retry_in_s, self._first)
+        return self.next()
 
 
 class Dialer:
@@ -134,7 +143,7 @@ class Dialer:
                         failures,
                         exc,
                     )
-                    await asyncio.sleep(backoff.next())
+                    await asyncio.sleep(backoff.after(exc))
                     continue
                 failures = 0
                 backoff.reset()

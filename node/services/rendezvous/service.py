@@ -226,7 +226,7 @@ class RendezvousService(Service[RendezvousView]):
             except (NodeError, TimeoutError) as exc:
                 link.state, link.detail = LinkState.FAILED, str(exc) or "no answer in time"
                 log.info("rendezvous: introducer %s unreachable: %s", link.uri, link.detail)
-                await asyncio.sleep(backoff.next())
+                await asyncio.sleep(backoff.after(exc))
                 continue
             if peer == self.own_id:
                 link.state, link.detail = LinkState.FAILED, "that introducer is this node"

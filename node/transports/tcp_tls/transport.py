@@ -54,7 +54,7 @@ from node.proto.vocabulary import (
     TransportState,
 )
 from node.security.trust import TrustReason
-from node.transports.base import Transport, TransportUsageError, unbatched
+from node.transports.base import BreakerOpenError, Transport, TransportUsageError, unbatched
 from node.transports.channel import EventChannel
 from node.transports.isolation import ConnectionIsolation
 from node.transports.tcp_tls.link import (
@@ -417,7 +417,9 @@ class TcpTlsTransport(Transport):
             )
         if not breaker.allow(self._now()):
             self.slots.release_outbound()
-            raise TlsPeerError(TransportReason.BREAKER_OPEN, f"{endpoint} failed too often; retry later")
+            retry_at = breaker.next_transition(self._now())
+            retry_in = 0.0 if retry_at is None else max(0.0, retry_at - self._now())
+            raise BreakerOpenError(f"{endpoint} failed too often; retry in {retry_in:.1f} s", retry_in)
         try:
             link = await dial(endpoint, expected, self.creds, self.settings.link)
         except TlsPeerError as exc:
