@@ -5,9 +5,11 @@
 # (our peripheral and Connector on hci0, bumble on a second emulated controller).
 # Prints the figures and what each part took; exits non-zero on failure. .ci/run runs it after
 # the benchmarks (hil-tests/README.md, "BLE VM").
+# `--packages` installs what it needs and exits (.ci/run installs every stage's packages first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
+case "${1:-}" in --packages | "") ;; *) echo "ci-ble-vm.sh: unknown argument $1" >&2; exit 2 ;; esac
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in qemu-system-x86 linux-image-amd64 bluez bluez-test-tools dbus busybox-static kmod; do
@@ -18,6 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 .venv/bin/python -c "import bumble, virtme_ng" 2>/dev/null || .venv/bin/pip install -q -e '.[vm]'
+[ "${1:-}" = --packages ] && exit 0
 kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
 echo "=== ble-vm: install took $((SECONDS - t0))s; kernel $kernel" >&2
 

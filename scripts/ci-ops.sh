@@ -7,9 +7,14 @@
 # Tools: Debian's packages only. `ansible` (bookworm: ansible-core 2.14 with community.docker's
 # nsenter connection and community.general bundled, so no Galaxy download) and `ansible-lint`
 # (6.13, run with --offline) from apt; systemd-nspawn from systemd-container.
+#
+#   scripts/ci-ops.sh [--packages | --built LOG]
+# (scripts/stage-mode.sh): --packages only installs the packages; --built LOG uses the amd64
+# rootfs that .ci/run's background build made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+source scripts/stage-mode.sh
 image_out=${BITCRAPS_IMAGE_DIR:-$PWD/build/image}
 wheelhouse=$PWD/build/wheelhouse
 py=.venv/bin/python
@@ -30,6 +35,7 @@ apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
     >/dev/null
 [ -x "$py" ] || { python3 -m venv .venv && "$py" -m pip install -q -e '.[test]'; }
 stage_end "ops: system packages"
+[ "$mode" = packages ] && exit 0
 
 stage "ops: lint (ruff, mypy on hil-tests; ansible-lint)"
 .venv/bin/ruff check hil-tests
@@ -42,9 +48,13 @@ stage "ops: the unit file (systemd-analyze verify, systemd-sysusers)"
 $py -m pytest -q tests/ops
 stage_end "ops: the unit file (systemd-analyze verify, systemd-sysusers)"
 
-stage "ops: amd64 rootfs (image/build.sh --rootfs-only)"
-bash image/build.sh --arch amd64 --rootfs-only --out "$image_out"
-stage_end "ops: amd64 rootfs (image/build.sh --rootfs-only)"
+if [ "$mode" = built ]; then
+    echo "=== ops: amd64 rootfs built beside the tests (log: $built_log)" >&2
+else
+    stage "ops: amd64 rootfs (image/build.sh --rootfs-only)"
+    bash image/build.sh --arch amd64 --rootfs-only --out "$image_out"
+    stage_end "ops: amd64 rootfs (image/build.sh --rootfs-only)"
+fi
 
 stage "ops: wheelhouse for the role (x86_64, aarch64)"
 bash ansible/build-wheelhouse.sh "$wheelhouse"
