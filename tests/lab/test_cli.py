@@ -221,7 +221,8 @@ def test_record_and_summary_round_trip_through_json(nat_lab: Lab) -> None:
     assert state.LabRecord.from_json(record.to_json()) == record
 
 
-# Builds a lab per pair and runs the nodes as processes: 20-60 s; the guard matches the command's own.
+# Builds a lab per pair and runs the nodes as processes: 60 s on a slow machine; the guard is the
+# command's own limit.
 @pytest.mark.timeout(300)
 def test_lab_matrix_among_two_behaviours_prints_its_json_and_cleans_up(
     lab_ready: None, tmp_path: Path

@@ -417,8 +417,9 @@ class TcpTlsTransport(Transport):
             )
         if not breaker.allow(self._now()):
             self.slots.release_outbound()
-            retry_at = breaker.next_transition(self._now())
-            retry_in = 0.0 if retry_at is None else max(0.0, retry_at - self._now())
+            now = self._now()
+            retry_at = breaker.next_transition(now)  # None: half-open, its one trial under way
+            retry_in = 0.0 if retry_at is None else max(0.0, retry_at - now)
             raise BreakerOpenError(f"{endpoint} failed too often; retry in {retry_in:.1f} s", retry_in)
         try:
             link = await dial(endpoint, expected, self.creds, self.settings.link)
